@@ -1,0 +1,1 @@
+//! Ordinary (non-replication) connections to the registry and tenant databases.

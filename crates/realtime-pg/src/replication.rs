@@ -1,0 +1,1 @@
+//! The logical replication stream over the streaming replication protocol.

@@ -1,0 +1,66 @@
+//! The Phoenix message model (PROTOCOL.md §2.1) and what the server sends.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// A Phoenix message: `join_ref`, `ref`, `topic`, `event`, `payload`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The channel's join reference, when the message carries one.
+    pub join_ref: Option<String>,
+    /// The message reference, echoed in replies.
+    pub msg_ref: Option<String>,
+    /// Topic, e.g. `realtime:room1` or `phoenix`.
+    pub topic: String,
+    /// Event name, e.g. `phx_join`, `broadcast`, `phx_reply`.
+    pub event: String,
+    /// JSON payload (normally an object).
+    pub payload: Value,
+}
+
+/// Encoding byte of a user broadcast (binary kinds 3 and 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastEncoding {
+    /// `0`: opaque bytes.
+    Binary,
+    /// `1` (any non-zero inbound value): UTF-8 JSON text.
+    Json,
+}
+
+/// A user broadcast that travels as raw bytes (client kind 3, server kind 4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserBroadcast {
+    /// Join reference of the sending channel (inbound only).
+    pub join_ref: Option<String>,
+    /// Message reference (inbound only).
+    pub msg_ref: Option<String>,
+    /// Full topic, e.g. `realtime:room1`.
+    pub topic: String,
+    /// The user's event name.
+    pub event: String,
+    /// Metadata JSON object text, empty when absent (outbound: `{"id":…}` for database rows).
+    pub metadata: Bytes,
+    /// How `payload` is encoded.
+    pub encoding: BroadcastEncoding,
+    /// The payload bytes (JSON text or opaque bytes).
+    pub payload: Bytes,
+}
+
+/// Something a client sent, after decoding.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// A regular message (text frame, either vsn).
+    Message(Message),
+    /// A binary kind-3 user broadcast push (vsn 2.0.0 only).
+    UserBroadcast(UserBroadcast),
+}
+
+/// Something the server sends; encoded once per serializer by [`crate::encode`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outbound {
+    /// A regular message (replies, pushes, JSON broadcasts, presence, postgres_changes).
+    Message(Message),
+    /// A user broadcast: binary kind 4 on vsn 2.0.0; on vsn 1.0.0 a JSON `broadcast` event when
+    /// the encoding is JSON, nothing when it is binary.
+    UserBroadcast(UserBroadcast),
+}

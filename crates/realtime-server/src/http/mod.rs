@@ -1,0 +1,1 @@
+//! The HTTP API: admin tenant routes, `/api/ping`, `/healthcheck`, tenant health.

@@ -1,0 +1,16 @@
+//! The `realtime` server: a drop-in replacement for Supabase Realtime.
+//!
+//! Layout:
+//! - [`config`]: every environment variable upstream reads, parsed with upstream's rules and
+//!   validated with messages that name the variable, the expected form and the fix.
+//! - [`logging`]: plain-text log lines in upstream's layout.
+//! - [`app`]: shared state and the axum router that joins the HTTP API and the gateway.
+//! - [`http`]: the HTTP API (`/api/tenants…`, `/api/ping`, `/healthcheck`, health).
+//! - [`gateway`]: `/socket/websocket`: sessions, channels, the topic hub, broadcast, presence,
+//!   JWT checks and limits, plus the REST broadcast routes that feed the same hub.
+
+pub mod app;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod logging;
