@@ -207,10 +207,12 @@ impl Cluster {
             "60",
             "-l",
             path_str(&log)?,
-            "-o",
-            "-c config_file=postgresql.conf",
         ])
         .map(|_| ())
+        .map_err(|e| {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("{e}\npostgres.log:\n{tail}")
+        })
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Result<Output, String> {
