@@ -14,13 +14,35 @@ pub enum Vsn {
 }
 
 impl Vsn {
-    /// Parses the `vsn` query value; upstream accepts exactly these two.
+    /// Negotiates the `vsn` query value the way Phoenix does: the value must be a semantic
+    /// version matching `~> 1.0.0` (V1) or `~> 2.0.0` (V2); anything else is refused (HTTP 403).
+    /// A missing parameter means `1.0.0` and is the caller's concern.
     pub fn parse(s: &str) -> Option<Vsn> {
-        match s {
-            "1.0.0" => Some(Vsn::V1),
-            "2.0.0" => Some(Vsn::V2),
+        let v = crate::semver::Version::parse(s)?;
+        // `~> X.0.0` is `>= X.0.0 and < X.1.0`; a pre-release of X.0.0 sorts below X.0.0.
+        if v.minor != 0 || (v.patch == 0 && v.pre_release) {
+            return None;
+        }
+        match v.major {
+            1 => Some(Vsn::V1),
+            2 => Some(Vsn::V2),
             _ => None,
         }
+    }
+
+    /// The canonical version string (`1.0.0` or `2.0.0`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vsn::V1 => "1.0.0",
+            Vsn::V2 => "2.0.0",
+        }
+    }
+}
+
+impl Default for Vsn {
+    /// A socket without a `vsn` parameter speaks 1.0.0.
+    fn default() -> Self {
+        Vsn::V1
     }
 }
 
@@ -40,6 +62,30 @@ pub enum Frame {
     Text(Bytes),
     /// Binary frame.
     Binary(Bytes),
+}
+
+impl Frame {
+    /// The encoded bytes, whatever the frame type.
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            Frame::Text(b) | Frame::Binary(b) => b,
+        }
+    }
+
+    /// Whether this is a binary frame.
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Frame::Binary(_))
+    }
+
+    /// Encoded size in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    /// Whether the frame carries no bytes (never true for frames built by [`encode`]).
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
 }
 
 /// Why an inbound frame was dropped.

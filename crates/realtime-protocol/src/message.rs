@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use serde_json::Value;
 
+use crate::codec::DecodeError;
+
 /// A Phoenix message: `join_ref`, `ref`, `topic`, `event`, `payload`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
@@ -63,4 +65,71 @@ pub enum Outbound {
     /// A user broadcast: binary kind 4 on vsn 2.0.0; on vsn 1.0.0 a JSON `broadcast` event when
     /// the encoding is JSON, nothing when it is binary.
     UserBroadcast(UserBroadcast),
+}
+
+impl Message {
+    /// Builds a message from its five fields.
+    pub fn new(
+        join_ref: Option<String>,
+        msg_ref: Option<String>,
+        topic: impl Into<String>,
+        event: impl Into<String>,
+        payload: Value,
+    ) -> Message {
+        Message {
+            join_ref,
+            msg_ref,
+            topic: topic.into(),
+            event: event.into(),
+            payload,
+        }
+    }
+}
+
+impl From<Message> for Outbound {
+    fn from(msg: Message) -> Outbound {
+        Outbound::Message(msg)
+    }
+}
+
+impl From<UserBroadcast> for Outbound {
+    fn from(msg: UserBroadcast) -> Outbound {
+        Outbound::UserBroadcast(msg)
+    }
+}
+
+impl BroadcastEncoding {
+    /// The encoding byte sent in kind-4 frames (`0` binary, `1` JSON).
+    pub fn byte(self) -> u8 {
+        match self {
+            BroadcastEncoding::Binary => 0,
+            BroadcastEncoding::Json => 1,
+        }
+    }
+
+    /// Reads an inbound encoding byte: `0` is binary, anything else JSON (as upstream does).
+    pub fn from_byte(b: u8) -> BroadcastEncoding {
+        if b == 0 {
+            BroadcastEncoding::Binary
+        } else {
+            BroadcastEncoding::Json
+        }
+    }
+}
+
+/// Reads a ref field (`join_ref` or `ref`): a string or null.
+pub(crate) fn ref_field(v: Value, what: &'static str) -> Result<Option<String>, DecodeError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        _ => Err(DecodeError::Malformed(what)),
+    }
+}
+
+/// Reads a field that must be a string (`topic`, `event`).
+pub(crate) fn string_field(v: Value, what: &'static str) -> Result<String, DecodeError> {
+    match v {
+        Value::String(s) => Ok(s),
+        _ => Err(DecodeError::Malformed(what)),
+    }
 }
