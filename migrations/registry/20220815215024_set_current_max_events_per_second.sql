@@ -1,0 +1,1 @@
+UPDATE tenants SET max_events_per_second = 1000;

@@ -1,0 +1,1 @@
+UPDATE extensions SET type = 'postgres_cdc_rls';

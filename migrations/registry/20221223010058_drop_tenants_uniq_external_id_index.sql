@@ -1,0 +1,1 @@
+ALTER TABLE IF EXISTS tenants DROP CONSTRAINT IF EXISTS uniq_external_id;

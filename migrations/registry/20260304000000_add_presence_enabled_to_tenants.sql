@@ -1,0 +1,1 @@
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS presence_enabled boolean NOT NULL DEFAULT false;
