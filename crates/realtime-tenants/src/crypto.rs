@@ -82,9 +82,9 @@ impl Crypto {
         write_gcm_requested: bool,
     ) -> Result<Crypto, CryptoError> {
         let gcm = match gcm_key {
-            Some(k) if k.len() == 32 => {
-                Some(Aes256Gcm::new_from_slice(&k).map_err(|_| CryptoError::GcmKeyLength(k.len()))?)
-            }
+            Some(k) if k.len() == 32 => Some(
+                Aes256Gcm::new_from_slice(&k).map_err(|_| CryptoError::GcmKeyLength(k.len()))?,
+            ),
             Some(k) => return Err(CryptoError::GcmKeyLength(k.len())),
             None => None,
         };
@@ -362,13 +362,23 @@ mod tests {
     #[test]
     fn key_validation() {
         assert_eq!(
-            Crypto::new(Some(KEY.to_vec()), Some(vec![1; 31]), false).unwrap_err().to_string(),
+            Crypto::new(Some(KEY.to_vec()), Some(vec![1; 31]), false)
+                .unwrap_err()
+                .to_string(),
             "DB_ENC_KEY_GCM must be exactly 32 bytes for AES-256-GCM, got 31 bytes"
         );
-        let e = Crypto::new(Some(vec![1; 32]), None, false).unwrap_err().to_string();
-        assert!(e.starts_with("DB_ENC_KEY must be set to exactly 16 bytes (AES-128), got 32 bytes"), "{e}");
+        let e = Crypto::new(Some(vec![1; 32]), None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("DB_ENC_KEY must be set to exactly 16 bytes (AES-128), got 32 bytes"),
+            "{e}"
+        );
         let e = Crypto::new(None, None, false).unwrap_err().to_string();
-        assert!(e.starts_with("DB_ENC_KEY must be set to exactly 16 bytes (AES-128)"), "{e}");
+        assert!(
+            e.starts_with("DB_ENC_KEY must be set to exactly 16 bytes (AES-128)"),
+            "{e}"
+        );
         // GCM requested without a GCM key: ECB writes, ECB key required.
         let c = Crypto::new(Some(KEY.to_vec()), None, true).unwrap();
         assert!(!c.write_gcm());
@@ -377,7 +387,10 @@ mod tests {
         // GCM writes without an ECB key: boots, legacy reads are a typed error.
         let c = Crypto::new(None, Some(GCM_KEY.to_vec()), true).unwrap();
         assert!(c.ensure_ecb_key().is_err());
-        assert_eq!(c.decrypt("QhixI0o7PYIABziLUL4f0A=="), Err(CryptoError::EcbKey(None)));
+        assert_eq!(
+            c.decrypt("QhixI0o7PYIABziLUL4f0A=="),
+            Err(CryptoError::EcbKey(None))
+        );
         assert!(c.decrypt("not-base64!").unwrap().plaintext_fallback);
     }
 

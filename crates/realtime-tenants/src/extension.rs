@@ -11,7 +11,8 @@ use crate::tenant::TenantError;
 pub const POSTGRES_CDC_RLS: &str = "postgres_cdc_rls";
 
 /// Settings keys whose values are stored encrypted.
-pub const ENCRYPTED_SETTINGS: [&str; 5] = ["db_host", "db_port", "db_name", "db_user", "db_password"];
+pub const ENCRYPTED_SETTINGS: [&str; 5] =
+    ["db_host", "db_port", "db_name", "db_user", "db_password"];
 
 /// Required `postgres_cdc_rls` settings, in upstream's declaration order, with whether they
 /// are encrypted.
@@ -130,9 +131,8 @@ impl CdcSettings {
             .ok_or(TenantError::InvalidSetting("settings"))?;
         let secret = |key: &'static str| -> Result<String, TenantError> {
             match obj.get(key) {
-                Some(Value::String(s)) => {
-                    crate::tenant::decrypt_field(crypto, external_id, key, s).map_err(TenantError::from)
-                }
+                Some(Value::String(s)) => crate::tenant::decrypt_field(crypto, external_id, key, s)
+                    .map_err(TenantError::from),
                 Some(_) => Err(TenantError::InvalidSetting(key)),
                 None => Err(TenantError::MissingSetting(key)),
             }
@@ -165,7 +165,10 @@ impl CdcSettings {
             ssl_enforced: !matches!(obj.get("ssl_enforced"), Some(Value::Bool(false))),
             publication: text("publication", "supabase_realtime"),
             slot_name: text("slot_name", "supabase_realtime_replication_slot"),
-            region: obj.get("region").and_then(Value::as_str).map(str::to_string),
+            region: obj
+                .get("region")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             db_pool: count("db_pool"),
             subscriber_pool_size: count("subcriber_pool_size"),
         })

@@ -4,6 +4,7 @@
 mod memory;
 mod pool;
 mod postgres;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -234,6 +235,18 @@ impl Registry {
         }
     }
 
+    /// Deletes the tenant with the same external id (if any) and stores `tenant` in its place,
+    /// atomically (the self-host seed).
+    pub(crate) async fn replace(&self, tenant: &Tenant) -> Result<(), RegistryError> {
+        match self {
+            Registry::Postgres(r) => r.replace(tenant).await,
+            Registry::Memory(r) => {
+                r.replace(tenant.clone());
+                Ok(())
+            }
+        }
+    }
+
     /// Deletes a tenant (extensions cascade). Returns whether it existed.
     pub async fn delete(&self, external_id: &str) -> Result<bool, RegistryError> {
         match self {
@@ -254,7 +267,11 @@ impl Registry {
     }
 
     /// Resolves a feature flag for a tenant (§2.2).
-    pub async fn feature_flag_enabled(&self, tenant: &Tenant, name: &str) -> Result<bool, RegistryError> {
+    pub async fn feature_flag_enabled(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+    ) -> Result<bool, RegistryError> {
         let flag = match self {
             Registry::Postgres(r) => r.feature_flag(name).await?,
             Registry::Memory(r) => r.feature_flag(name),

@@ -65,7 +65,10 @@ pub const MIGRATIONS: [Migration; 33] = [
     m!(20241106103258, "add_private_only_flag_column_to_tenant"),
     m!(20250424203323, "add_migrations_ran_to_tenant"),
     m!(20250613072131, "add_tenant_broadcast_adapter"),
-    m!(20250711044927, "change_default_broadcast_adapter_to_gen_rpc"),
+    m!(
+        20250711044927,
+        "change_default_broadcast_adapter_to_gen_rpc"
+    ),
     m!(20250811121559, "add_max_presence_events_per_second"),
     m!(20250926223044, "set_default_presence_value", true),
     m!(20251204170944, "nullable_jwt_secrets"),
@@ -141,7 +144,10 @@ pub fn search_path_schema(query: &str) -> Option<String> {
         return None;
     }
     let rest = rest.trim_start();
-    let rest = rest.strip_prefix("session").map(str::trim_start).unwrap_or(rest);
+    let rest = rest
+        .strip_prefix("session")
+        .map(str::trim_start)
+        .unwrap_or(rest);
     let rest = rest.strip_prefix("search_path")?.trim_start();
     let rest = if let Some(r) = rest.strip_prefix('=') {
         r
@@ -166,7 +172,9 @@ pub fn search_path_schema(query: &str) -> Option<String> {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
     ok.then(|| value.to_ascii_lowercase())
 }
 
@@ -181,7 +189,9 @@ pub async fn ensure_schema(
     client: &Client,
     after_connect_query: Option<&str>,
 ) -> Result<String, RegistryMigrationError> {
-    let row = client.query_one("SELECT current_schema()::text", &[]).await?;
+    let row = client
+        .query_one("SELECT current_schema()::text", &[])
+        .await?;
     if let Some(schema) = row.get::<_, Option<String>>(0) {
         return Ok(schema);
     }
@@ -199,7 +209,10 @@ pub async fn ensure_schema(
         "schema {schema} named by DB_AFTER_CONNECT_QUERY does not exist; creating it"
     );
     client
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&schema)))
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(&schema)
+        ))
         .await?;
     Ok(schema)
 }
@@ -270,7 +283,12 @@ async fn prepare_schema_migrations(
     if !blocking.is_empty() {
         let fixes: Vec<String> = blocking
             .iter()
-            .map(|c| format!("ALTER TABLE {table} ALTER COLUMN {} DROP NOT NULL;", quote_ident(c)))
+            .map(|c| {
+                format!(
+                    "ALTER TABLE {table} ALTER COLUMN {} DROP NOT NULL;",
+                    quote_ident(c)
+                )
+            })
             .collect();
         return Err(RegistryMigrationError::IncompatibleSchemaMigrations(format!(
             "table {schema}.schema_migrations has NOT NULL column(s) without a default that the registry migrations cannot fill: {}; it was probably created by another tool. Rename the table (`ALTER TABLE {table} RENAME TO schema_migrations_old;`) or run: {}",
@@ -355,7 +373,11 @@ pub async fn run(
         }
         tx.batch_execute(&insert).await?;
         tx.commit().await?;
-        tracing::info!(version = m.version, name = m.name, "registry migration applied");
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "registry migration applied"
+        );
         report.applied.push(m.version);
     }
     Ok(report)

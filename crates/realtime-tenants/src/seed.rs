@@ -1,11 +1,13 @@
 //! The `SEED_SELF_HOST` seed (§4.5 steps 1–2): the feature flag and a freshly recreated
 //! default tenant at every start.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::crypto::{Crypto, CryptoError};
-use crate::registry::{Registry, RegistryError, TenantDefaults};
+use crate::feature_flags::GCM_ENCRYPTION_BACKFILL;
+use crate::registry::{Registry, RegistryError, TenantDefaults, UpsertError};
 use crate::tenant::Tenant;
+use crate::upsert::{now_utc_seconds, prepare};
 
 /// Seed fallback for `API_JWT_SECRET`.
 pub const DEFAULT_SEED_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
@@ -68,6 +70,9 @@ pub enum SeedError {
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// The seeded values do not form a valid tenant (e.g. `API_JWT_JWKS` is not an object).
+    #[error("the seeded tenant is invalid (check API_JWT_SECRET / API_JWT_JWKS): {0}")]
+    Invalid(Value),
     /// `API_JWT_JWKS` is not JSON.
     #[error("API_JWT_JWKS is not valid JSON ({0}); set it to a JWKS document such as {{\"keys\":[]}} or unset it")]
     InvalidJwks(String),
@@ -80,6 +85,52 @@ pub async fn seed_self_host(
     config: &SeedConfig,
     crypto: &Crypto,
 ) -> Result<Tenant, SeedError> {
-    let _ = (registry, config, crypto);
-    Err(SeedError::Crypto(CryptoError::EcbKey(None)))
+    // Seeding writes ciphertexts the Elixir image must be able to read: insist on the key.
+    crypto.ensure_ecb_key()?;
+    registry
+        .upsert_feature_flag(GCM_ENCRYPTION_BACKFILL, true, 100, None)
+        .await?;
+    let name = config.tenant_name();
+    let or = |v: &Option<String>, fallback: &str| -> String {
+        v.as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(fallback)
+            .to_string()
+    };
+    let params = json!({
+        "name": name,
+        "external_id": name,
+        "jwt_secret": or(&config.api_jwt_secret, DEFAULT_SEED_JWT_SECRET),
+        "jwt_jwks": config.api_jwt_jwks.clone().unwrap_or(Value::Null),
+        "extensions": [{
+            "type": "postgres_cdc_rls",
+            "settings": {
+                "db_name": or(&config.db_name, "postgres"),
+                "db_host": or(&config.db_host, "host.docker.internal"),
+                "db_user": or(&config.db_user, "supabase_admin"),
+                "db_password": or(&config.db_password, "postgres"),
+                "db_port": or(&config.db_port, "5433"),
+                "region": "us-east-1",
+                "poll_interval_ms": 100,
+                "poll_max_record_bytes": 1_048_576,
+                "ssl_enforced": false
+            }
+        }]
+    });
+    let tenant = match prepare(
+        None,
+        name,
+        &params,
+        &config.defaults,
+        crypto,
+        now_utc_seconds(),
+    ) {
+        Ok(p) => p.tenant,
+        Err(UpsertError::Invalid(body)) => return Err(SeedError::Invalid(body)),
+        Err(UpsertError::Crypto(e)) => return Err(SeedError::Crypto(e)),
+        Err(UpsertError::Registry(e)) => return Err(SeedError::Registry(e)),
+    };
+    registry.replace(&tenant).await?;
+    tracing::info!(external_id = name, project = name, "seeded tenant {name}");
+    Ok(tenant)
 }

@@ -138,7 +138,9 @@ impl Tenant {
     /// Decrypted tenant-DB connection settings (`None` without a `postgres_cdc_rls` extension).
     pub fn cdc_settings(&self, crypto: &Crypto) -> Result<Option<CdcSettings>, TenantError> {
         match self.cdc_extension() {
-            Some(ext) => CdcSettings::from_stored(&ext.settings, &self.external_id, crypto).map(Some),
+            Some(ext) => {
+                CdcSettings::from_stored(&ext.settings, &self.external_id, crypto).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -165,7 +167,10 @@ impl Tenant {
 
     /// Presence events per second (column NULL → 1000; negative → 0).
     pub fn max_presence_events_per_second(&self) -> u32 {
-        non_negative(self.max_presence_events_per_second, DEFAULT_MAX_PRESENCE_EVENTS_PER_SECOND)
+        non_negative(
+            self.max_presence_events_per_second,
+            DEFAULT_MAX_PRESENCE_EVENTS_PER_SECOND,
+        )
     }
 
     /// Broadcast payload limit in kB (column NULL → 3000; negative → 0).
@@ -221,9 +226,12 @@ impl Tenant {
         let legacy = |v: &str| !Crypto::is_gcm(v);
         self.jwt_secret.as_deref().is_some_and(legacy)
             || self.extensions.iter().any(|e| {
-                crate::extension::ENCRYPTED_SETTINGS
-                    .iter()
-                    .any(|k| e.settings.get(*k).and_then(Value::as_str).is_some_and(legacy))
+                crate::extension::ENCRYPTED_SETTINGS.iter().any(|k| {
+                    e.settings
+                        .get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(legacy)
+                })
             })
     }
 }

@@ -19,7 +19,11 @@ pub fn now_utc_seconds() -> NaiveDateTime {
 /// `POST /api/tenants` pre-check: the external id the create targets, or the 422 body
 /// `{"errors":{"external_id":["can't be blank"]}}`.
 pub fn external_id_for_create(tenant_params: &Value) -> Result<String, UpsertError> {
-    match tenant_params.get("external_id").and_then(Value::as_str).map(str::trim) {
+    match tenant_params
+        .get("external_id")
+        .and_then(Value::as_str)
+        .map(str::trim)
+    {
         Some(id) if !id.is_empty() => Ok(id.to_string()),
         _ => Err(UpsertError::Invalid(
             json!({"errors": {"external_id": ["can't be blank"]}}),
@@ -65,7 +69,11 @@ fn cast_string(v: &Value) -> Result<Option<String>, ()> {
 fn cast_int(v: &Value) -> Result<Option<i32>, ()> {
     match v {
         Value::Null => Ok(None),
-        Value::Number(n) => n.as_i64().and_then(|i| i32::try_from(i).ok()).map(Some).ok_or(()),
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|i| i32::try_from(i).ok())
+            .map(Some)
+            .ok_or(()),
         Value::String(s) if s.trim().is_empty() => Ok(None),
         Value::String(s) => s.parse::<i32>().map(Some).map_err(|_| ()),
         _ => Err(()),
@@ -201,13 +209,19 @@ pub(crate) fn prepare(
         }
     }
     let optional_ints: [(&str, &mut Option<i32>); 4] = [
-        ("max_presence_events_per_second", &mut t.max_presence_events_per_second),
+        (
+            "max_presence_events_per_second",
+            &mut t.max_presence_events_per_second,
+        ),
         ("max_payload_size_in_kb", &mut t.max_payload_size_in_kb),
         (
             "max_client_presence_events_per_window",
             &mut t.max_client_presence_events_per_window,
         ),
-        ("client_presence_window_ms", &mut t.client_presence_window_ms),
+        (
+            "client_presence_window_ms",
+            &mut t.client_presence_window_ms,
+        ),
     ];
     for (key, slot) in optional_ints {
         if let Some(v) = params.get(key) {
@@ -279,7 +293,9 @@ pub(crate) fn prepare(
                 }
             }
             if any_error {
-                errors.0.insert("extensions".into(), Value::Array(ext_errors));
+                errors
+                    .0
+                    .insert("extensions".into(), Value::Array(ext_errors));
             } else {
                 t.extensions = exts;
             }
@@ -288,7 +304,9 @@ pub(crate) fn prepare(
     }
 
     if !errors.0.is_empty() {
-        return Err(UpsertError::Invalid(json!({ "errors": Value::Object(errors.0) })));
+        return Err(UpsertError::Invalid(
+            json!({ "errors": Value::Object(errors.0) }),
+        ));
     }
     // Reported from the CHECK constraint upstream, hence only once everything else is valid.
     if t.jwt_secret.is_none() && t.jwt_jwks.is_none() {
@@ -358,7 +376,9 @@ fn prepare_extension(
         // Upstream lists these errors last-declared first.
         for (key, _) in REQUIRED_SETTINGS.iter().rev() {
             match m.get(*key) {
-                None | Some(Value::Null) => errors.add("settings", &format!("{key} can't be blank")),
+                None | Some(Value::Null) => {
+                    errors.add("settings", &format!("{key} can't be blank"))
+                }
                 Some(Value::String(_)) => {}
                 Some(_) => errors.add("settings", &format!("{key} is invalid")),
             }
@@ -374,9 +394,9 @@ fn prepare_extension(
                 continue;
             }
             if let Some(Value::String(plain)) = settings.get(key) {
-                let enc = crypto.encrypt(plain).map_err(|e| {
-                    json!({"settings": [format!("{key} could not be encrypted: {e}")]})
-                })?;
+                let enc = crypto.encrypt(plain).map_err(
+                    |e| json!({"settings": [format!("{key} could not be encrypted: {e}")]}),
+                )?;
                 settings.insert(key.to_string(), Value::String(enc));
             }
         }

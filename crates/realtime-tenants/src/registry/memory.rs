@@ -46,7 +46,14 @@ impl MemoryRegistry {
         let mut tenants = self.tenants();
         let existing = tenants.get(external_id);
         let created = existing.is_none();
-        let prepared = prepare(existing, external_id, params, defaults, crypto, now_utc_seconds())?;
+        let prepared = prepare(
+            existing,
+            external_id,
+            params,
+            defaults,
+            crypto,
+            now_utc_seconds(),
+        )?;
         tenants.insert(external_id.to_string(), prepared.tenant.clone());
         Ok(Upserted {
             tenant: prepared.tenant,
