@@ -1,0 +1,133 @@
+//! Applies the pending versions, then the final functions and grants, in one transaction.
+
+use tokio_postgres::Client;
+
+use super::catalog::{FINAL_GRANTS, FUNCTIONS, MIGRATIONS};
+use super::error::TenantMigrationError;
+use super::{TenantMigrationReport, TENANT_MIGRATION_COUNT};
+
+/// Serialises runners of this server across processes ("realtime" in ASCII). The Elixir server
+/// does not take it; the table lock below is what both agree on.
+const MIGRATION_LOCK_KEY: i64 = 0x7265_616c_7469_6d65;
+
+/// Creates the schema and the ledger when missing, then takes the lock Ecto's migrator takes,
+/// so this server and the Elixir one never migrate the same database at once. The existence
+/// checks come first because `CREATE ... IF NOT EXISTS` still demands the CREATE privilege.
+const LEDGER_SQL: &str = "
+do $$
+begin
+    if to_regnamespace('realtime') is null then
+        create schema realtime;
+    end if;
+end $$;
+do $$
+begin
+    if to_regclass('realtime.schema_migrations') is null then
+        create table realtime.schema_migrations (
+            version bigint primary key,
+            inserted_at timestamp(0) without time zone default now()
+        );
+    end if;
+end $$;
+lock table realtime.schema_migrations in share update exclusive mode;
+";
+
+/// Ecto stores the UTC wall clock truncated to seconds.
+const RECORD_VERSION_SQL: &str = "insert into realtime.schema_migrations (version, inserted_at) \
+     values ($1, date_trunc('second', now() at time zone 'utc'))";
+
+pub(super) async fn migrate(
+    client: &Client,
+) -> Result<TenantMigrationReport, TenantMigrationError> {
+    client
+        .batch_execute("begin")
+        .await
+        .map_err(TenantMigrationError::database("starting the migration transaction"))?;
+    match apply_pending(client).await {
+        Ok(report) => {
+            client
+                .batch_execute("commit")
+                .await
+                .map_err(TenantMigrationError::database("committing the migrations"))?;
+            if report.applied.is_empty() {
+                tracing::debug!("realtime schema is up to date");
+            } else {
+                tracing::info!(
+                    applied = report.applied.len(),
+                    total = report.total,
+                    "realtime schema migrated"
+                );
+            }
+            Ok(report)
+        }
+        Err(error) => {
+            // The connection may be gone; the server rolls back on its own then.
+            if let Err(rollback) = client.batch_execute("rollback").await {
+                tracing::debug!(error = %rollback, "rollback after failed migration");
+            }
+            tracing::error!(error = %error, "realtime schema migration failed");
+            Err(error)
+        }
+    }
+}
+
+async fn apply_pending(client: &Client) -> Result<TenantMigrationReport, TenantMigrationError> {
+    client
+        .execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(TenantMigrationError::database("taking the migration lock"))?;
+    client
+        .batch_execute(LEDGER_SQL)
+        .await
+        .map_err(TenantMigrationError::database(
+            "preparing realtime.schema_migrations",
+        ))?;
+    let recorded: Vec<i64> = client
+        .query("select version from realtime.schema_migrations", &[])
+        .await
+        .map_err(TenantMigrationError::database(
+            "reading realtime.schema_migrations",
+        ))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+
+    let mut applied = Vec::new();
+    for migration in MIGRATIONS
+        .iter()
+        .filter(|m| !recorded.contains(&m.version))
+    {
+        let failed = |source| TenantMigrationError::Migration {
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        for script in migration.sql {
+            client.batch_execute(script).await.map_err(failed)?;
+        }
+        client
+            .execute(RECORD_VERSION_SQL, &[&migration.version])
+            .await
+            .map_err(failed)?;
+        tracing::debug!(
+            version = migration.version,
+            name = migration.name,
+            "tenant migration applied"
+        );
+        applied.push(migration.version);
+    }
+
+    if !applied.is_empty() {
+        for script in FUNCTIONS.iter().chain(std::iter::once(&FINAL_GRANTS)) {
+            client
+                .batch_execute(script)
+                .await
+                .map_err(|source| TenantMigrationError::FinalState { source })?;
+        }
+    }
+
+    Ok(TenantMigrationReport {
+        applied,
+        total: TENANT_MIGRATION_COUNT,
+    })
+}

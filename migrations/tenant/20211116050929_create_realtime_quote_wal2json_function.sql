@@ -1,0 +1,4 @@
+-- 20211116050929 CreateRealtimeQuoteWal2jsonFunction
+-- Upstream (re)defined realtime.quote_wal2json(regclass) here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.

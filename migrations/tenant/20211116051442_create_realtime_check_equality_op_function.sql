@@ -1,0 +1,4 @@
+-- 20211116051442 CreateRealtimeCheckEqualityOpFunction
+-- Upstream (re)defined realtime.check_equality_op (4 arguments) here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.

@@ -1,0 +1,2 @@
+-- 20211122062447 GrantRealtimeUsageToAuthenticatedRole
+grant usage on schema realtime to authenticated;

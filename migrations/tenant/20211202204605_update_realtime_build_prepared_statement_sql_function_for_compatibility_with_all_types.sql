@@ -1,0 +1,4 @@
+-- 20211202204605 UpdateRealtimeBuildPreparedStatementSqlFunctionForCompatibilityWithAllTypes
+-- Upstream (re)defined realtime.build_prepared_statement_sql here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.

@@ -1,0 +1,4 @@
+-- 20220603232444 AddOutputForDataLessThanEqual64BytesWhenPayloadTooLarge
+-- Upstream (re)defined realtime.apply_rls here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.

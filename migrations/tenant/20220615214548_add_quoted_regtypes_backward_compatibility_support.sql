@@ -1,0 +1,4 @@
+-- 20220615214548 AddQuotedRegtypesBackwardCompatibilitySupport
+-- Upstream (re)defined realtime.is_visible_through_filters and realtime.apply_rls here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.

@@ -1,0 +1,4 @@
+-- 20230328144023 CreateListChangesFunction
+-- Upstream (re)defined realtime.list_changes here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.

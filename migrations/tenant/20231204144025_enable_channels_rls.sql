@@ -1,0 +1,2 @@
+-- 20231204144025 EnableChannelsRls
+alter table realtime.channels enable row level security;

@@ -1,0 +1,3 @@
+-- 20240801235015 UnloggedMessagesTable
+-- Intentionally empty: upstream turned this into a no-op (realtime.messages stays LOGGED,
+-- which OrioleDB requires).

@@ -1,0 +1,2 @@
+-- 20240805133720 LoggedMessagesTable
+-- Intentionally empty: upstream turned this into a no-op (realtime.messages stays LOGGED).

@@ -1,0 +1,4 @@
+-- 20241121104152 FixSendFunction
+-- Upstream (re)defined realtime.send here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.

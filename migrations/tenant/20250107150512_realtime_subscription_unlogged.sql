@@ -1,0 +1,2 @@
+-- 20250107150512 RealtimeSubscriptionUnlogged
+-- Intentionally empty: upstream turned this into a no-op (realtime.subscription stays LOGGED).

@@ -1,0 +1,2 @@
+-- 20250110162412 RealtimeSubscriptionLogged
+-- Intentionally empty: upstream turned this into a no-op (realtime.subscription stays LOGGED).

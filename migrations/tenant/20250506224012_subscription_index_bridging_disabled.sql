@@ -1,0 +1,3 @@
+-- 20250506224012 SubscriptionIndexBridgingDisabled
+-- Intentionally empty: upstream's migration only returned its statement without running it
+-- (20250523164012 runs it).

@@ -1,0 +1,4 @@
+-- 20260218120000 FixByteaDoubleEncodingInCast
+-- Upstream (re)defined realtime.cast(text, regtype) here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.

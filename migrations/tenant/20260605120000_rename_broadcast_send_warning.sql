@@ -1,0 +1,4 @@
+-- 20260605120000 RenameBroadcastSendWarning
+-- Upstream (re)defined realtime.send and realtime.send_binary here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.

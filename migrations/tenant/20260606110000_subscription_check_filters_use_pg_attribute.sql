@@ -1,0 +1,4 @@
+-- 20260606110000 SubscriptionCheckFiltersUsePgAttribute
+-- Upstream (re)defined realtime.subscription_check_filters() here. Every function is installed in its final
+-- form from functions/ at the end of each run (see tenant_migrations.rs), so this version
+-- has no statement of its own.
