@@ -71,7 +71,7 @@ pub enum ReplicationError {
     #[error("TLS: {0}")]
     Tls(String),
     /// Credentials rejected, authentication method unsupported, or no replication privilege.
-    #[error("replication authentication failed for user {user}: {message}")]
+    #[error("replication login rejected for user {user}: {message}")]
     Auth {
         /// The configured user.
         user: String,
@@ -136,7 +136,8 @@ impl ReplicationError {
     /// Classifies a server error; `user` names the login in authentication errors.
     pub(crate) fn from_server(error: ServerError, user: &str) -> ReplicationError {
         match error.code.as_str() {
-            "28P01" | "28000" => ReplicationError::Auth {
+            // Bad credentials, or no REPLICATION attribute (42501 at startup).
+            "28P01" | "28000" | "42501" => ReplicationError::Auth {
                 user: user.to_owned(),
                 message: error.message,
             },
