@@ -1,5 +1,284 @@
 //! The WebSocket gateway (`/socket/websocket`) and the REST broadcast routes.
+//!
+//! Layout:
+//! - [`socket`]: the upgrade and its connect-time checks; [`session`]: one task per socket with a
+//!   bounded outbound queue; [`channel`]: a joined channel's state.
+//! - One file per client event: [`join`], [`leave`], [`broadcast`], [`presence`],
+//!   [`access_token`], [`heartbeat`].
+//! - [`hub`]: topic → subscribers, each message encoded once per serializer.
+//! - [`jwt`]: tenant JWT verification; [`rate`] and [`limits`]: upstream's rate counters and the
+//!   per-tenant limits; [`tenant_resolve`]: which tenant a request is for.
+//! - [`rest_broadcast`] and [`ping`]: the tenant HTTP routes that feed the same hub.
 
-/// Sessions, channels, the topic hub, presence and limits of this process.
-#[derive(Default)]
-pub struct Gateway {}
+pub mod access_token;
+pub mod broadcast;
+pub mod channel;
+pub mod heartbeat;
+pub mod hub;
+pub mod join;
+pub mod jwt;
+pub mod leave;
+pub mod limits;
+pub mod ping;
+pub mod postgres_changes;
+pub mod presence;
+pub mod rate;
+pub mod rest_broadcast;
+pub mod session;
+pub mod socket;
+pub mod tenant_resolve;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::{any, get, post};
+use axum::Router;
+use dashmap::DashMap;
+use serde_json::{Map, Value};
+
+use crate::app::AppState;
+use crate::config::Config;
+use hub::Hub;
+use limits::Limits;
+use presence::PresenceStore;
+use session::{Control, SessionLink};
+pub use tenant_resolve::{StaticTenants, TenantDirectory, TenantLimits, TenantView};
+
+/// Tunables of the gateway (defaults are upstream's).
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Delay before a refused upgrade is answered (`CONNECT_ERROR_BACKOFF_MS`).
+    pub connect_error_backoff: Duration,
+    /// Delay before a join error reply (`CHANNEL_ERROR_BACKOFF_MS`).
+    pub channel_error_backoff: Duration,
+    /// Sweep period for sockets that joined once and hold no channel (`NO_CHANNEL_TIMEOUT_IN_MS`).
+    pub no_channel_timeout: Duration,
+    /// Close a socket after this long without an inbound frame.
+    pub idle_timeout: Duration,
+    /// Largest inbound WebSocket message.
+    pub max_message_size: usize,
+    /// Frames a session may have queued before it is disconnected as a slow consumer.
+    pub outbound_queue: usize,
+    /// Default client presence messages per window (`CLIENT_PRESENCE_MAX_CALLS`).
+    pub client_presence_max_calls: u64,
+    /// Default client presence window (`CLIENT_PRESENCE_WINDOW_MS`).
+    pub client_presence_window: Duration,
+    /// `JWT_CLAIM_VALIDATORS`.
+    pub jwt_claim_validators: Map<String, Value>,
+    /// Opt-in tenant used when the Host's tenant is unknown.
+    pub default_tenant: Option<String>,
+    /// Bucket length of upstream's rate counters (5 s).
+    pub rate_tick: Duration,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            connect_error_backoff: Duration::from_millis(2000),
+            channel_error_backoff: Duration::from_millis(5000),
+            no_channel_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(60),
+            max_message_size: 5_000_000,
+            outbound_queue: 1024,
+            client_presence_max_calls: 5,
+            client_presence_window: Duration::from_millis(30_000),
+            jwt_claim_validators: Map::new(),
+            default_tenant: None,
+            rate_tick: Duration::from_secs(5),
+        }
+    }
+}
+
+impl GatewaySettings {
+    /// Settings taken from the server configuration.
+    pub fn from_config(config: &Config) -> GatewaySettings {
+        GatewaySettings {
+            connect_error_backoff: config.connect_error_backoff,
+            channel_error_backoff: config.channel_error_backoff,
+            no_channel_timeout: config.no_channel_timeout,
+            client_presence_max_calls: u64::from(config.client_presence_max_calls),
+            client_presence_window: config.client_presence_window,
+            jwt_claim_validators: config.jwt_claim_validators.clone(),
+            default_tenant: config.default_tenant.clone(),
+            ..GatewaySettings::default()
+        }
+    }
+}
+
+/// Sessions, channels, the hub, presence and limits of this process.
+pub struct Gateway {
+    pub(crate) settings: GatewaySettings,
+    pub(crate) tenants: Arc<dyn TenantDirectory>,
+    pub(crate) hub: Hub,
+    pub(crate) presence: PresenceStore,
+    pub(crate) limits: Limits,
+    pub(crate) sessions: DashMap<u64, Arc<SessionLink>>,
+    pub(crate) cdc: Option<Arc<realtime_cdc::Cdc>>,
+    rows: Option<Arc<realtime_tenants::TenantCache>>,
+    shutting_down: AtomicBool,
+    next_id: AtomicU64,
+}
+
+impl Gateway {
+    /// A gateway reading tenants from `tenants` and registering postgres_changes bindings with
+    /// `cdc` (without one, such joins get upstream's "could not subscribe" system error). The
+    /// registry rows the pipeline needs come from [`TenantDirectory::registry_row`].
+    pub fn new(
+        settings: GatewaySettings,
+        tenants: Arc<dyn TenantDirectory>,
+        cdc: Option<Arc<realtime_cdc::Cdc>>,
+    ) -> Arc<Gateway> {
+        Arc::new(Gateway::build(settings, tenants, cdc, None))
+    }
+
+    /// Like [`Gateway::new`], with the registry rows the pipeline needs read from `cache`.
+    pub fn new_with_changes(
+        settings: GatewaySettings,
+        tenants: Arc<dyn TenantDirectory>,
+        cdc: Arc<realtime_cdc::Cdc>,
+        cache: Arc<realtime_tenants::TenantCache>,
+    ) -> Arc<Gateway> {
+        Arc::new(Gateway::build(settings, tenants, Some(cdc), Some(cache)))
+    }
+
+    fn build(
+        settings: GatewaySettings,
+        tenants: Arc<dyn TenantDirectory>,
+        cdc: Option<Arc<realtime_cdc::Cdc>>,
+        rows: Option<Arc<realtime_tenants::TenantCache>>,
+    ) -> Gateway {
+        let limits = Limits::new(settings.rate_tick);
+        Gateway {
+            settings,
+            tenants,
+            hub: Hub::default(),
+            presence: PresenceStore::default(),
+            limits,
+            sessions: DashMap::new(),
+            cdc,
+            rows,
+            shutting_down: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The registry row of a tenant for the change pipeline.
+    pub(crate) async fn registry_row(&self, tenant: &str) -> Option<Arc<realtime_tenants::Tenant>> {
+        if let Some(row) = self.tenants.registry_row(tenant).await {
+            return Some(row);
+        }
+        match &self.rows {
+            Some(cache) => cache.get(tenant).await.ok().flatten(),
+            None => None,
+        }
+    }
+
+    /// The gateway's settings.
+    pub fn settings(&self) -> &GatewaySettings {
+        &self.settings
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sockets of `tenant` counted as connected users (joined at least one channel).
+    pub fn connected_count(&self, tenant: &str) -> usize {
+        self.sessions
+            .iter()
+            .filter(|s| &*s.tenant == tenant && s.counted.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Sends "Server requested disconnect" on every joined channel of the tenant's sockets,
+    /// then closes them with 1012.
+    pub async fn disconnect_tenant(&self, tenant: &str) {
+        let links: Vec<Arc<SessionLink>> = self
+            .sessions
+            .iter()
+            .filter(|s| &*s.tenant == tenant)
+            .map(|s| s.value().clone())
+            .collect();
+        for link in links {
+            if link.control.send(Control::ServerDisconnect).await.is_err() {
+                link.kill.cancel();
+            }
+        }
+    }
+
+    /// Refuses new joins and closes every socket with 1012 (node shutdown).
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        for s in self.sessions.iter() {
+            if s.control.try_send(Control::Close(1012)).is_err() {
+                s.kill.cancel();
+            }
+        }
+    }
+
+    /// Whether [`Gateway::shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for Gateway {
+    /// A gateway with default settings and no tenants.
+    fn default() -> Gateway {
+        Gateway::build(
+            GatewaySettings::default(),
+            Arc::new(StaticTenants::default()),
+            None,
+            None,
+        )
+    }
+}
+
+/// Router states that carry a [`Gateway`].
+pub trait GatewayState: Clone + Send + Sync + 'static {
+    /// The gateway.
+    fn gateway(&self) -> &Arc<Gateway>;
+}
+
+impl GatewayState for AppState {
+    fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+}
+
+impl GatewayState for Arc<Gateway> {
+    fn gateway(&self) -> &Arc<Gateway> {
+        self
+    }
+}
+
+/// The gateway's routes for the server's router.
+pub fn routes() -> Router<AppState> {
+    routes_for::<AppState>()
+}
+
+/// The gateway's routes for any state that carries a gateway.
+pub fn routes_for<S: GatewayState>() -> Router<S> {
+    Router::new()
+        .route("/socket/websocket", any(socket::upgrade::<S>))
+        .route("/socket/websocket/", any(socket::upgrade::<S>))
+        .route("/realtime/v1/websocket", any(socket::upgrade::<S>))
+        .route("/api/ping", get(ping::ping::<S>))
+        .route("/api/broadcast", post(rest_broadcast::batch::<S>))
+        .route(
+            "/api/broadcast/{topic}/events/{event}",
+            post(rest_broadcast::single::<S>),
+        )
+        .route("/realtime/v1/api/broadcast", post(rest_broadcast::batch::<S>))
+        .route(
+            "/realtime/v1/api/broadcast/{topic}/events/{event}",
+            post(rest_broadcast::single::<S>),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(8_000_000))
+}
+
+/// A complete router serving only the gateway (for embedding and tests).
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    routes_for::<Arc<Gateway>>().with_state(gateway)
+}

@@ -1,0 +1,92 @@
+//! Broadcast (PROTOCOL.md §6): client JSON broadcasts and kind-3 user broadcasts relayed to the
+//! topic's subscribers, with size limit, ack, self, and the tenant events limit at delivery.
+
+use bytes::Bytes;
+use realtime_protocol::{Message, Outbound, UserBroadcast};
+use serde_json::json;
+
+use crate::gateway::hub::{Kind, TopicKey};
+use crate::gateway::session::{Control, Session};
+use crate::gateway::Gateway;
+
+/// `system` message of a channel stopped by the events limiter.
+pub const TOO_MANY_MESSAGES: &str = "Too many messages per second";
+
+impl Gateway {
+    /// Fans a broadcast out to a topic and applies the tenant events limit to the receivers:
+    /// each delivery counts one event; while the limiter is triggered the receiving channels
+    /// stop after the message. Returns the number of receiving channels.
+    pub fn deliver_broadcast(
+        &self,
+        key: &TopicKey,
+        msg: &Outbound,
+        exclude: Option<u64>,
+        max_events_per_second: u64,
+    ) -> usize {
+        let receivers = self.hub.fan_out(key, msg, Kind::Broadcast, exclude);
+        let rates = self.limits.rates(&key.tenant);
+        rates.events.add(receivers.len() as u64);
+        if !receivers.is_empty() && rates.events.triggered(max_events_per_second) {
+            for r in &receivers {
+                r.session.control(Control::StopChannel {
+                    channel_id: r.channel_id,
+                    message: TOO_MANY_MESSAGES.to_string(),
+                });
+            }
+        }
+        receivers.len()
+    }
+}
+
+impl Session {
+    pub(crate) async fn on_broadcast(&mut self, m: Message) {
+        let size = serde_json::to_vec(&m.payload).map(|v| v.len()).unwrap_or(0);
+        let msg = Outbound::Message(Message {
+            join_ref: None,
+            msg_ref: None,
+            topic: m.topic.clone(),
+            event: "broadcast".to_string(),
+            payload: m.payload,
+        });
+        self.relay(&m.topic, m.msg_ref, size, msg).await;
+    }
+
+    pub(crate) async fn on_user_broadcast(&mut self, ub: UserBroadcast) {
+        let size = ub.payload.len();
+        let msg = Outbound::UserBroadcast(UserBroadcast {
+            join_ref: None,
+            msg_ref: None,
+            topic: ub.topic.clone(),
+            event: ub.event,
+            metadata: Bytes::new(),
+            encoding: ub.encoding,
+            payload: ub.payload,
+        });
+        self.relay(&ub.topic, ub.msg_ref, size, msg).await;
+    }
+
+    async fn relay(&mut self, topic: &str, msg_ref: Option<String>, size: usize, msg: Outbound) {
+        let Some(tenant) = self.fresh_tenant().await else {
+            return;
+        };
+        let Some(ch) = self.channels.get(topic) else {
+            return;
+        };
+        self.gw.limits.rates(&self.link.tenant).events.add(1);
+        if size > tenant.limits.max_payload_bytes() {
+            if ch.ack {
+                self.link
+                    .send(&ch.reply(msg_ref, "error", json!("payload_size_exceeded")));
+            }
+            return;
+        }
+        let exclude = if ch.self_broadcast { None } else { Some(ch.id) };
+        let ack = ch.ack.then(|| ch.reply(msg_ref, "ok", json!({})));
+        let key = ch.key.clone();
+        self.gw
+            .deliver_broadcast(&key, &msg, exclude, tenant.limits.max_events_per_second);
+        if let Some(ack) = ack {
+            self.send(&ack);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! A joined channel's state, owned by its socket's session, and the frames a channel pushes
+//! (replies, `system` messages, `phx_close`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use realtime_protocol::{Message, Outbound};
+use serde_json::{json, Value};
+
+use crate::gateway::hub::{ChannelPerms, TopicKey};
+use crate::gateway::jwt::Claims;
+
+/// One joined channel.
+pub struct Channel {
+    /// Unique id in the process.
+    pub id: u64,
+    /// Full topic (`realtime:<sub>`).
+    pub topic: String,
+    /// Hub namespace.
+    pub key: TopicKey,
+    /// Join ref used for the channel's pushes and replies (the join's `ref` when the client gave
+    /// no join ref).
+    pub push_ref: Option<String>,
+    /// The client's join ref, used by `phx_close`/`phx_error` and the `phx_leave` check.
+    pub join_ref: Option<String>,
+    /// `config.private`.
+    pub private: bool,
+    /// `config.broadcast.ack`.
+    pub ack: bool,
+    /// `config.broadcast.self`.
+    pub self_broadcast: bool,
+    /// Presence key.
+    pub presence_key: String,
+    /// Presence is on for this channel (join config, tenant flag, or a track).
+    pub presence_on: bool,
+    /// The last successfully tracked meta (without `phx_ref`).
+    pub tracked: Option<Value>,
+    /// Client presence window: start and count of counted messages.
+    pub presence_window: Option<(Instant, u64)>,
+    /// The channel's token.
+    pub token: String,
+    /// Its verified claims.
+    pub claims: Claims,
+    /// Bumped on every token change so stale expiry timers are ignored.
+    pub token_generation: u64,
+    /// Permissions consulted by the hub.
+    pub perms: Arc<ChannelPerms>,
+    /// Postgres changes bindings with their ids (as echoed in the join reply).
+    pub bindings: Vec<(u32, Value)>,
+    /// Joined with the legacy (config-less) payload.
+    pub legacy: bool,
+    /// Live change subscription; dropping it unsubscribes.
+    pub cdc: Option<realtime_cdc::Subscription>,
+    /// Bumped on every subscription attempt so stale outcomes are ignored.
+    pub cdc_generation: u64,
+}
+
+impl Channel {
+    /// Sub-topic.
+    pub fn sub(&self) -> &str {
+        &self.key.sub
+    }
+
+    /// A reply from this channel to message `msg_ref`.
+    pub fn reply(&self, msg_ref: Option<String>, status: &str, response: Value) -> Outbound {
+        reply(self.push_ref.clone(), msg_ref, &self.topic, status, response)
+    }
+
+    /// A push from the channel itself (join ref set, ref null).
+    pub fn push(&self, event: &str, payload: Value) -> Outbound {
+        Outbound::Message(Message {
+            join_ref: self.push_ref.clone(),
+            msg_ref: None,
+            topic: self.topic.clone(),
+            event: event.to_string(),
+            payload,
+        })
+    }
+
+    /// A `system` message pushed by the channel.
+    pub fn system(&self, extension: &str, status: &str, message: &str) -> Outbound {
+        self.push(
+            "system",
+            json!({"channel": self.sub(), "extension": extension, "message": message, "status": status}),
+        )
+    }
+
+    /// `phx_close` carrying the channel's join ref in both ref fields.
+    pub fn close_frame(&self) -> Outbound {
+        Outbound::Message(Message {
+            join_ref: self.join_ref.clone(),
+            msg_ref: self.join_ref.clone(),
+            topic: self.topic.clone(),
+            event: "phx_close".to_string(),
+            payload: json!({}),
+        })
+    }
+}
+
+/// A `phx_reply`.
+pub fn reply(
+    join_ref: Option<String>,
+    msg_ref: Option<String>,
+    topic: &str,
+    status: &str,
+    response: Value,
+) -> Outbound {
+    Outbound::Message(Message {
+        join_ref,
+        msg_ref,
+        topic: topic.to_string(),
+        event: "phx_reply".to_string(),
+        payload: json!({"status": status, "response": response}),
+    })
+}
+
+/// The socket layer's `unmatched topic` error reply (join ref always null).
+pub fn unmatched_topic(msg_ref: Option<String>, topic: &str) -> Outbound {
+    reply(
+        None,
+        msg_ref,
+        topic,
+        "error",
+        json!({"reason": "unmatched topic"}),
+    )
+}
+
+/// Reads one of upstream's "flexible" booleans: JSON booleans or `true`/`false` strings in any
+/// letter case; anything else is `None` (the caller falls back to the default).
+pub fn flex_bool(v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}

@@ -1,0 +1,172 @@
+//! The topic hub: `(tenant, private, sub-topic)` → subscribed channels. A fan-out encodes the
+//! message at most once per serializer and hands the same bytes to every receiver with a
+//! non-blocking send, so a slow receiver never holds up the others.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::{Message as WsMessage, Utf8Bytes};
+use dashmap::DashMap;
+use realtime_protocol::{Frame, Outbound, Vsn};
+
+use crate::gateway::session::SessionLink;
+
+/// A topic namespace: public and private streams of the same sub-topic are distinct.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicKey {
+    /// Tenant external id.
+    pub tenant: Arc<str>,
+    /// Private channel namespace.
+    pub private: bool,
+    /// Sub-topic (`room1` for `realtime:room1`).
+    pub sub: Arc<str>,
+}
+
+impl TopicKey {
+    /// The topic every receiver of this namespace joined (`realtime:<sub>`).
+    pub fn topic(&self) -> String {
+        format!("realtime:{}", self.sub)
+    }
+}
+
+/// Per-channel permissions the hub consults (private channels; public ones are all true).
+#[derive(Debug)]
+pub struct ChannelPerms {
+    /// Receives broadcasts.
+    pub broadcast_read: AtomicBool,
+    /// Receives presence diffs.
+    pub presence_read: AtomicBool,
+}
+
+impl ChannelPerms {
+    /// Everything allowed (public channels).
+    pub fn open() -> ChannelPerms {
+        ChannelPerms {
+            broadcast_read: AtomicBool::new(true),
+            presence_read: AtomicBool::new(true),
+        }
+    }
+}
+
+/// A channel subscribed to a topic.
+#[derive(Clone)]
+pub struct Subscriber {
+    /// The channel's id (unique in the process).
+    pub channel_id: u64,
+    /// Its socket.
+    pub session: Arc<SessionLink>,
+    /// Its permissions.
+    pub perms: Arc<ChannelPerms>,
+}
+
+/// What a fan-out carries, deciding which permission a receiver needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Broadcasts (need broadcast read).
+    Broadcast,
+    /// Presence diffs (need presence read).
+    Presence,
+}
+
+/// Topic → subscribers.
+#[derive(Default)]
+pub struct Hub {
+    topics: DashMap<TopicKey, Vec<Subscriber>>,
+}
+
+/// Turns an encoded frame into a WebSocket message (text frames are checked as UTF-8 once).
+pub fn to_ws(frame: Frame) -> Option<WsMessage> {
+    match frame {
+        Frame::Text(b) => Utf8Bytes::try_from(b).ok().map(WsMessage::Text),
+        Frame::Binary(b) => Some(WsMessage::Binary(b)),
+    }
+}
+
+/// Encodes one message for one serializer.
+pub fn encode_ws(vsn: Vsn, msg: &Outbound) -> Option<WsMessage> {
+    realtime_protocol::encode(vsn, msg).and_then(to_ws)
+}
+
+/// Lazily encodes a message once per serializer.
+pub struct EncodeOnce<'a> {
+    msg: &'a Outbound,
+    v1: Option<Option<WsMessage>>,
+    v2: Option<Option<WsMessage>>,
+}
+
+impl<'a> EncodeOnce<'a> {
+    /// Wraps a message.
+    pub fn new(msg: &'a Outbound) -> EncodeOnce<'a> {
+        EncodeOnce { msg, v1: None, v2: None }
+    }
+
+    /// The encoded frame for `vsn`, `None` when that serializer does not carry it.
+    pub fn get(&mut self, vsn: Vsn) -> Option<WsMessage> {
+        let slot = match vsn {
+            Vsn::V1 => &mut self.v1,
+            Vsn::V2 => &mut self.v2,
+        };
+        slot.get_or_insert_with(|| encode_ws(vsn, self.msg)).clone()
+    }
+}
+
+impl Hub {
+    /// Adds a channel to a topic.
+    pub fn subscribe(&self, key: TopicKey, sub: Subscriber) {
+        self.topics.entry(key).or_default().push(sub);
+    }
+
+    /// Removes a channel from a topic.
+    pub fn unsubscribe(&self, key: &TopicKey, channel_id: u64) {
+        let empty = match self.topics.get_mut(key) {
+            Some(mut subs) => {
+                subs.retain(|s| s.channel_id != channel_id);
+                subs.is_empty()
+            }
+            None => false,
+        };
+        if empty {
+            self.topics.remove_if(key, |_, subs| subs.is_empty());
+        }
+    }
+
+    /// Number of channels subscribed to a topic.
+    pub fn subscriber_count(&self, key: &TopicKey) -> usize {
+        self.topics.get(key).map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Delivers `msg` to every subscriber of `key` allowed to receive `kind`, except
+    /// `exclude`. Returns the receivers that were handed the frame.
+    pub fn fan_out(
+        &self,
+        key: &TopicKey,
+        msg: &Outbound,
+        kind: Kind,
+        exclude: Option<u64>,
+    ) -> Vec<Subscriber> {
+        let Some(subs) = self.topics.get(key) else {
+            return Vec::new();
+        };
+        let mut enc = EncodeOnce::new(msg);
+        let mut delivered = Vec::new();
+        for s in subs.iter() {
+            if Some(s.channel_id) == exclude {
+                continue;
+            }
+            let allowed = match kind {
+                Kind::Broadcast => s.perms.broadcast_read.load(Ordering::Relaxed),
+                Kind::Presence => s.perms.presence_read.load(Ordering::Relaxed),
+            };
+            if !allowed {
+                continue;
+            }
+            let Some(frame) = enc.get(s.session.vsn) else {
+                continue;
+            };
+            if s.session.push(frame) {
+                delivered.push(s.clone());
+            }
+        }
+        delivered
+    }
+}

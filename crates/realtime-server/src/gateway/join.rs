@@ -1,0 +1,332 @@
+//! `phx_join`: the checks of PROTOCOL.md §5.3 in upstream's order, the delayed error reply, the
+//! success reply echoing postgres_changes bindings with ids, and what follows it (§5.6).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use realtime_protocol::Message;
+use serde_json::{json, Map, Value};
+
+use crate::gateway::channel::{flex_bool, reply, Channel};
+use crate::gateway::hub::{ChannelPerms, Subscriber, TopicKey};
+use crate::gateway::jwt::{self, JwtError};
+use crate::gateway::postgres_changes::binding_id;
+use crate::gateway::session::{Control, Session};
+
+/// A refused join: the reply's `reason`, and whether the socket closes (1001) after it.
+pub(crate) struct Refusal {
+    reason: String,
+    close: bool,
+}
+
+impl Refusal {
+    fn new(reason: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: reason.into(),
+            close: false,
+        }
+    }
+
+    fn closing(reason: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: reason.into(),
+            close: true,
+        }
+    }
+}
+
+/// The join settings read from the payload (lenient: a wrong type falls back to the default).
+struct JoinConfig {
+    legacy: bool,
+    private: bool,
+    ack: bool,
+    self_broadcast: bool,
+    replay: bool,
+    presence_enabled: bool,
+    presence_key: Option<String>,
+    bindings: Vec<Value>,
+}
+
+fn read_config(sub: &str, payload: &Map<String, Value>) -> JoinConfig {
+    let legacy = !payload.contains_key("config");
+    let cfg = payload.get("config").and_then(Value::as_object);
+    let get = |k: &str| cfg.and_then(|c| c.get(k));
+    let broadcast = get("broadcast").and_then(Value::as_object);
+    let presence = get("presence").and_then(Value::as_object);
+    let presence_key = match presence.and_then(|p| p.get("key")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    };
+    let bindings = if legacy {
+        legacy_binding(sub).into_iter().collect()
+    } else {
+        match get("postgres_changes") {
+            Some(Value::Array(a)) => a.iter().filter(|v| v.is_object()).cloned().collect(),
+            _ => Vec::new(),
+        }
+    };
+    JoinConfig {
+        legacy,
+        private: flex_bool(get("private")).unwrap_or(false),
+        ack: flex_bool(broadcast.and_then(|b| b.get("ack"))).unwrap_or(false),
+        self_broadcast: flex_bool(broadcast.and_then(|b| b.get("self"))).unwrap_or(false),
+        replay: broadcast
+            .and_then(|b| b.get("replay"))
+            .map(|r| !r.is_null())
+            .unwrap_or(false),
+        presence_enabled: flex_bool(presence.and_then(|p| p.get("enabled"))).unwrap_or(false),
+        presence_key,
+        bindings,
+    }
+}
+
+/// The single binding a config-less join derives from its topic: `schema[:table[:filter]]`.
+fn legacy_binding(sub: &str) -> Option<Value> {
+    let mut parts = sub.splitn(3, ':');
+    let mut obj = Map::new();
+    for name in ["schema", "table", "filter"] {
+        if let Some(p) = parts.next() {
+            obj.insert(name.to_string(), Value::String(p.to_string()));
+        }
+    }
+    Some(Value::Object(obj))
+}
+
+/// Picks the join token (PROTOCOL.md §5.1 "Join token selection").
+fn join_token(payload: &Map<String, Value>, connect_token: &str) -> String {
+    let access = payload.get("access_token");
+    let user = payload.get("user_token");
+    let candidate = access.or(user).and_then(Value::as_str);
+    if candidate.map(|c| c.starts_with("sb_")).unwrap_or(false) {
+        return connect_token.to_string();
+    }
+    if let Some(Value::String(u)) = user {
+        return u.clone();
+    }
+    if let Some(Value::String(a)) = access {
+        return a.clone();
+    }
+    connect_token.to_string()
+}
+
+impl Session {
+    pub(crate) async fn on_join(&mut self, m: Message) {
+        self.attempted_join = true;
+        if let Err(refusal) = self.try_join(&m).await {
+            let delay = self.gw.settings.channel_error_backoff;
+            let link = self.link.clone();
+            let frame = reply(
+                m.join_ref,
+                m.msg_ref,
+                &m.topic,
+                "error",
+                json!({"reason": refusal.reason}),
+            );
+            tracing::info!(tenant = %self.link.tenant, topic = %m.topic, reason = %refusal.reason, "join refused");
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                link.send(&frame);
+                if refusal.close {
+                    let _ = link.control.send(Control::Close(1001)).await;
+                }
+            });
+        }
+    }
+
+    async fn try_join(&mut self, m: &Message) -> Result<(), Refusal> {
+        let sub = m.topic.strip_prefix("realtime:").unwrap_or_default();
+        if sub.is_empty() {
+            return Err(Refusal::new(
+                "TopicNameRequired: You must provide a topic name",
+            ));
+        }
+        let Value::Object(payload) = &m.payload else {
+            return Err(Refusal::new(
+                "UnknownErrorOnChannel: join payload must be an object",
+            ));
+        };
+        if self.gw.is_shutting_down() {
+            return Err(Refusal::new(
+                "RealtimeRestarting: Realtime is restarting, please standby",
+            ));
+        }
+        let tenant = match self.gw.tenants.get(&self.link.tenant).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(Refusal::closing(
+                    "TenantNotFound: Tenant with the given ID does not exist",
+                ))
+            }
+            Err(e) => {
+                tracing::error!(tenant = %self.link.tenant, error = %e, "tenant lookup failed at join");
+                return Err(Refusal::new("Unknown Error on Channel"));
+            }
+        };
+        self.tenant = tenant.clone();
+        let cfg = read_config(sub, payload);
+        let presence_on = cfg.presence_enabled || tenant.presence_enabled;
+        if tenant.private_only && !cfg.private {
+            return Err(Refusal::new(
+                "PrivateOnly: This project only allows private channels",
+            ));
+        }
+        let limits = &tenant.limits;
+        if !self.link.counted.load(Ordering::Relaxed)
+            && self.gw.connected_count(&tenant.external_id) as u64 >= limits.max_concurrent_users
+        {
+            return Err(Refusal::new(
+                "ConnectionRateLimitReached: Too many connected users",
+            ));
+        }
+        let rates = self.gw.limits.rates(&tenant.external_id);
+        if rates.joins.triggered(limits.max_joins_per_second) {
+            return Err(Refusal::closing(
+                "ClientJoinRateLimitReached: Too many joins per second",
+            ));
+        }
+        rates.joins.add(1);
+        let others = self.channels.keys().filter(|t| **t != m.topic).count() as u64;
+        if others >= limits.max_channels_per_client {
+            return Err(Refusal::new("ChannelRateLimitReached: Too many channels"));
+        }
+        let token = join_token(payload, &self.connect_token);
+        let now = jwt::now_secs();
+        let claims = jwt::verify(
+            &token,
+            tenant.keys(),
+            &self.gw.settings.jwt_claim_validators,
+            now,
+        )
+        .map_err(|e| Refusal::new(e.join_reason()))?;
+        if jwt::exp_seconds(&claims).map(|e| e <= now).unwrap_or(false) {
+            return Err(Refusal::new(JwtError::ExpirationInvalid.join_reason()));
+        }
+        if cfg.private {
+            // Private channels are authorised by RLS on `realtime.messages` in the tenant
+            // database, which this gateway does not reach.
+            return Err(Refusal::new(
+                "UnableToConnectToProject: Realtime was unable to connect to the project database",
+            ));
+        }
+        if cfg.replay {
+            return Err(Refusal::new(
+                "UnableToReplayMessages: Replay is not allowed for public channels",
+            ));
+        }
+
+        // Success from here on.
+        let old = self.remove_channel(&m.topic);
+        let key = TopicKey {
+            tenant: self.link.tenant.clone(),
+            private: cfg.private,
+            sub: Arc::from(sub),
+        };
+        let bindings: Vec<(u32, Value)> = cfg
+            .bindings
+            .into_iter()
+            .map(|b| (binding_id(&b), b))
+            .collect();
+        let push_ref = m.join_ref.clone().or_else(|| m.msg_ref.clone());
+        let channel = Channel {
+            id: self.gw.next_id(),
+            topic: m.topic.clone(),
+            key: key.clone(),
+            push_ref,
+            join_ref: m.join_ref.clone(),
+            private: cfg.private,
+            ack: cfg.ack,
+            self_broadcast: cfg.self_broadcast,
+            presence_key: cfg
+                .presence_key
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            presence_on,
+            tracked: None,
+            presence_window: None,
+            token,
+            claims,
+            token_generation: 0,
+            perms: Arc::new(ChannelPerms::open()),
+            bindings,
+            legacy: cfg.legacy,
+            cdc: None,
+            cdc_generation: 0,
+        };
+        self.gw.hub.subscribe(
+            key,
+            Subscriber {
+                channel_id: channel.id,
+                session: self.link.clone(),
+                perms: channel.perms.clone(),
+            },
+        );
+        let echoed: Vec<Value> = channel
+            .bindings
+            .iter()
+            .map(|(id, b)| {
+                let mut b = b.clone();
+                if let Value::Object(o) = &mut b {
+                    o.insert("id".to_string(), json!(id));
+                }
+                b
+            })
+            .collect();
+        self.send(&reply(
+            m.join_ref.clone(),
+            m.msg_ref.clone(),
+            &m.topic,
+            "ok",
+            json!({"postgres_changes": echoed}),
+        ));
+        if let Some(old) = old {
+            self.send(&old.close_frame());
+        }
+        self.mark_counted();
+        let channel_id = channel.id;
+        let has_bindings = !channel.bindings.is_empty();
+        self.arm_token_timer(&channel);
+        if presence_on {
+            self.send_presence_state(&channel);
+        }
+        self.channels.insert(m.topic.clone(), channel);
+        if has_bindings {
+            self.subscribe_changes(channel_id);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_selection() {
+        let p = |v: Value| v.as_object().cloned().unwrap();
+        assert_eq!(join_token(&p(json!({})), "c"), "c");
+        assert_eq!(join_token(&p(json!({"access_token":"a"})), "c"), "a");
+        assert_eq!(join_token(&p(json!({"access_token":"sb_x"})), "c"), "c");
+        assert_eq!(join_token(&p(json!({"access_token":"a","user_token":"u"})), "c"), "u");
+        assert_eq!(join_token(&p(json!({"access_token":1})), "c"), "c");
+    }
+
+    #[test]
+    fn legacy_topic_binding() {
+        assert_eq!(
+            legacy_binding("public:todos:id=eq.1"),
+            Some(json!({"schema":"public","table":"todos","filter":"id=eq.1"}))
+        );
+        assert_eq!(legacy_binding("room1"), Some(json!({"schema":"room1"})));
+    }
+
+    #[test]
+    fn lenient_config() {
+        let p = json!({"config":{"private":"yes","broadcast":{"ack":"TRUE"},"presence":{"key":5}}});
+        let c = read_config("r", p.as_object().unwrap());
+        assert!(!c.private);
+        assert!(c.ack);
+        assert_eq!(c.presence_key.as_deref(), Some("5"));
+        assert!(!c.legacy);
+    }
+}

@@ -1,0 +1,23 @@
+//! `phx_leave`: leaves a joined channel (reply, then `phx_close`), answers `ok` for a topic that
+//! is not joined, and ignores a leave whose join ref is not the channel's (it raced a close).
+
+use realtime_protocol::Message;
+use serde_json::json;
+
+use crate::gateway::channel::reply;
+use crate::gateway::session::Session;
+
+impl Session {
+    pub(crate) fn on_leave(&mut self, m: Message) {
+        let Some(ch) = self.channels.get(&m.topic) else {
+            self.send(&reply(m.join_ref, m.msg_ref, &m.topic, "ok", json!({})));
+            return;
+        };
+        if ch.join_ref.is_some() && m.join_ref != ch.join_ref {
+            return;
+        }
+        self.send(&ch.reply(m.msg_ref, "ok", json!({})));
+        self.send(&ch.close_frame());
+        self.remove_channel(&m.topic);
+    }
+}

@@ -1,0 +1,274 @@
+//! Presence (PROTOCOL.md §7): the per-topic store of tracked metas, `presence_state` on join,
+//! `presence_diff` fan-out, track/untrack with the client window and tenant presence limits.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use dashmap::DashMap;
+use realtime_protocol::{Message, Outbound};
+use serde_json::{json, Map, Value};
+
+use crate::gateway::channel::Channel;
+use crate::gateway::hub::{Kind, TopicKey};
+use crate::gateway::session::Session;
+
+struct Entry {
+    channel_id: u64,
+    /// The tracked meta plus `phx_ref` (and `phx_ref_prev` after an update).
+    meta: Map<String, Value>,
+}
+
+/// Tracked presences of every topic: key → metas (one per tracking channel).
+#[derive(Default)]
+pub struct PresenceStore {
+    topics: DashMap<TopicKey, BTreeMap<String, Vec<Entry>>>,
+}
+
+static REF_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh opaque `phx_ref`: 16 URL-safe base64 characters of a timestamp and a counter.
+fn new_ref() -> String {
+    let micros = chrono::Utc::now().timestamp_micros() as u64;
+    let n = REF_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; 12];
+    bytes[..8].copy_from_slice(&micros.to_be_bytes());
+    bytes[8..].copy_from_slice(&(n as u32).to_be_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn metas(list: Vec<Value>) -> Value {
+    json!({ "metas": list })
+}
+
+impl PresenceStore {
+    /// Tracks (or updates) the channel's meta under `pkey`; returns the diff.
+    pub fn track(&self, key: &TopicKey, pkey: &str, channel_id: u64, meta: &Map<String, Value>) -> Value {
+        let mut topic = self.topics.entry(key.clone()).or_default();
+        let entries = topic.entry(pkey.to_string()).or_default();
+        let phx_ref = new_ref();
+        let mut new_meta = meta.clone();
+        new_meta.insert("phx_ref".into(), Value::String(phx_ref));
+        let mut leaves = Map::new();
+        if let Some(existing) = entries.iter_mut().find(|e| e.channel_id == channel_id) {
+            let old = existing.meta.clone();
+            if let Some(prev) = old.get("phx_ref") {
+                new_meta.insert("phx_ref_prev".into(), prev.clone());
+            }
+            let mut old_out = old;
+            old_out.remove("phx_ref_prev");
+            leaves.insert(pkey.to_string(), metas(vec![Value::Object(old_out)]));
+            existing.meta = new_meta.clone();
+        } else {
+            entries.push(Entry {
+                channel_id,
+                meta: new_meta.clone(),
+            });
+        }
+        let mut joins = Map::new();
+        joins.insert(pkey.to_string(), metas(vec![Value::Object(new_meta)]));
+        json!({"joins": joins, "leaves": leaves})
+    }
+
+    /// Removes the channel's meta under `pkey`; the leave diff when there was one.
+    pub fn untrack(&self, key: &TopicKey, pkey: &str, channel_id: u64) -> Option<Value> {
+        let mut topic = self.topics.get_mut(key)?;
+        let entries = topic.get_mut(pkey)?;
+        let pos = entries.iter().position(|e| e.channel_id == channel_id)?;
+        let removed = entries.remove(pos);
+        if entries.is_empty() {
+            topic.remove(pkey);
+        }
+        let empty = topic.is_empty();
+        drop(topic);
+        if empty {
+            self.topics.remove_if(key, |_, t| t.is_empty());
+        }
+        let mut leaves = Map::new();
+        leaves.insert(pkey.to_string(), metas(vec![Value::Object(removed.meta)]));
+        Some(json!({"joins": {}, "leaves": leaves}))
+    }
+
+    /// The topic's `presence_state` payload.
+    pub fn state(&self, key: &TopicKey) -> Value {
+        let mut out = Map::new();
+        if let Some(topic) = self.topics.get(key) {
+            for (pkey, entries) in topic.iter() {
+                let list = entries.iter().map(|e| Value::Object(e.meta.clone())).collect();
+                out.insert(pkey.clone(), metas(list));
+            }
+        }
+        Value::Object(out)
+    }
+}
+
+/// Outcome of a presence message that ends the channel.
+const CLIENT_RATE: &str = "Client presence rate limit exceeded";
+const TRACK_SIZE: &str = "Track message size exceeded";
+const PRESENCE_RATE: &str = "Too many presence messages per second";
+
+impl Session {
+    /// Pushes `presence_state` for a channel that just joined with presence on.
+    pub(crate) fn send_presence_state(&self, ch: &Channel) {
+        let state = self.gw.presence.state(&ch.key);
+        self.send(&ch.push("presence_state", state));
+        self.gw.limits.rates(&self.link.tenant).presence.add(1);
+    }
+
+    fn fan_out_diff(&self, key: &TopicKey, diff: Value) {
+        let msg = Outbound::Message(Message {
+            join_ref: None,
+            msg_ref: None,
+            topic: key.topic(),
+            event: "presence_diff".into(),
+            payload: diff,
+        });
+        let n = self.gw.hub.fan_out(key, &msg, Kind::Presence, None).len();
+        self.gw.limits.rates(&key.tenant).presence.add(n as u64);
+    }
+
+    /// Leave diff for a channel that goes away with a tracked presence.
+    pub(crate) fn untrack_presence(&self, ch: &Channel) {
+        if let Some(diff) = self.gw.presence.untrack(&ch.key, &ch.presence_key, ch.id) {
+            self.fan_out_diff(&ch.key, diff);
+        }
+    }
+
+    pub(crate) async fn on_presence(&mut self, m: Message) {
+        let Some(tenant) = self.fresh_tenant().await else {
+            return;
+        };
+        let topic = m.topic.clone();
+        let link = self.link.clone();
+        let Some(ch) = self.channels.get_mut(&topic) else {
+            return;
+        };
+        let payload = m.payload.as_object();
+        let event = payload.and_then(|p| p.get("event"));
+        let Some(event) = event else {
+            let r = ch.reply(m.msg_ref, "ok", json!({}));
+            link.send(&r);
+            return;
+        };
+        // Client window: full → the channel stops, whatever the event.
+        let max_calls = tenant
+            .limits
+            .max_client_presence_events_per_window
+            .filter(|n| *n > 0)
+            .unwrap_or(self.gw.settings.client_presence_max_calls);
+        let window = tenant
+            .limits
+            .client_presence_window_ms
+            .filter(|n| *n > 0)
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(self.gw.settings.client_presence_window);
+        if let Some((start, _)) = ch.presence_window {
+            if start.elapsed() >= window {
+                ch.presence_window = None;
+            }
+        }
+        if ch.presence_window.map(|(_, n)| n >= max_calls).unwrap_or(false) {
+            self.stop_channel(&topic, CLIENT_RATE);
+            return;
+        }
+        let Some(event) = event.as_str().map(str::to_ascii_lowercase) else {
+            let r = ch.reply(m.msg_ref, "error", json!({}));
+            link.send(&r);
+            return;
+        };
+        match event.as_str() {
+            "track" => {
+                let meta = payload
+                    .and_then(|p| p.get("payload"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                let Value::Object(meta) = meta else {
+                    let r = ch.reply(
+                        m.msg_ref,
+                        "error",
+                        json!({"reason": "Presence track payload must be a map"}),
+                    );
+                    link.send(&r);
+                    return;
+                };
+                let meta_value = Value::Object(meta.clone());
+                if ch.tracked.as_ref() == Some(&meta_value) {
+                    count_window(&mut ch.presence_window);
+                    let r = ch.reply(m.msg_ref, "ok", json!({}));
+                    link.send(&r);
+                    return;
+                }
+                let size = serde_json::to_vec(&meta_value).map(|v| v.len()).unwrap_or(0);
+                if size > tenant.limits.max_payload_bytes() {
+                    self.stop_channel(&topic, TRACK_SIZE);
+                    return;
+                }
+                let rates = self.gw.limits.rates(&self.link.tenant);
+                if rates.presence.average() > tenant.limits.max_presence_events_per_second as f64 {
+                    self.stop_channel(&topic, PRESENCE_RATE);
+                    return;
+                }
+                rates.presence.add(1);
+                ch.presence_on = true;
+                ch.tracked = Some(meta_value);
+                count_window(&mut ch.presence_window);
+                let diff = self.gw.presence.track(&ch.key, &ch.presence_key, ch.id, &meta);
+                let key = ch.key.clone();
+                let r = ch.reply(m.msg_ref, "ok", json!({}));
+                link.send(&r);
+                self.fan_out_diff(&key, diff);
+            }
+            "untrack" => {
+                count_window(&mut ch.presence_window);
+                ch.tracked = None;
+                let diff = self.gw.presence.untrack(&ch.key, &ch.presence_key, ch.id);
+                let key = ch.key.clone();
+                let r = ch.reply(m.msg_ref, "ok", json!({}));
+                link.send(&r);
+                if let Some(diff) = diff {
+                    self.fan_out_diff(&key, diff);
+                }
+            }
+            _ => {
+                let r = ch.reply(m.msg_ref, "error", json!({}));
+                link.send(&r);
+            }
+        }
+    }
+}
+
+/// Counts one successfully handled presence message in the client window.
+fn count_window(window: &mut Option<(Instant, u64)>) {
+    match window {
+        Some((_, n)) => *n += 1,
+        None => *window = Some((Instant::now(), 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn track_update_untrack() {
+        let store = PresenceStore::default();
+        let key = TopicKey { tenant: Arc::from("t"), private: false, sub: Arc::from("r") };
+        let a = json!({"u":"a"}).as_object().cloned().unwrap();
+        let d = store.track(&key, "k", 1, &a);
+        assert_eq!(d["joins"]["k"]["metas"][0]["u"], "a");
+        assert_eq!(d["leaves"], json!({}));
+        let r1 = d["joins"]["k"]["metas"][0]["phx_ref"].clone();
+        let b = json!({"u":"b"}).as_object().cloned().unwrap();
+        let d = store.track(&key, "k", 1, &b);
+        assert_eq!(d["joins"]["k"]["metas"][0]["phx_ref_prev"], r1);
+        assert_eq!(d["leaves"]["k"]["metas"][0]["u"], "a");
+        assert_eq!(store.state(&key)["k"]["metas"].as_array().unwrap().len(), 1);
+        let d = store.untrack(&key, "k", 1).unwrap();
+        assert_eq!(d["leaves"]["k"]["metas"][0]["u"], "b");
+        assert_eq!(store.state(&key), json!({}));
+        assert!(store.untrack(&key, "k", 1).is_none());
+    }
+}

@@ -1,0 +1,273 @@
+//! REST broadcasts (CONTROL-PLANE.md §5.5): `POST /api/broadcast` (batch, JSON broadcasts) and
+//! `POST /api/broadcast/:topic/events/:event` (single message, user broadcast), fed to the hub.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use realtime_protocol::{BroadcastEncoding, Message, Outbound, UserBroadcast};
+use serde_json::{json, Map, Value};
+
+use crate::gateway::hub::TopicKey;
+use crate::gateway::jwt;
+use crate::gateway::ping::{add_headers, tenant_gate, Gate};
+use crate::gateway::socket::json_error;
+use crate::gateway::tenant_resolve::TenantView;
+use crate::gateway::{Gateway, GatewayState};
+
+/// The tenant token of a REST request: `Authorization: Bearer <t>` (scheme case-insensitive),
+/// else the `apikey` header, else a scheme-less `Authorization` value.
+fn rest_token(headers: &HeaderMap) -> Option<String> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Some(auth) = auth {
+        let parts: Vec<&str> = auth.split(' ').collect();
+        if parts.len() == 2 && parts[0].eq_ignore_ascii_case("bearer") {
+            return Some(parts[1].to_string());
+        }
+    }
+    if let Some(k) = headers.get("apikey").and_then(|v| v.to_str().ok()) {
+        return Some(k.to_string());
+    }
+    auth.filter(|a| !a.contains(' ')).map(str::to_string)
+}
+
+fn authorize(gw: &Gateway, tenant: &TenantView, headers: &HeaderMap) -> bool {
+    let Some(token) = rest_token(headers) else {
+        return false;
+    };
+    jwt::verify(
+        &token,
+        tenant.keys(),
+        &gw.settings.jwt_claim_validators,
+        jwt::now_secs(),
+    )
+    .is_ok()
+}
+
+/// Tenant gate, then token and suspension.
+async fn gate(gw: &Gateway, headers: &HeaderMap) -> Result<(Arc<TenantView>, Vec<(&'static str, axum::http::HeaderValue)>), Response> {
+    let (tenant, rate_headers) = match tenant_gate(gw, headers).await {
+        Ok(v) => v,
+        Err(Gate::Refused(r)) => return Err(r),
+    };
+    if !authorize(gw, &tenant, headers) {
+        return Err(json_error(401, "message", "Unauthorized"));
+    }
+    if tenant.suspend {
+        return Err(json_error(403, "message", "Tenant is suspended"));
+    }
+    Ok((tenant, rate_headers))
+}
+
+fn accepted(rate_headers: &[(&'static str, axum::http::HeaderValue)], cors: bool) -> Response {
+    let mut r = StatusCode::ACCEPTED.into_response();
+    add_headers(&mut r, rate_headers);
+    if cors {
+        r.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            axum::http::HeaderValue::from_static("*"),
+        );
+    }
+    r
+}
+
+fn key(tenant: &TenantView, private: bool, topic: &str) -> TopicKey {
+    TopicKey {
+        tenant: Arc::from(tenant.external_id.as_str()),
+        private,
+        sub: Arc::from(topic),
+    }
+}
+
+/// `POST /api/broadcast`.
+pub async fn batch<S: GatewayState>(
+    State(state): State<S>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let gw = state.gateway().clone();
+    let (tenant, rate_headers) = match gate(&gw, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return json_error(400, "message", "Bad Request"),
+    };
+    let Some(messages) = body.get("messages").and_then(Value::as_array) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"errors":{"messages":["can't be blank"]}})),
+        )
+            .into_response();
+    };
+    let max = tenant.limits.max_payload_bytes();
+    let mut errors = Vec::with_capacity(messages.len());
+    let mut any_error = false;
+    for m in messages {
+        let mut e = Map::new();
+        let blank = || json!(["can't be blank"]);
+        if !m.get("topic").map(Value::is_string).unwrap_or(false) {
+            e.insert("topic".into(), blank());
+        }
+        if !m.get("event").map(Value::is_string).unwrap_or(false) {
+            e.insert("event".into(), blank());
+        }
+        match m.get("payload") {
+            Some(p @ Value::Object(_)) => {
+                if serde_json::to_vec(p).map(|v| v.len()).unwrap_or(0) > max {
+                    e.insert("payload".into(), json!(["Payload size exceeds tenant limit"]));
+                }
+            }
+            _ => {
+                e.insert("payload".into(), blank());
+            }
+        }
+        any_error |= !e.is_empty();
+        errors.push(Value::Object(e));
+    }
+    if any_error {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"errors":{"messages": errors}})),
+        )
+            .into_response();
+    }
+    let limit = tenant.limits.max_events_per_second as f64;
+    let events = &gw.limits.rates(&tenant.external_id).events;
+    let avg = events.average();
+    if avg > limit {
+        return json_error(429, "message", "You have exceeded your rate limit");
+    }
+    if avg + messages.len() as f64 > limit {
+        return json_error(
+            429,
+            "message",
+            "Too many messages to broadcast, please reduce the batch size",
+        );
+    }
+    for m in messages {
+        let topic = m.get("topic").and_then(Value::as_str).unwrap_or_default();
+        let event = m.get("event").cloned().unwrap_or(Value::Null);
+        let private = m.get("private").and_then(Value::as_bool).unwrap_or(false);
+        events.add(1);
+        if private {
+            // Private topics need the caller's write permission from the tenant database's
+            // policies, which this gateway does not reach; upstream drops denied topics silently.
+            continue;
+        }
+        let mut payload = json!({"type":"broadcast","event": event, "payload": m.get("payload").cloned().unwrap_or(json!({}))});
+        if let Some(id) = m.get("id").filter(|v| !v.is_null()) {
+            payload["meta"] = json!({ "id": id });
+        }
+        let msg = Outbound::Message(Message {
+            join_ref: None,
+            msg_ref: None,
+            topic: format!("realtime:{topic}"),
+            event: "broadcast".into(),
+            payload,
+        });
+        gw.deliver_broadcast(
+            &key(&tenant, false, topic),
+            &msg,
+            None,
+            tenant.limits.max_events_per_second,
+        );
+    }
+    accepted(&rate_headers, headers.contains_key(header::ORIGIN))
+}
+
+/// `POST /api/broadcast/:topic/events/:event`.
+pub async fn single<S: GatewayState>(
+    State(state): State<S>,
+    Path((topic, event)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let gw = state.gateway().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let binary = match content_type.as_deref() {
+        None => false,
+        Some("application/json") => false,
+        Some("application/octet-stream") => true,
+        Some(_) => {
+            return json_error(
+                415,
+                "error",
+                "Unsupported Media Type. Use application/json or application/octet-stream",
+            )
+        }
+    };
+    let (tenant, rate_headers) = match gate(&gw, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut private = query.get("private").map(|v| v == "true").unwrap_or(false);
+    let (encoding, payload) = if binary {
+        (BroadcastEncoding::Binary, body)
+    } else {
+        let parsed: Value = if body.iter().all(u8::is_ascii_whitespace) {
+            json!({})
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(_) if content_type.is_none() => json!({}),
+                Err(_) => return json_error(400, "message", "Bad Request"),
+            }
+        };
+        let parsed = match parsed {
+            Value::Object(o) => {
+                match o.get("private") {
+                    Some(Value::Bool(b)) => private = *b,
+                    Some(Value::String(s)) => private = s == "true",
+                    _ => {}
+                }
+                Value::Object(o)
+            }
+            other => json!({ "_json": other }),
+        };
+        let bytes = serde_json::to_vec(&parsed).unwrap_or_default();
+        (BroadcastEncoding::Json, Bytes::from(bytes))
+    };
+    if payload.len() > tenant.limits.max_payload_bytes() {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"errors":{"payload":["Payload size exceeds tenant limit"]}})),
+        )
+            .into_response();
+    }
+    let events = &gw.limits.rates(&tenant.external_id).events;
+    if events.triggered(tenant.limits.max_events_per_second) {
+        return json_error(429, "message", "You have exceeded your rate limit");
+    }
+    if private {
+        // Write permission on private topics comes from the tenant database's policies.
+        return json_error(422, "message", "Tenant database unavailable");
+    }
+    events.add(1);
+    let msg = Outbound::UserBroadcast(UserBroadcast {
+        join_ref: None,
+        msg_ref: None,
+        topic: format!("realtime:{topic}"),
+        event,
+        metadata: Bytes::new(),
+        encoding,
+        payload,
+    });
+    gw.deliver_broadcast(
+        &key(&tenant, false, &topic),
+        &msg,
+        None,
+        tenant.limits.max_events_per_second,
+    );
+    accepted(&rate_headers, false)
+}

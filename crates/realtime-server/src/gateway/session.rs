@@ -1,0 +1,435 @@
+//! One task per socket: reads frames, routes them to channels, and owns a bounded outbound
+//! queue drained by a writer task. A receiver whose queue fills up is disconnected.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use realtime_protocol::{InFrame, Inbound, Message, Outbound, Vsn};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::gateway::channel::{unmatched_topic, Channel};
+use crate::gateway::hub::encode_ws;
+use crate::gateway::tenant_resolve::TenantView;
+use crate::gateway::Gateway;
+
+/// How often a session re-reads its tenant, so limit changes apply to live sockets.
+const TENANT_REFRESH: Duration = Duration::from_secs(1);
+
+/// Events delivered to a session from outside its read loop.
+pub enum Control {
+    /// Stop a channel with a `system` error then `phx_close`.
+    StopChannel {
+        /// The channel.
+        channel_id: u64,
+        /// The `system` message text.
+        message: String,
+    },
+    /// Re-verify a channel's token (expiry timer).
+    TokenCheck {
+        /// The channel.
+        channel_id: u64,
+        /// Token generation the timer was armed for.
+        generation: u64,
+    },
+    /// Push a message on behalf of a channel if it is still the same channel.
+    ChannelPush {
+        /// The channel.
+        channel_id: u64,
+        /// What to push.
+        msg: Outbound,
+    },
+    /// Outcome of a change subscription attempt.
+    CdcResult {
+        /// The channel.
+        channel_id: u64,
+        /// Attempt generation.
+        generation: u64,
+        /// The subscription or why it failed.
+        result: Result<realtime_cdc::Subscription, realtime_cdc::SubscribeError>,
+    },
+    /// Retry a failed change subscription.
+    CdcRetry {
+        /// The channel.
+        channel_id: u64,
+        /// Attempt generation that failed.
+        generation: u64,
+    },
+    /// Tenant-wide drain: "Server requested disconnect" on every channel, then close 1012.
+    ServerDisconnect,
+    /// Close the socket with this code.
+    Close(u16),
+}
+
+/// What other tasks hold to reach a session.
+pub struct SessionLink {
+    /// Session id.
+    pub id: u64,
+    /// Tenant external id.
+    pub tenant: Arc<str>,
+    /// Serializer.
+    pub vsn: Vsn,
+    /// Outbound frame queue (bounded).
+    pub out: mpsc::Sender<WsMessage>,
+    /// Control queue.
+    pub control: mpsc::Sender<Control>,
+    /// Cancelled to drop the connection at once.
+    pub kill: CancellationToken,
+    /// Counted as a connected user (joined a channel at least once).
+    pub counted: AtomicBool,
+}
+
+impl SessionLink {
+    /// Queues a frame without waiting; a full queue disconnects the socket.
+    pub fn push(&self, msg: WsMessage) -> bool {
+        match self.out.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.kill.is_cancelled() {
+                    tracing::warn!(
+                        tenant = %self.tenant,
+                        session = self.id,
+                        reason = "outbound queue full",
+                        "disconnecting slow client"
+                    );
+                    self.kill.cancel();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Encodes and queues a message for this socket's serializer.
+    pub fn send(&self, msg: &Outbound) -> bool {
+        match encode_ws(self.vsn, msg) {
+            Some(frame) => self.push(frame),
+            None => false,
+        }
+    }
+
+    /// Sends a control event without waiting; a full control queue disconnects the socket.
+    pub fn control(&self, c: Control) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.control.try_send(c) {
+            tracing::warn!(tenant = %self.tenant, session = self.id, reason = "control queue full", "disconnecting slow client");
+            self.kill.cancel();
+        }
+    }
+}
+
+/// What the upgrade established.
+pub struct ConnectInfo {
+    /// The tenant.
+    pub tenant: Arc<TenantView>,
+    /// Connect token.
+    pub token: String,
+    /// The request's `x-` headers.
+    pub headers: Map<String, Value>,
+    /// Serializer.
+    pub vsn: Vsn,
+}
+
+/// A socket's state, driven by its read loop.
+pub struct Session {
+    pub(crate) gw: Arc<Gateway>,
+    pub(crate) link: Arc<SessionLink>,
+    pub(crate) tenant: Arc<TenantView>,
+    tenant_read_at: Instant,
+    pub(crate) connect_token: String,
+    /// The `x-` headers, handed to RLS checks of private channels.
+    #[allow(dead_code)]
+    pub(crate) headers: Map<String, Value>,
+    pub(crate) channels: HashMap<String, Channel>,
+    pub(crate) attempted_join: bool,
+    pub(crate) closing: bool,
+}
+
+/// Runs a socket until it closes.
+pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
+    let (out_tx, out_rx) = mpsc::channel(gw.settings.outbound_queue.max(1));
+    let (ctl_tx, ctl_rx) = mpsc::channel(1024);
+    let id = gw.next_id();
+    let link = Arc::new(SessionLink {
+        id,
+        tenant: Arc::from(info.tenant.external_id.as_str()),
+        vsn: info.vsn,
+        out: out_tx,
+        control: ctl_tx,
+        kill: CancellationToken::new(),
+        counted: AtomicBool::new(false),
+    });
+    gw.sessions.insert(id, link.clone());
+    let (sink, stream) = socket.split();
+    let writer = tokio::spawn(write_loop(sink, out_rx, link.kill.clone()));
+    let mut session = Session {
+        gw: gw.clone(),
+        link: link.clone(),
+        tenant: info.tenant,
+        tenant_read_at: Instant::now(),
+        connect_token: info.token,
+        headers: info.headers,
+        channels: HashMap::new(),
+        attempted_join: false,
+        closing: false,
+    };
+    session.read_loop(stream, ctl_rx).await;
+    session.remove_all_channels();
+    gw.sessions.remove(&id);
+    drop(session);
+    drop(link);
+    // The writer drains what is queued (a close frame, typically), then ends.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut rx: mpsc::Receiver<WsMessage>,
+    kill: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = kill.cancelled() => break,
+            m = rx.recv() => match m {
+                None => break,
+                Some(m) => {
+                    let is_close = matches!(m, WsMessage::Close(_));
+                    if sink.send(m).await.is_err() {
+                        kill.cancel();
+                        break;
+                    }
+                    if is_close {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Session {
+    async fn read_loop(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        mut ctl_rx: mpsc::Receiver<Control>,
+    ) {
+        let idle = self.gw.settings.idle_timeout;
+        let mut deadline = tokio::time::Instant::now() + idle;
+        let sweep_every = self.gw.settings.no_channel_timeout.max(Duration::from_millis(10));
+        let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
+        let kill = self.link.kill.clone();
+        loop {
+            tokio::select! {
+                _ = kill.cancelled() => return,
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.close(1000);
+                    return;
+                }
+                item = stream.next() => {
+                    deadline = tokio::time::Instant::now() + idle;
+                    match item {
+                        None | Some(Ok(WsMessage::Close(_))) => return,
+                        Some(Err(e)) => {
+                            if e.to_string().contains("Message too long") {
+                                self.close(1009);
+                            }
+                            return;
+                        }
+                        Some(Ok(WsMessage::Text(t))) => self.on_frame(InFrame::Text(t.as_str())).await,
+                        Some(Ok(WsMessage::Binary(b))) => self.on_frame(InFrame::Binary(&b)).await,
+                        Some(Ok(_)) => {}
+                    }
+                }
+                Some(c) = ctl_rx.recv() => self.on_control(c).await,
+                _ = sweep.tick() => {
+                    if self.attempted_join && self.channels.is_empty() {
+                        // Upstream kills such sockets without a close frame.
+                        kill.cancel();
+                        return;
+                    }
+                }
+            }
+            if self.closing {
+                return;
+            }
+        }
+    }
+
+    /// Queues a close frame; the read loop ends after the current event.
+    pub(crate) fn close(&mut self, code: u16) {
+        self.closing = true;
+        let _ = self.link.out.try_send(WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: "".into(),
+        })));
+    }
+
+    /// Sends a message to this socket.
+    pub(crate) fn send(&self, msg: &Outbound) {
+        self.link.send(msg);
+    }
+
+    /// The tenant, re-read from the directory at most once a second.
+    pub(crate) async fn fresh_tenant(&mut self) -> Option<Arc<TenantView>> {
+        if self.tenant_read_at.elapsed() >= TENANT_REFRESH {
+            match self.gw.tenants.get(&self.tenant.external_id).await {
+                Ok(Some(t)) => {
+                    self.tenant = t;
+                    self.tenant_read_at = Instant::now();
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::warn!(tenant = %self.tenant.external_id, error = %e, "tenant refresh failed");
+                }
+            }
+        }
+        Some(self.tenant.clone())
+    }
+
+    async fn on_frame(&mut self, frame: InFrame<'_>) {
+        let inbound = match realtime_protocol::decode(self.link.vsn, frame) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::debug!(tenant = %self.link.tenant, error = %e, "dropped malformed frame");
+                return;
+            }
+        };
+        match inbound {
+            Inbound::Message(m) => self.on_message(m).await,
+            Inbound::UserBroadcast(ub) => {
+                if self.channels.contains_key(&ub.topic) {
+                    self.on_user_broadcast(ub).await;
+                } else {
+                    self.send(&unmatched_topic(ub.msg_ref.clone(), &ub.topic));
+                }
+            }
+        }
+    }
+
+    async fn on_message(&mut self, m: Message) {
+        if m.topic == "phoenix" && m.event == "heartbeat" {
+            self.on_heartbeat(m);
+            return;
+        }
+        match m.event.as_str() {
+            "phx_join" => {
+                if m.topic.starts_with("realtime:") {
+                    self.on_join(m).await;
+                } else {
+                    self.send(&unmatched_topic(m.msg_ref, &m.topic));
+                }
+            }
+            "phx_leave" => self.on_leave(m),
+            _ => {
+                if !self.channels.contains_key(&m.topic) {
+                    self.send(&unmatched_topic(m.msg_ref, &m.topic));
+                    return;
+                }
+                match m.event.as_str() {
+                    "broadcast" => self.on_broadcast(m).await,
+                    "presence" => self.on_presence(m).await,
+                    "access_token" => self.on_access_token(m).await,
+                    _ => self.count_event(),
+                }
+            }
+        }
+    }
+
+    /// Counts one tenant event (unknown events, handled broadcasts).
+    pub(crate) fn count_event(&self) {
+        self.gw.limits.rates(&self.link.tenant).events.add(1);
+    }
+
+    async fn on_control(&mut self, c: Control) {
+        match c {
+            Control::StopChannel { channel_id, message } => {
+                if let Some(topic) = self.topic_of(channel_id) {
+                    self.stop_channel(&topic, &message);
+                }
+            }
+            Control::TokenCheck {
+                channel_id,
+                generation,
+            } => self.on_token_check(channel_id, generation).await,
+            Control::ChannelPush { channel_id, msg } => {
+                if self.topic_of(channel_id).is_some() {
+                    self.send(&msg);
+                }
+            }
+            Control::CdcResult {
+                channel_id,
+                generation,
+                result,
+            } => self.on_cdc_result(channel_id, generation, result),
+            Control::CdcRetry {
+                channel_id,
+                generation,
+            } => self.on_cdc_retry(channel_id, generation),
+            Control::ServerDisconnect => {
+                for ch in self.channels.values() {
+                    self.link.send(&Outbound::Message(Message {
+                        join_ref: None,
+                        msg_ref: None,
+                        topic: ch.topic.clone(),
+                        event: "system".into(),
+                        payload: json!({"extension":"system","message":"Server requested disconnect","status":"ok"}),
+                    }));
+                }
+                self.close(1012);
+            }
+            Control::Close(code) => self.close(code),
+        }
+    }
+
+    pub(crate) fn topic_of(&self, channel_id: u64) -> Option<String> {
+        self.channels
+            .values()
+            .find(|c| c.id == channel_id)
+            .map(|c| c.topic.clone())
+    }
+
+    /// Server-side channel stop: `system` error, `phx_close`, then the channel is gone.
+    pub(crate) fn stop_channel(&mut self, topic: &str, message: &str) {
+        if let Some(ch) = self.channels.get(topic) {
+            self.link.send(&ch.system("system", "error", message));
+            self.link.send(&ch.close_frame());
+        }
+        self.remove_channel(topic);
+    }
+
+    /// Removes a channel: hub subscription, presence (leave diff), change subscriptions.
+    pub(crate) fn remove_channel(&mut self, topic: &str) -> Option<Channel> {
+        let ch = self.channels.remove(topic)?;
+        self.gw.hub.unsubscribe(&ch.key, ch.id);
+        if ch.tracked.is_some() {
+            self.untrack_presence(&ch);
+        }
+        Some(ch)
+    }
+
+    fn remove_all_channels(&mut self) {
+        let topics: Vec<String> = self.channels.keys().cloned().collect();
+        for t in topics {
+            self.remove_channel(&t);
+        }
+    }
+
+    /// Spawns a delayed control event (timers).
+    pub(crate) fn after(&self, delay: Duration, c: Control) {
+        let tx = self.link.control.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(c).await;
+        });
+    }
+
+    pub(crate) fn mark_counted(&self) {
+        self.link.counted.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,137 @@
+//! The WebSocket upgrade: vsn negotiation, then the connect-time checks of PROTOCOL.md §1.5 in
+//! upstream's order, each refusal answered after the connect backoff with `{"error": …}`.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use realtime_protocol::Vsn;
+use serde_json::{json, Map, Value};
+
+use crate::gateway::jwt;
+use crate::gateway::session::{self, ConnectInfo};
+use crate::gateway::tenant_resolve::resolve;
+use crate::gateway::GatewayState;
+
+/// A JSON error body with upstream's content type.
+pub fn json_error(status: u16, key: &str, message: &str) -> Response {
+    let body = json!({ key: message }).to_string();
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn bare(status: StatusCode) -> Response {
+    status.into_response()
+}
+
+/// `GET /socket/websocket` (and its aliases).
+pub async fn upgrade<S: GatewayState>(
+    State(state): State<S>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if method != Method::GET {
+        return bare(StatusCode::BAD_REQUEST);
+    }
+    let gw = state.gateway().clone();
+    let params: HashMap<String, String> = Query::try_from_uri(&uri)
+        .map(|Query(p)| p)
+        .unwrap_or_default();
+    let vsn = match params.get("vsn") {
+        None => Vsn::V1,
+        Some(v) => match Vsn::parse(v) {
+            Some(v) => v,
+            None => return bare(StatusCode::FORBIDDEN),
+        },
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.host())
+        .unwrap_or("");
+    let token = headers
+        .get("x-api-key")
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        .or_else(|| params.get("apikey").cloned());
+
+    let refuse = |status: u16, message: String| {
+        let delay = gw.settings.connect_error_backoff;
+        async move {
+            tokio::time::sleep(delay).await;
+            json_error(status, "error", &message)
+        }
+    };
+
+    let tenant = match resolve(&*gw.tenants, host, gw.settings.default_tenant.as_deref()).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            tracing::info!(host, "TenantNotFound");
+            return refuse(404, "Tenant not found".into()).await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "tenant lookup failed");
+            return refuse(500, "Error connecting to Realtime".into()).await;
+        }
+    };
+    if tenant.suspend {
+        tracing::info!(tenant = %tenant.external_id, "RealtimeDisabledForTenant");
+        return refuse(403, "Realtime was disabled for this tenant".into()).await;
+    }
+    let Some(token) = token else {
+        return refuse(401, "API key is missing".into()).await;
+    };
+    if let Err(e) = jwt::verify(
+        &token,
+        tenant.keys(),
+        &gw.settings.jwt_claim_validators,
+        jwt::now_secs(),
+    ) {
+        let (status, message) = e.connect_refusal();
+        tracing::info!(tenant = %tenant.external_id, error = %e, "connect token refused");
+        return refuse(status, message).await;
+    }
+    let limits = &tenant.limits;
+    if gw.connected_count(&tenant.external_id) as u64 >= limits.max_concurrent_users {
+        return refuse(429, "Too many connected users".into()).await;
+    }
+    if gw
+        .limits
+        .rates(&tenant.external_id)
+        .joins
+        .triggered(limits.max_joins_per_second)
+    {
+        return refuse(429, "Too many joins per second".into()).await;
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    };
+    let mut x_headers = Map::new();
+    for (name, value) in headers.iter() {
+        if name.as_str().starts_with("x-") {
+            x_headers.insert(
+                name.as_str().to_string(),
+                Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            );
+        }
+    }
+    let info = ConnectInfo {
+        tenant,
+        token,
+        headers: x_headers,
+        vsn,
+    };
+    let max = gw.settings.max_message_size;
+    ws.max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| session::run(gw, socket, info))
+}
