@@ -142,7 +142,7 @@ pub enum RegistryError {
     #[error("DB_AFTER_CONNECT_QUERY failed: {0}")]
     AfterConnect(String),
     /// A query failed.
-    #[error("registry query failed: {0}")]
+    #[error("registry query failed: {}", crate::registry_migrations::db_error_text(.0))]
     Query(#[from] tokio_postgres::Error),
     /// A row could not be read into a model.
     #[error("registry row is malformed: {0}")]

@@ -106,7 +106,7 @@ pub enum RegistryMigrationError {
         reason: String,
     },
     /// A query outside a step failed.
-    #[error("registry migrations: {0}")]
+    #[error("registry migrations: {}", db_error_text(.0))]
     Query(#[from] tokio_postgres::Error),
     /// `schema_migrations` exists with a shape that cannot be used safely.
     #[error("{0}")]

@@ -226,7 +226,10 @@ async fn takeover(applied_by_upstream: usize) {
 
     let registry = Registry::connect(&config(&db)).await.unwrap();
     let report = registry.migrate().await.unwrap();
-    assert_eq!(report.applied, all_versions()[applied_by_upstream..].to_vec());
+    assert_eq!(
+        report.applied,
+        all_versions()[applied_by_upstream..].to_vec()
+    );
     assert_eq!(report.already_applied, applied_by_upstream);
     assert_eq!(versions(&client).await, all_versions());
     assert_eq!(schema_snapshot(&client).await, final_schema());
@@ -324,7 +327,9 @@ async fn varchar_schema_migrations_partially_filled_gets_text_versions() {
     let db = fresh_db().await;
     let client = db.connect().await;
     client
-        .batch_execute("CREATE TABLE _realtime.schema_migrations (version varchar(255) PRIMARY KEY)")
+        .batch_execute(
+            "CREATE TABLE _realtime.schema_migrations (version varchar(255) PRIMARY KEY)",
+        )
         .await
         .unwrap();
     let registry = Registry::connect(&config(&db)).await.unwrap();
@@ -344,11 +349,16 @@ async fn extra_not_null_column_is_fatal_and_named() {
         .unwrap();
     let registry = Registry::connect(&config(&db)).await.unwrap();
     let err = registry.migrate().await.unwrap_err();
-    assert!(matches!(err, RegistryMigrationError::IncompatibleSchemaMigrations(_)));
+    assert!(matches!(
+        err,
+        RegistryMigrationError::IncompatibleSchemaMigrations(_)
+    ));
     let msg = err.to_string();
     assert!(msg.contains("dirty"), "{msg}");
     assert!(
-        msg.contains("ALTER TABLE \"_realtime\".schema_migrations ALTER COLUMN \"dirty\" DROP NOT NULL;"),
+        msg.contains(
+            "ALTER TABLE \"_realtime\".schema_migrations ALTER COLUMN \"dirty\" DROP NOT NULL;"
+        ),
         "{msg}"
     );
 }
@@ -358,7 +368,9 @@ async fn missing_version_column_is_fatal_with_rename_hint() {
     let db = fresh_db().await;
     let client = db.connect().await;
     client
-        .batch_execute("CREATE TABLE _realtime.schema_migrations (id serial PRIMARY KEY, name text)")
+        .batch_execute(
+            "CREATE TABLE _realtime.schema_migrations (id serial PRIMARY KEY, name text)",
+        )
         .await
         .unwrap();
     let registry = Registry::connect(&config(&db)).await.unwrap();
@@ -413,7 +425,10 @@ async fn after_connect_query_failure_is_reported() {
     let mut cfg = config(&db);
     cfg.after_connect_query = Some("SELEC 1".into());
     let err = Registry::connect(&cfg).await.unwrap_err();
-    assert!(err.to_string().starts_with("DB_AFTER_CONNECT_QUERY failed"), "{err}");
+    assert!(
+        err.to_string().starts_with("DB_AFTER_CONNECT_QUERY failed"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

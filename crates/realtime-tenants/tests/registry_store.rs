@@ -45,7 +45,10 @@ async fn create_then_update_through_the_api_shape() {
     let c = crypto();
     let d = TenantDefaults::default();
 
-    let created = registry.upsert("acme", &example_body(), &d, &c).await.unwrap();
+    let created = registry
+        .upsert("acme", &example_body(), &d, &c)
+        .await
+        .unwrap();
     assert!(created.created);
     let t = &created.tenant;
     assert_eq!(t.name.as_deref(), Some("acme"));
@@ -57,11 +60,25 @@ async fn create_then_update_through_the_api_shape() {
     assert_eq!(t.id.get_version_num(), 4);
 
     let json = t.to_api_json();
-    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut want = vec![
-        "id", "external_id", "name", "max_concurrent_users", "max_channels_per_client",
-        "max_events_per_second", "max_joins_per_second", "inserted_at", "extensions",
-        "private_only", "max_client_presence_events_per_window", "client_presence_window_ms",
+        "id",
+        "external_id",
+        "name",
+        "max_concurrent_users",
+        "max_channels_per_client",
+        "max_events_per_second",
+        "max_joins_per_second",
+        "inserted_at",
+        "extensions",
+        "private_only",
+        "max_client_presence_events_per_window",
+        "client_presence_window_ms",
         "presence_enabled",
     ];
     want.sort();
@@ -88,14 +105,23 @@ async fn create_then_update_through_the_api_shape() {
     );
     let cdc = stored.cdc_settings(&c).unwrap().unwrap();
     assert_eq!(
-        (cdc.host.as_str(), cdc.port, cdc.db_name.as_str(), cdc.user.as_str(), cdc.password.as_str()),
+        (
+            cdc.host.as_str(),
+            cdc.port,
+            cdc.db_name.as_str(),
+            cdc.user.as_str(),
+            cdc.password.as_str()
+        ),
         ("db", 5432, "postgres", "supabase_admin", "s3cret")
     );
     assert!(!cdc.ssl_enforced);
     assert!(!format!("{cdc:?}").contains("s3cret"));
 
     // Same body again → update; then a partial update.
-    let again = registry.upsert("acme", &example_body(), &d, &c).await.unwrap();
+    let again = registry
+        .upsert("acme", &example_body(), &d, &c)
+        .await
+        .unwrap();
     assert!(!again.created);
     assert_eq!(again.tenant.id, t.id);
     let upd = registry
@@ -105,18 +131,41 @@ async fn create_then_update_through_the_api_shape() {
     assert!(!upd.created);
     assert_eq!(upd.tenant.max_concurrent_users, 42);
     assert_eq!(upd.tenant.extensions.len(), 1, "omitted extensions stay");
-    assert_eq!(registry.get("acme").await.unwrap().unwrap().max_concurrent_users, 42);
+    assert_eq!(
+        registry
+            .get("acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .max_concurrent_users,
+        42
+    );
 
     // Updates never reset limits to the env defaults.
-    let d2 = TenantDefaults { max_events_per_second: 7, ..d };
-    let upd = registry.upsert("acme", &json!({"suspend": true}), &d2, &c).await.unwrap();
+    let d2 = TenantDefaults {
+        max_events_per_second: 7,
+        ..d
+    };
+    let upd = registry
+        .upsert("acme", &json!({"suspend": true}), &d2, &c)
+        .await
+        .unwrap();
     assert_eq!(upd.tenant.max_events_per_second, 100);
     assert!(upd.tenant.suspend);
 
     // Extensions, when given, replace the list.
-    let upd = registry.upsert("acme", &json!({"extensions": []}), &d, &c).await.unwrap();
+    let upd = registry
+        .upsert("acme", &json!({"extensions": []}), &d, &c)
+        .await
+        .unwrap();
     assert!(upd.tenant.extensions.is_empty());
-    assert!(registry.get("acme").await.unwrap().unwrap().extensions.is_empty());
+    assert!(registry
+        .get("acme")
+        .await
+        .unwrap()
+        .unwrap()
+        .extensions
+        .is_empty());
     assert_eq!(row_count(&db, "acme").await, 1);
 
     assert_eq!(registry.list().await.unwrap().len(), 1);
@@ -140,7 +189,10 @@ async fn validation_messages() {
     let d = TenantDefaults::default();
 
     assert_eq!(
-        invalid(realtime_tenants::upsert::external_id_for_create(&json!({"name": "x"})).map(|_| unreachable!())),
+        invalid(
+            realtime_tenants::upsert::external_id_for_create(&json!({"name": "x"}))
+                .map(|_| unreachable!())
+        ),
         json!({"errors": {"external_id": ["can't be blank"]}})
     );
     assert_eq!(
@@ -149,7 +201,11 @@ async fn validation_messages() {
     );
 
     // Neither secret nor JWKS: reported like the CHECK constraint, no row created.
-    let body = invalid(registry.upsert("newone", &json!({"extensions": []}), &d, &c).await);
+    let body = invalid(
+        registry
+            .upsert("newone", &json!({"extensions": []}), &d, &c)
+            .await,
+    );
     assert_eq!(
         body,
         json!({"errors": {"jwt_secret": ["either jwt_secret or jwt_jwks must be provided"]}})
@@ -163,7 +219,10 @@ async fn validation_messages() {
     assert!(r.created && r.tenant.jwt_secret.is_none());
 
     let mut body = example_body();
-    body["extensions"][0]["settings"].as_object_mut().unwrap().remove("db_host");
+    body["extensions"][0]["settings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("db_host");
     assert_eq!(
         invalid(registry.upsert("acme2", &body, &d, &c).await),
         json!({"errors": {"extensions": [{"settings": ["db_host can't be blank"]}]}})
@@ -188,7 +247,10 @@ async fn validation_messages() {
     );
 
     // On update: a valid and an invalid extension → one error object per extension.
-    registry.upsert("acme", &example_body(), &d, &c).await.unwrap();
+    registry
+        .upsert("acme", &example_body(), &d, &c)
+        .await
+        .unwrap();
     let ok_ext = example_body()["extensions"][0].clone();
     let body = json!({"extensions": [ok_ext, {"settings": {}}]});
     assert_eq!(
@@ -281,24 +343,60 @@ async fn feature_flags_resolve_per_tenant() {
     let (_db, registry) = migrated().await;
     let c = crypto();
     let d = TenantDefaults::default();
-    let t = registry.upsert("acme", &example_body(), &d, &c).await.unwrap().tenant;
-    assert!(!registry.feature_flag_enabled(&t, "some_flag").await.unwrap());
-    // A tenant override does not resurrect a missing flag.
     let t = registry
-        .upsert("acme", &json!({"feature_flags": {"some_flag": true, "off_flag": false}}), &d, &c)
+        .upsert("acme", &example_body(), &d, &c)
         .await
         .unwrap()
         .tenant;
-    assert!(!registry.feature_flag_enabled(&t, "some_flag").await.unwrap());
-    registry.upsert_feature_flag("some_flag", false, 100, None).await.unwrap();
-    assert!(registry.feature_flag_enabled(&t, "some_flag").await.unwrap(), "override wins");
-    registry.upsert_feature_flag("off_flag", true, 100, None).await.unwrap();
+    assert!(!registry
+        .feature_flag_enabled(&t, "some_flag")
+        .await
+        .unwrap());
+    // A tenant override does not resurrect a missing flag.
+    let t = registry
+        .upsert(
+            "acme",
+            &json!({"feature_flags": {"some_flag": true, "off_flag": false}}),
+            &d,
+            &c,
+        )
+        .await
+        .unwrap()
+        .tenant;
+    assert!(!registry
+        .feature_flag_enabled(&t, "some_flag")
+        .await
+        .unwrap());
+    registry
+        .upsert_feature_flag("some_flag", false, 100, None)
+        .await
+        .unwrap();
+    assert!(
+        registry
+            .feature_flag_enabled(&t, "some_flag")
+            .await
+            .unwrap(),
+        "override wins"
+    );
+    registry
+        .upsert_feature_flag("off_flag", true, 100, None)
+        .await
+        .unwrap();
     assert!(!registry.feature_flag_enabled(&t, "off_flag").await.unwrap());
-    registry.upsert_feature_flag("global", true, 100, None).await.unwrap();
+    registry
+        .upsert_feature_flag("global", true, 100, None)
+        .await
+        .unwrap();
     assert!(registry.feature_flag_enabled(&t, "global").await.unwrap());
-    registry.upsert_feature_flag("global", true, 0, None).await.unwrap();
+    registry
+        .upsert_feature_flag("global", true, 0, None)
+        .await
+        .unwrap();
     assert!(!registry.feature_flag_enabled(&t, "global").await.unwrap());
-    registry.upsert_feature_flag("global", false, 100, None).await.unwrap();
+    registry
+        .upsert_feature_flag("global", false, 100, None)
+        .await
+        .unwrap();
     assert!(!registry.feature_flag_enabled(&t, "global").await.unwrap());
 }
 
@@ -311,7 +409,10 @@ async fn migrations_ran_is_recorded() {
         .await
         .unwrap();
     registry.set_migrations_ran("acme", 81).await.unwrap();
-    assert_eq!(registry.get("acme").await.unwrap().unwrap().migrations_ran, 81);
+    assert_eq!(
+        registry.get("acme").await.unwrap().unwrap().migrations_ran,
+        81
+    );
 }
 
 #[tokio::test]
@@ -320,15 +421,27 @@ async fn memory_registry_behaves_like_the_database() {
     assert!(registry.migrate().await.unwrap().applied.is_empty());
     let c = crypto();
     let d = TenantDefaults::default();
-    let created = registry.upsert("acme", &example_body(), &d, &c).await.unwrap();
+    let created = registry
+        .upsert("acme", &example_body(), &d, &c)
+        .await
+        .unwrap();
     assert!(created.created);
-    assert!(!registry.upsert("acme", &example_body(), &d, &c).await.unwrap().created);
+    assert!(
+        !registry
+            .upsert("acme", &example_body(), &d, &c)
+            .await
+            .unwrap()
+            .created
+    );
     assert_eq!(
         invalid(registry.upsert("x", &json!({}), &d, &c).await),
         json!({"errors": {"jwt_secret": ["either jwt_secret or jwt_jwks must be provided"]}})
     );
     registry.set_migrations_ran("acme", 81).await.unwrap();
-    assert_eq!(registry.get("acme").await.unwrap().unwrap().migrations_ran, 81);
+    assert_eq!(
+        registry.get("acme").await.unwrap().unwrap().migrations_ran,
+        81
+    );
     assert_eq!(registry.list().await.unwrap().len(), 1);
     assert!(registry.delete("acme").await.unwrap());
     assert!(registry.get("acme").await.unwrap().is_none());
