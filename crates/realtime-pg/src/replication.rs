@@ -261,7 +261,9 @@ impl ReplicationStream {
             slot: slot.to_owned(),
             received: confirmed,
             delivered: Lsn::ZERO,
+            between_transactions: true,
             confirmed,
+            status_interval: STATUS_INTERVAL,
             next_status: Instant::now() + STATUS_INTERVAL,
             ended: false,
         })
@@ -276,9 +278,11 @@ impl ReplicationStream {
 /// A running `START_REPLICATION` stream.
 ///
 /// Progress reporting: status updates carry `write` = the furthest WAL position seen and
-/// `flush` = `apply` = the position confirmed with [`LogicalStream::confirm`]. When everything
-/// handed out has been confirmed, a keepalive's position is confirmed too, since the server has
-/// nothing unsent before it; this keeps an idle slot from holding WAL back.
+/// `flush` = `apply` = the position confirmed with [`LogicalStream::confirm`]. When the stream
+/// is between transactions and everything handed out has been confirmed, a keepalive's
+/// position is confirmed too: the server has sent every transaction committed before it, and
+/// any transaction still open commits after it and will be sent again after a reconnect. This
+/// keeps a slot on a quiet publication from holding WAL back.
 pub struct LogicalStream {
     wire: Wire,
     slot: String,
@@ -286,8 +290,11 @@ pub struct LogicalStream {
     received: Lsn,
     /// `wal_start` of the last XLogData handed out.
     delivered: Lsn,
+    /// The last XLogData handed out ended a transaction (or there was none).
+    between_transactions: bool,
     /// Flush position reported to the server.
     confirmed: Lsn,
+    status_interval: Duration,
     next_status: Instant,
     ended: bool,
 }
@@ -345,11 +352,13 @@ impl LogicalStream {
                 ServerCopyData::XLogData(x) => {
                     self.received = self.received.max(x.wal_end).max(x.wal_start);
                     self.delivered = x.wal_start;
+                    // pgoutput Commit or Stream Commit.
+                    self.between_transactions = matches!(x.data.first(), Some(b'C' | b'c'));
                     return Ok(Some(x));
                 }
                 ServerCopyData::Keepalive(k) => {
                     self.received = self.received.max(k.wal_end);
-                    if self.confirmed >= self.delivered {
+                    if self.between_transactions && self.confirmed >= self.delivered {
                         self.confirmed = self.confirmed.max(k.wal_end);
                     }
                     if k.reply_requested {
@@ -372,6 +381,12 @@ impl LogicalStream {
     /// The flush position status updates report.
     pub fn confirmed(&self) -> Lsn {
         self.confirmed
+    }
+
+    /// Changes how often status updates go out unprompted (default [`STATUS_INTERVAL`]).
+    pub fn set_status_interval(&mut self, interval: Duration) {
+        self.status_interval = interval;
+        self.next_status = Instant::now() + interval;
     }
 
     /// The slot being streamed.
@@ -406,7 +421,7 @@ impl LogicalStream {
         );
         tracing::trace!(slot = %self.slot, %write, flush = %self.confirmed, "standby status update");
         self.wire.queue_copy_data(payload)?;
-        self.next_status = Instant::now() + STATUS_INTERVAL;
+        self.next_status = Instant::now() + self.status_interval;
         Ok(())
     }
 }

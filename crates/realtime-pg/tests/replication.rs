@@ -524,3 +524,101 @@ async fn temporary_slot_goes_with_its_session() {
     }
     panic!("temporary slot survived its session");
 }
+
+/// Calls `next()` until `check` holds (or `limit` passes), failing on data or errors.
+async fn drive_until<F, Fut>(
+    stream: &mut realtime_pg::replication::LogicalStream,
+    limit: Duration,
+    mut check: F,
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+            panic!("unexpected stream item {r:?}");
+        }
+        if check().await {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn status_updates_report_confirmed_and_quiet_positions() {
+    let db = Cluster::shared().create_database().await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "create table watched (id int primary key);
+             create table unwatched (id int primary key);
+             create publication pub_status for table watched;",
+        )
+        .await
+        .unwrap();
+    let slot = slot_name(&db, "status");
+    let mut session = ReplicationStream::connect(&opts(&db)).await.unwrap();
+    session.create_slot(&slot, true).await.unwrap();
+    let mut stream = session.start(&slot, Lsn::ZERO, "pub_status").await.unwrap();
+    stream.set_status_interval(Duration::from_millis(300));
+
+    admin
+        .batch_execute("insert into watched values (1)")
+        .await
+        .unwrap();
+    let tx = read_transactions(&mut stream, 1).await.remove(0);
+    let end = tx.end_lsn();
+    let flushed = || async {
+        slot_info(&admin, &slot)
+            .await
+            .unwrap()
+            .unwrap()
+            .confirmed_flush_lsn
+            .unwrap()
+    };
+
+    // Not confirmed: unrelated WAL and keepalives must not move the slot past the change.
+    admin
+        .batch_execute("insert into unwatched values (1)")
+        .await
+        .unwrap();
+    assert!(
+        !drive_until(&mut stream, Duration::from_secs(2), || async {
+            flushed().await >= end
+        })
+        .await
+    );
+    assert!(flushed().await < end);
+
+    // Confirmed: the periodic update carries it without an explicit send_status.
+    stream.confirm(end);
+    assert!(
+        drive_until(&mut stream, Duration::from_secs(10), || async {
+            flushed().await >= end
+        })
+        .await
+    );
+
+    // Quiet publication, busy database: keepalive positions are confirmed too.
+    admin
+        .batch_execute("insert into unwatched values (2)")
+        .await
+        .unwrap();
+    let current: String = admin
+        .query_one("select pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let current: Lsn = current.parse().unwrap();
+    assert!(current > end);
+    assert!(
+        drive_until(&mut stream, Duration::from_secs(10), || async {
+            flushed().await >= current
+        })
+        .await
+    );
+    stream.close().await;
+}
