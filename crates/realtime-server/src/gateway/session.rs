@@ -238,6 +238,16 @@ impl Session {
                         Some(Err(e)) => {
                             if e.to_string().contains("Message too long") {
                                 self.close(1009);
+                                // The oversized message was read whole; wait for the client's
+                                // close reply so the close frame is not lost to a reset.
+                                let drain = async {
+                                    while let Some(Ok(m)) = stream.next().await {
+                                        if matches!(m, WsMessage::Close(_)) {
+                                            break;
+                                        }
+                                    }
+                                };
+                                let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
                             }
                             return;
                         }

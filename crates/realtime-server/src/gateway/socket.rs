@@ -131,7 +131,8 @@ pub async fn upgrade<S: GatewayState>(
         vsn,
     };
     let max = gw.settings.max_message_size;
+    // Frames may be larger than a message's limit: the whole oversized message is read, then
+    // refused with 1009 at a frame boundary.
     ws.max_message_size(max)
-        .max_frame_size(max)
         .on_upgrade(move |socket| session::run(gw, socket, info))
 }
