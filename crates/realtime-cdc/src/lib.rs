@@ -7,14 +7,38 @@
 //! - [`jsonb`]: PostgreSQL's canonical jsonb text (key order, spacing) for payload fragments.
 //! - [`value`]: pgoutput text values → typed jsonb, as `realtime.cast` does.
 //! - [`error`]: [`SubscribeError`] and the `system` messages of a subscription outcome.
+//! - [`filter`]: filter evaluation in SQL (PostgreSQL semantics) and subscribe-time checks.
+//! - [`catalog`]: table shapes and per-role column privileges from the tenant's catalog.
+//! - [`change`]: a pgoutput change shaped like upstream's wal2json record.
+//! - [`payload`]: the `data` object, byte-identical to upstream.
+//! - [`rls_gate`]: row visibility under the subscriber's role and claims.
+//! - [`router`]: the tenant's channels and which of them a change concerns.
+//! - [`fanout`]: one change → the events each channel receives.
+//! - [`subscribe`]: resolving and validating join entries against the tenant database.
+//! - [`slot`]: the persistent slot's name, creation and adoption.
+//! - [`pipeline`]: the per-tenant streaming loop with reconnects and exact resumption.
+//! - [`tenant`]: per-tenant state and the idle-stop handshake.
+//! - [`db`]: the tenant SQL session with its caches.
 //!
 //! The entry point is [`Cdc`]: the gateway calls [`Cdc::subscribe`] per joined channel and
 //! receives [`CdcEvent`]s on the channel's sink until the [`Subscription`] is dropped.
 
+pub mod catalog;
+pub mod change;
+pub mod db;
 pub mod error;
+pub mod fanout;
+pub mod filter;
 pub mod inspect;
 pub mod jsonb;
 pub mod params;
+pub mod payload;
+pub mod pipeline;
+pub mod rls_gate;
+pub mod router;
+pub mod slot;
+pub mod subscribe;
+pub mod tenant;
 pub mod value;
 
 use std::sync::Arc;
@@ -147,43 +171,207 @@ pub fn binding_id(params: &Value) -> u32 {
     }
 }
 
+/// Default `poll_max_record_bytes`.
+const DEFAULT_MAX_RECORD_BYTES: usize = 1_048_576;
+
 /// The Postgres Changes service: one per process, one pipeline per tenant inside.
 pub struct Cdc {
-    #[allow(dead_code)]
     crypto: Arc<realtime_tenants::Crypto>,
-    #[allow(dead_code)]
     opts: CdcOptions,
+    tenants: tenant::Tenants,
 }
 
 impl Cdc {
     /// Creates the service; pipelines start on the first subscription of a tenant.
     pub fn new(crypto: Arc<realtime_tenants::Crypto>, opts: CdcOptions) -> Arc<Cdc> {
-        Arc::new(Cdc { crypto, opts })
+        Arc::new(Cdc {
+            crypto,
+            opts,
+            tenants: Arc::default(),
+        })
+    }
+
+    fn config(&self, t: &realtime_tenants::Tenant) -> Result<tenant::TenantConfig, SubscribeError> {
+        let settings = t
+            .cdc_settings(&self.crypto)
+            .map_err(|e| {
+                SubscribeError::Config(format!(
+                    "Postgres Changes settings of tenant {}: {e}",
+                    t.external_id
+                ))
+            })?
+            .ok_or_else(|| {
+                SubscribeError::Config(format!(
+                    "tenant {} has no postgres_cdc_rls extension configured",
+                    t.external_id
+                ))
+            })?;
+        let max_record_bytes = t
+            .cdc_extension()
+            .and_then(|e| e.settings.get("poll_max_record_bytes"))
+            .and_then(|v| match v {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            })
+            .map(|n| n as usize)
+            .unwrap_or(DEFAULT_MAX_RECORD_BYTES);
+        let mut conn = realtime_pg::connect::ConnectOptions::new(
+            settings.host.clone(),
+            settings.port,
+            settings.db_name.clone(),
+            settings.user.clone(),
+            settings.password.clone(),
+        );
+        if settings.ssl_enforced {
+            conn.tls = realtime_pg::connect::TlsMode::RequireNoVerify;
+        }
+        Ok(tenant::TenantConfig {
+            external_id: t.external_id.clone(),
+            conn,
+            publication: settings.publication.clone(),
+            slot: slot::slot_name(&settings.slot_name, self.opts.slot_name_suffix.as_deref()),
+            max_record_bytes,
+        })
+    }
+
+    /// The tenant's live pipeline (started if needed), with `pending` raised; the caller
+    /// lowers it when done.
+    fn tenant(&self, config: tenant::TenantConfig) -> Arc<tenant::TenantCdc> {
+        let mut reg = match self.tenants.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(t) = reg.get(&config.external_id) {
+            if !t.is_finished() {
+                t.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return t.clone();
+            }
+        }
+        let t = tenant::TenantCdc::new(config, self.opts.idle_shutdown, self.tenants.clone());
+        t.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        reg.insert(t.config.external_id.clone(), t.clone());
+        tokio::spawn(pipeline::run(t.clone()));
+        t
     }
 
     /// Registers a channel's bindings with the tenant's pipeline. On success the sink has
     /// already received the `Subscribed to PostgreSQL` system message; on failure the error's
-    /// text is what the gateway pushes as a `postgres_changes` system error.
+    /// text is what the gateway pushes as a `postgres_changes` system error
+    /// ([`SubscribeError::system_payload`]), retrying later when
+    /// [`SubscribeError::is_retryable`].
     pub async fn subscribe(
         &self,
-        _tenant: Arc<realtime_tenants::Tenant>,
-        _req: SubscribeRequest,
+        tenant: Arc<realtime_tenants::Tenant>,
+        req: SubscribeRequest,
     ) -> Result<Subscription, SubscribeError> {
-        Err(SubscribeError::Unavailable(
-            "the Postgres Changes pipeline is not running".to_string(),
-        ))
+        let config = self.config(&tenant)?;
+        let mut parsed = Vec::with_capacity(req.bindings.len());
+        for (id, entry) in &req.bindings {
+            let params = params::parse(entry).map_err(SubscribeError::Params)?;
+            parsed.push((*id, params));
+        }
+        let claims = router::Claims::new(&req.claims);
+        let t = self.tenant(config);
+        let result = register(&t, &req, parsed, claims, self.opts.start_timeout).await;
+        t.pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        let key = result?;
+        Ok(Subscription { tenant: t, key })
     }
+}
+
+async fn register(
+    t: &Arc<tenant::TenantCdc>,
+    req: &SubscribeRequest,
+    parsed: Vec<(u32, params::ChangeParams)>,
+    claims: Option<router::Claims>,
+    start_timeout: Duration,
+) -> Result<u64, SubscribeError> {
+    t.wait_ready(start_timeout)
+        .await
+        .map_err(SubscribeError::Unavailable)?;
+    let mut bindings = Vec::with_capacity(parsed.len());
+    {
+        let mut control = t.control.lock().await;
+        if control.as_ref().is_none_or(|db| db.is_closed()) {
+            *control = Some(
+                db::TenantDb::connect(&t.config.conn, "realtime_subscription_manager")
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(tenant = %t.config.external_id, error = %e, "tenant database unavailable for subscriptions");
+                        SubscribeError::Unavailable(subscribe::TIMEOUTS.to_string())
+                    })?,
+            );
+        }
+        let Some(db) = control.as_mut() else {
+            return Err(SubscribeError::Unavailable(subscribe::TIMEOUTS.to_string()));
+        };
+        for (id, params) in parsed {
+            let tables =
+                subscribe::resolve(db, &t.config.publication, &params, claims.as_ref()).await?;
+            bindings.push(router::Binding { id, params, tables });
+        }
+    }
+    let Some(claims) = claims else {
+        return Err(SubscribeError::Unavailable(
+            "claims without a role".to_string(),
+        ));
+    };
+    let key = t.next_key();
+    t.router.insert(Arc::new(router::Subscriber {
+        key,
+        topic: req.topic.clone(),
+        claims: std::sync::RwLock::new(Arc::new(claims)),
+        bindings,
+        sink: req.sink.clone(),
+    }));
+    // The channel learns it is subscribed before any change can reach it through the sink.
+    let _ = req
+        .sink
+        .send(CdcEvent::System(error::subscribed_message(&req.topic)))
+        .await;
+    Ok(key)
 }
 
 /// A live subscription; dropping it unsubscribes the channel.
 pub struct Subscription {
-    _private: (),
+    tenant: Arc<tenant::TenantCdc>,
+    key: u64,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("tenant", &self.tenant.config.external_id)
+            .field("key", &self.key)
+            .finish()
+    }
 }
 
 impl Subscription {
-    /// Replaces the claims after an `access_token` refresh (privileges and RLS use them for
-    /// subsequent changes).
-    pub fn update_claims(&self, _claims: Value) {}
+    /// Replaces the claims after an `access_token` refresh: privileges and RLS use them for
+    /// subsequent changes. Claims without a `role` are ignored (the gateway refuses such
+    /// tokens).
+    pub fn update_claims(&self, claims: Value) {
+        let Some(new) = router::Claims::new(&claims) else {
+            return;
+        };
+        for s in self.tenant.router.all() {
+            if s.key == self.key {
+                match s.claims.write() {
+                    Ok(mut c) => *c = Arc::new(new),
+                    Err(p) => *p.into_inner() = Arc::new(new),
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.tenant.router.remove(self.key);
+    }
 }
 
 #[cfg(test)]

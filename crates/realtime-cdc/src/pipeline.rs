@@ -1,0 +1,293 @@
+//! One tenant's WAL pipeline: a persistent pgoutput slot streamed over a replication
+//! connection, decoded, routed, gated and fanned out, with the slot's confirmed position
+//! advanced only after a transaction's events were handed to the channels' sinks.
+//!
+//! Reconnects resume from the slot without loss; transactions (and changes inside a partly
+//! delivered transaction) replayed after a reconnect are skipped, so nothing is delivered
+//! twice. The slot is dropped when the pipeline stops after its idle period.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use realtime_pg::pgoutput::{self, LogicalMessage, Relation};
+use realtime_pg::replication::{ReplicationError, ReplicationStream};
+use realtime_pg::{slots, Lsn};
+
+use crate::change;
+use crate::db::TenantDb;
+use crate::fanout::{self, Delivery};
+use crate::slot::{self, SlotError};
+use crate::tenant::{PipelineState, TenantCdc};
+use crate::{Action, CdcEvent};
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How a streaming session ended.
+enum Exit {
+    /// No subscribers for the idle period: stop and drop the slot.
+    Idle,
+    /// Transient failure: reconnect.
+    Retry(String),
+    /// Unrecoverable: stop and tell the subscribers.
+    Fatal(String),
+}
+
+/// Progress that survives reconnects.
+#[derive(Default)]
+struct Resume {
+    /// Commit LSN of the last transaction fully handed on.
+    done_commit: Lsn,
+    /// Inside a partly delivered transaction: its commit LSN and how many changes went out.
+    partial: Option<(Lsn, usize)>,
+}
+
+/// The transaction being streamed.
+struct Txn {
+    final_lsn: Lsn,
+    commit_time: i64,
+    index: usize,
+    skip_all: bool,
+    skip_upto: usize,
+}
+
+/// Runs the pipeline until it stops (idle or fatal).
+pub async fn run(tenant: Arc<TenantCdc>) {
+    let mut resume = Resume::default();
+    let mut backoff = MIN_BACKOFF;
+    let mut busy = 0u32;
+    loop {
+        let started = Instant::now();
+        match session(&tenant, &mut resume, &mut busy).await {
+            Exit::Idle => {
+                tracing::info!(tenant = %tenant.config.external_id, "Postgres Changes pipeline stopped (idle)");
+                tenant.set_state(PipelineState::Stopped);
+                return;
+            }
+            Exit::Fatal(msg) => {
+                tracing::error!(tenant = %tenant.config.external_id, error = %msg, "Postgres Changes pipeline stopped");
+                tenant.fail(msg).await;
+                return;
+            }
+            Exit::Retry(msg) => {
+                if started.elapsed() > Duration::from_secs(30) {
+                    backoff = MIN_BACKOFF;
+                }
+                tracing::warn!(tenant = %tenant.config.external_id, error = %msg, ?backoff, "Postgres Changes pipeline reconnecting");
+                if tenant.idle_stop_due() {
+                    drop_slot_best_effort(&tenant).await;
+                    tenant.set_state(PipelineState::Stopped);
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+async fn drop_slot_best_effort(tenant: &TenantCdc) {
+    if let Ok(db) = TenantDb::connect(&tenant.config.conn, "realtime_rls").await {
+        if let Err(e) = slots::drop_slot_if_exists(&db.client, &tenant.config.slot).await {
+            tracing::warn!(slot = %tenant.config.slot, error = %e, "could not drop the replication slot");
+        }
+    }
+}
+
+fn retry(e: impl std::fmt::Display) -> Exit {
+    Exit::Retry(e.to_string())
+}
+
+async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -> Exit {
+    let cfg = &tenant.config;
+    let mut db = match TenantDb::connect(&cfg.conn, "realtime_rls").await {
+        Ok(db) => db,
+        Err(e) => return retry(e),
+    };
+    let mut repl_opts = cfg.conn.clone();
+    repl_opts.application_name = "realtime_replication_cdc".to_string();
+    let mut repl = match ReplicationStream::connect(&repl_opts).await {
+        Ok(r) => r,
+        Err(e) => return retry(e),
+    };
+    match slot::ensure(&db.client, &mut repl, &cfg.slot, &cfg.conn.dbname, busy).await {
+        Ok(()) => {}
+        Err(SlotError::Retry(m)) => return Exit::Retry(m),
+        Err(SlotError::Fatal(m)) => return Exit::Fatal(m),
+    }
+    let mut stream = match repl.start(&cfg.slot, Lsn::ZERO, &cfg.publication).await {
+        Ok(s) => s,
+        Err(ReplicationError::SlotInvalidated(e)) => {
+            let _ = slots::drop_slot_if_exists(&db.client, &cfg.slot).await;
+            return Exit::Fatal(format!(
+                "replication slot {} was invalidated (wal_status 'lost'): {e}",
+                cfg.slot
+            ));
+        }
+        Err(e) => return retry(e),
+    };
+    *busy = 0;
+    tenant.set_state(PipelineState::Ready);
+
+    let mut relations: HashMap<u32, Relation> = HashMap::new();
+    let mut txn: Option<Txn> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let next = tokio::select! {
+            n = stream.next() => n,
+            _ = tick.tick() => {
+                if tenant.try_begin_idle_stop() {
+                    stream.close().await;
+                    if let Err(e) = slots::drop_slot_if_exists(&db.client, &cfg.slot).await {
+                        tracing::warn!(slot = %cfg.slot, error = %e, "could not drop the replication slot");
+                    }
+                    return Exit::Idle;
+                }
+                continue;
+            }
+        };
+        let data = match next {
+            Ok(Some(x)) => x,
+            Ok(None) => return retry("the server ended the replication stream"),
+            Err(ReplicationError::SlotInvalidated(e)) => {
+                stream.close().await;
+                let _ = slots::drop_slot_if_exists(&db.client, &cfg.slot).await;
+                return Exit::Fatal(format!(
+                    "replication slot {} was invalidated (wal_status 'lost'): {e}",
+                    cfg.slot
+                ));
+            }
+            Err(e) => return retry(e),
+        };
+        let message = match pgoutput::decode(&data.data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, lsn = %data.wal_start, "skipping an undecodable pgoutput message");
+                continue;
+            }
+        };
+        let (relation, action, new, old, old_is_key) = match message {
+            LogicalMessage::Begin {
+                final_lsn,
+                commit_time,
+                ..
+            } => {
+                let skip_upto = match resume.partial {
+                    Some((lsn, n)) if lsn == final_lsn => n,
+                    _ => 0,
+                };
+                txn = Some(Txn {
+                    final_lsn,
+                    commit_time,
+                    index: 0,
+                    skip_all: final_lsn <= resume.done_commit,
+                    skip_upto,
+                });
+                continue;
+            }
+            LogicalMessage::Commit {
+                commit_lsn,
+                end_lsn,
+                ..
+            } => {
+                resume.done_commit = resume.done_commit.max(commit_lsn);
+                resume.partial = None;
+                txn = None;
+                stream.confirm(end_lsn);
+                continue;
+            }
+            LogicalMessage::Relation(r) => {
+                db.catalog.invalidate(r.oid);
+                relations.insert(r.oid, r);
+                continue;
+            }
+            LogicalMessage::Insert { relation, new } => {
+                (relation, Action::Insert, Some(new), None, false)
+            }
+            LogicalMessage::Update {
+                relation,
+                old,
+                old_is_key,
+                new,
+            } => (relation, Action::Update, Some(new), old, old_is_key),
+            LogicalMessage::Delete {
+                relation,
+                old,
+                old_is_key,
+            } => (relation, Action::Delete, None, Some(old), old_is_key),
+            // TRUNCATE never reaches clients upstream; types, origins and messages are not
+            // needed.
+            _ => continue,
+        };
+        let Some(t) = txn.as_mut() else {
+            continue;
+        };
+        t.index += 1;
+        if t.skip_all || t.index <= t.skip_upto {
+            continue;
+        }
+        let candidates = tenant.router.candidates(relation, action);
+        if candidates.is_empty() {
+            continue;
+        }
+        let Some(rel) = relations.get(&relation) else {
+            tracing::warn!(relation, "change for a relation never described, skipped");
+            continue;
+        };
+        let table = match db.catalog.table(&db.client, relation).await {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => return retry(e),
+        };
+        let change = change::build(
+            change::Source {
+                action,
+                relation: rel,
+                commit_time_us: t.commit_time,
+                new: new.as_deref(),
+                old: old.as_deref(),
+                old_is_key,
+            },
+            table,
+            cfg.max_record_bytes,
+        );
+        let deliveries = match fanout::fan_out(&mut db, change, candidates).await {
+            Ok(d) => d,
+            Err(e) => return retry(e),
+        };
+        deliver(tenant, deliveries).await;
+        resume.partial = Some((t.final_lsn, t.index));
+    }
+}
+
+/// Hands events to the sinks; a closed sink unsubscribes its channel, a full one for longer
+/// than [`SEND_TIMEOUT`] loses this event (logged) rather than stalling the tenant.
+pub async fn deliver(tenant: &TenantCdc, deliveries: Vec<Delivery>) {
+    for d in deliveries {
+        match tokio::time::timeout(SEND_TIMEOUT, d.subscriber.sink.send(d.event)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                tenant.router.remove(d.subscriber.key);
+            }
+            Err(_) => {
+                tracing::warn!(topic = %d.subscriber.topic, "channel did not take a change in time, dropped");
+            }
+        }
+    }
+}
+
+/// Sends a system message to every channel (used when the pipeline stops for good).
+pub async fn broadcast_system(tenant: &TenantCdc, status: &str, message: &str) {
+    let deliveries = tenant
+        .router
+        .all()
+        .into_iter()
+        .map(|s| Delivery {
+            event: CdcEvent::System(crate::error::system_message(&s.topic, status, message)),
+            subscriber: s,
+        })
+        .collect();
+    deliver(tenant, deliveries).await;
+}

@@ -1,0 +1,140 @@
+//! Which channels want a change: the tenant's subscribers, indexed by table.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::params::ChangeParams;
+use crate::{Action, CdcEvent};
+
+/// A subscriber's JWT claims with what the gate needs from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The claims as JSON text, for `request.jwt.claims` and for grouping identical claims.
+    pub text: String,
+    /// The `role` claim.
+    pub role: String,
+}
+
+impl Claims {
+    /// Extracts the role; `None` when the claims carry no string `role`.
+    pub fn new(claims: &Value) -> Option<Claims> {
+        let role = claims.get("role")?.as_str()?.to_string();
+        Some(Claims {
+            text: claims.to_string(),
+            role,
+        })
+    }
+}
+
+/// One `postgres_changes` entry of a channel, resolved to published tables.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// The id echoed to the client.
+    pub id: u32,
+    /// Parsed parameters.
+    pub params: ChangeParams,
+    /// Relation OIDs the entry matched when subscribing.
+    pub tables: Vec<u32>,
+}
+
+/// One channel.
+#[derive(Debug)]
+pub struct Subscriber {
+    /// Registry key.
+    pub key: u64,
+    /// Channel topic (`realtime:…`).
+    pub topic: String,
+    /// Current claims (replaced on token refresh).
+    pub claims: RwLock<Arc<Claims>>,
+    /// Entries in join order.
+    pub bindings: Vec<Binding>,
+    /// Where this channel's events go.
+    pub sink: mpsc::Sender<CdcEvent>,
+}
+
+impl Subscriber {
+    /// A snapshot of the current claims.
+    pub fn claims(&self) -> Arc<Claims> {
+        match self.claims.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// A subscriber with the indexes of its bindings that match a change's table and action.
+pub struct Candidate {
+    /// The channel.
+    pub subscriber: Arc<Subscriber>,
+    /// Indexes into `subscriber.bindings`.
+    pub bindings: Vec<usize>,
+}
+
+/// The tenant's subscribers.
+#[derive(Default)]
+pub struct Router {
+    inner: Mutex<HashMap<u64, Arc<Subscriber>>>,
+}
+
+impl Router {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Subscriber>>> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Adds a channel.
+    pub fn insert(&self, sub: Arc<Subscriber>) {
+        self.lock().insert(sub.key, sub);
+    }
+
+    /// Removes a channel; returns how many remain.
+    pub fn remove(&self, key: u64) -> usize {
+        let mut g = self.lock();
+        g.remove(&key);
+        g.len()
+    }
+
+    /// Number of channels.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no channel is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every channel (for system messages).
+    pub fn all(&self) -> Vec<Arc<Subscriber>> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Channels with at least one binding on `table` that accepts `action`, ordered by key
+    /// (i.e. subscription order) so delivery order is deterministic.
+    pub fn candidates(&self, table: u32, action: Action) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = self
+            .lock()
+            .values()
+            .filter_map(|s| {
+                let bindings: Vec<usize> = s
+                    .bindings
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.tables.contains(&table) && b.params.action.accepts(action))
+                    .map(|(i, _)| i)
+                    .collect();
+                (!bindings.is_empty()).then(|| Candidate {
+                    subscriber: s.clone(),
+                    bindings,
+                })
+            })
+            .collect();
+        out.sort_by_key(|c| c.subscriber.key);
+        out
+    }
+}
