@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
+use crate::crypto::Crypto;
+use crate::gcm_backfill::{needs_backfill, reconcile};
 use crate::registry::{Registry, RegistryError};
 use crate::tenant::Tenant;
 
@@ -13,7 +15,9 @@ use crate::tenant::Tenant;
 pub struct TenantCache {
     registry: Arc<Registry>,
     ttl: Duration,
-    entries: DashMap<String, (Instant, Arc<Tenant>)>,
+    entries: Arc<DashMap<String, (Instant, Arc<Tenant>)>>,
+    backfill: Option<Arc<Crypto>>,
+    backfill_running: Arc<DashMap<String, ()>>,
 }
 
 impl TenantCache {
@@ -22,8 +26,58 @@ impl TenantCache {
         TenantCache {
             registry,
             ttl,
-            entries: DashMap::new(),
+            entries: Arc::new(DashMap::new()),
+            backfill: None,
+            backfill_running: Arc::new(DashMap::new()),
         }
+    }
+
+    /// Enables the GCM backfill (§3.5) on cache misses; it only acts when `crypto` writes GCM.
+    pub fn with_gcm_backfill(mut self, crypto: Arc<Crypto>) -> TenantCache {
+        self.backfill = crypto.write_gcm().then_some(crypto);
+        self
+    }
+
+    /// Starts the background re-encryption of a freshly loaded tenant, once at a time.
+    fn maybe_backfill(&self, tenant: &Arc<Tenant>) {
+        let Some(crypto) = self.backfill.clone() else {
+            return;
+        };
+        if !needs_backfill(&crypto, tenant) {
+            return;
+        }
+        if self
+            .backfill_running
+            .insert(tenant.external_id.clone(), ())
+            .is_some()
+        {
+            return;
+        }
+        let (registry, entries, running) = (
+            self.registry.clone(),
+            self.entries.clone(),
+            self.backfill_running.clone(),
+        );
+        let tenant = tenant.clone();
+        tokio::spawn(async move {
+            let id = tenant.external_id.clone();
+            match reconcile(&registry, &crypto, &tenant).await {
+                Ok(true) => {
+                    // Refresh so readers see the new ciphertexts and gcm_migrated_at.
+                    if let Ok(Some(fresh)) = registry.get(&id).await {
+                        entries.insert(id.clone(), (Instant::now(), Arc::new(fresh)));
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    external_id = %id,
+                    project = %id,
+                    error = %e,
+                    "EncryptionReconcileFailed: {e}"
+                ),
+            }
+            running.remove(&id);
+        });
     }
 
     /// The registry behind the cache.
@@ -40,7 +94,11 @@ impl TenantCache {
             }
         }
         match self.registry.get(external_id).await? {
-            Some(tenant) => Ok(Some(self.put(tenant))),
+            Some(tenant) => {
+                let tenant = self.put(tenant);
+                self.maybe_backfill(&tenant);
+                Ok(Some(tenant))
+            }
             None => {
                 self.entries.remove(external_id);
                 Ok(None)

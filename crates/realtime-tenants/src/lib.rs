@@ -9,6 +9,7 @@
 //! - [`registry`]: the [`Registry`] store (PostgreSQL or in memory) and its connection pool.
 //! - [`registry_migrations`]: the 33 `_realtime` migrations with upstream's version numbers.
 //! - [`cache`]: the [`TenantCache`] with its TTL.
+//! - [`gcm_backfill`]: re-encryption of legacy secrets with AES-256-GCM on load.
 //! - [`seed`]: the `SEED_SELF_HOST` default tenant.
 //! - [`host`]: tenant id from the Host header.
 //! - [`tenant_migrations`]: installs and upgrades the `realtime` schema in a tenant database.
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod crypto;
 pub mod extension;
 pub mod feature_flags;
+pub mod gcm_backfill;
 pub mod host;
 pub mod registry;
 pub mod registry_migrations;

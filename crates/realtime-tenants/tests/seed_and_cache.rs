@@ -309,3 +309,86 @@ async fn cache_propagates_registry_errors() {
     let err = cache.get("acme").await.unwrap_err();
     assert!(err.to_string().contains("tenants"), "{err}");
 }
+
+#[tokio::test]
+async fn gcm_backfill_on_cache_miss() {
+    let (db, registry) = migrated().await;
+    let registry = Arc::new(registry);
+    let ecb = crypto();
+    seed_self_host(&registry, &compose_seed(), &ecb)
+        .await
+        .unwrap();
+    let client = db.connect().await;
+
+    // GCM requested without a key: nothing is rewritten.
+    let no_key = Arc::new(Crypto::new(Some(b"supabaserealtime".to_vec()), None, true).unwrap());
+    let cache =
+        TenantCache::new(registry.clone(), Duration::from_secs(30)).with_gcm_backfill(no_key);
+    cache.get("realtime-dev").await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let secret: String = client
+        .query_one("SELECT jwt_secret FROM _realtime.tenants", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!secret.starts_with("g1:"));
+
+    let gcm = Arc::new(
+        Crypto::new(
+            Some(b"supabaserealtime".to_vec()),
+            Some(b"12345678901234567890123456789012".to_vec()),
+            true,
+        )
+        .unwrap(),
+    );
+    let cache =
+        TenantCache::new(registry.clone(), Duration::from_secs(30)).with_gcm_backfill(gcm.clone());
+    let before = cache.get("realtime-dev").await.unwrap().unwrap();
+    let mut migrated_at = None;
+    for _ in 0..50 {
+        migrated_at = client
+            .query_one("SELECT gcm_migrated_at FROM _realtime.tenants", &[])
+            .await
+            .unwrap()
+            .get::<_, Option<chrono::NaiveDateTime>>(0);
+        if migrated_at.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(migrated_at.is_some(), "gcm_migrated_at set");
+    let row = client
+        .query_one(
+            "SELECT t.jwt_secret, e.settings FROM _realtime.tenants t JOIN _realtime.extensions e ON e.tenant_external_id = t.external_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let secret: String = row.get(0);
+    assert!(secret.starts_with("g1:"), "{secret}");
+    assert_eq!(
+        gcm.decrypt(&secret).unwrap().value,
+        "your-super-secret-jwt-token-with-at-least-32-characters-long"
+    );
+    let settings: Value = row.get(1);
+    for (key, plain) in [
+        ("db_host", "db"),
+        ("db_port", "5432"),
+        ("db_name", "postgres"),
+        ("db_user", "supabase_admin"),
+        (
+            "db_password",
+            "your-super-secret-and-long-postgres-password",
+        ),
+    ] {
+        let v = settings[key].as_str().unwrap();
+        assert!(v.starts_with("g1:"), "{key}");
+        assert_eq!(gcm.decrypt(v).unwrap().value, plain);
+    }
+    assert_eq!(settings["region"], "us-east-1");
+    let after = registry.get("realtime-dev").await.unwrap().unwrap();
+    assert_eq!(
+        after.cdc_settings(&gcm).unwrap(),
+        before.cdc_settings(&gcm).unwrap()
+    );
+}
