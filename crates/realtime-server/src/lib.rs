@@ -6,11 +6,19 @@
 //! - [`logging`]: plain-text log lines in upstream's layout.
 //! - [`app`]: shared state and the axum router that joins the HTTP API and the gateway.
 //! - [`http`]: the HTTP API (`/api/tenants…`, `/api/ping`, `/healthcheck`, health).
+//! - [`cli`]: the command line (`server`, `migrate`, `eval`).
+//! - [`startup`]: boot sequence (crypto, registry, migrations, seed), listeners, shutdown.
+//! - [`tenant_db`]: control-plane work in a tenant database (migrations, slot teardown).
+//! - [`tenant_directory`]: the gateway's view of the registry (cache + decryption).
 //! - [`gateway`]: `/socket/websocket`: sessions, channels, the topic hub, broadcast, presence,
 //!   JWT checks and limits, plus the REST broadcast routes that feed the same hub.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod logging;
+pub mod startup;
+pub mod tenant_db;
+pub mod tenant_directory;

@@ -1,5 +1,11 @@
-//! The `realtime` binary.
+//! The `realtime` binary: `realtime` / `realtime server` runs the server; `realtime migrate`
+//! runs the registry migrations; `realtime eval '<expr>'` understands the expressions the
+//! upstream image's scripts and the Supabase CLI pass to it.
 
-fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+use std::process::ExitCode;
+
+use realtime_server::cli;
+
+fn main() -> ExitCode {
+    cli::main(std::env::args().skip(1).collect())
 }

@@ -1,0 +1,236 @@
+//! Command line of the `realtime` binary. Besides running the server it accepts the commands
+//! the upstream image exposes, so scripts written for it keep working:
+//! `realtime migrate`, and `realtime eval '<expr>'` for the seed expression
+//! (`Realtime.Release.seeds(…)`), the migrate expression (`Realtime.Release.migrate…`) and
+//! `…Realtime.Tenants.health_check("<id>")…` (exit 0 when the tenant exists).
+
+use std::process::ExitCode;
+
+use crate::config::Config;
+use crate::startup;
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run the server (default).
+    Server,
+    /// Apply the registry migrations and exit.
+    Migrate,
+    /// Apply the registry migrations, seed the self-host tenant and exit.
+    Seed,
+    /// Boot as configured (migrations, seed), then exit 0 when the tenant exists.
+    HealthCheck(String),
+    /// Print usage.
+    Help,
+}
+
+/// Usage text.
+pub const USAGE: &str = "usage: realtime [server | migrate | eval '<expression>']
+  server      run the server (default)
+  migrate     apply the registry migrations and exit
+  eval        run one of the expressions of the upstream release:
+                Realtime.Release.seeds(Realtime.Repo)
+                Realtime.Release.migrate()
+                Realtime.Tenants.health_check(\"<tenant>\")";
+
+/// Parses the arguments (without the program name).
+pub fn parse(args: &[String]) -> Result<Command, String> {
+    match args.first().map(String::as_str) {
+        None | Some("server") | Some("start") => Ok(Command::Server),
+        Some("migrate") => Ok(Command::Migrate),
+        Some("-h") | Some("--help") | Some("help") => Ok(Command::Help),
+        Some("eval") => {
+            let expr = args.get(1).ok_or("eval needs an expression")?;
+            parse_eval(expr)
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n{USAGE}")),
+    }
+}
+
+/// Recognises an `eval` expression.
+pub fn parse_eval(expr: &str) -> Result<Command, String> {
+    if let Some(start) = expr.find("health_check(") {
+        let rest = &expr[start + "health_check(".len()..];
+        let id = rest
+            .trim_start()
+            .strip_prefix('"')
+            .and_then(|r| r.split_once('"'))
+            .map(|(id, _)| id.to_string())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| format!("cannot read the tenant id in `{expr}`"))?;
+        return Ok(Command::HealthCheck(id));
+    }
+    if expr.contains("Release.seeds") {
+        return Ok(Command::Seed);
+    }
+    if expr.contains("Release.migrate") {
+        return Ok(Command::Migrate);
+    }
+    Err(format!(
+        "unsupported expression `{expr}`: this server evaluates only the seed, migrate and health_check expressions\n{USAGE}"
+    ))
+}
+
+/// Runs the binary; returns the process exit code.
+pub fn main(args: Vec<String>) -> ExitCode {
+    let command = match parse(&args) {
+        Ok(Command::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(c) => c,
+        Err(e) => {
+            crate::logging::init(crate::config::LogLevel::Info);
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut config = match Config::from_process_env() {
+        Ok(c) => c,
+        Err(e) => {
+            crate::logging::init(crate::config::LogLevel::Info);
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::logging::init(config.log_level);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(n) = config.rlimit_nofile {
+        match startup::rlimit::apply_nofile(n) {
+            Ok(soft) => tracing::info!("Open files limit: {soft}"),
+            Err(e) => tracing::warn!(
+                "RLIMIT_NOFILE={n} could not be applied ({e}); keeping the current limit"
+            ),
+        }
+    }
+    if command == Command::Seed {
+        config.seed_self_host = true;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run(command, config));
+    // Background work (connections, timers) must not hold the process open.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+async fn run(command: Command, config: Config) -> ExitCode {
+    match command {
+        Command::Server | Command::Help => {
+            let running = match startup::start(config).await {
+                Ok(r) => r,
+                Err(e) => return fail(e),
+            };
+            tracing::info!("Starting Realtime");
+            startup::shutdown_signal().await;
+            tracing::info!("Shutting down");
+            running.shutdown().await;
+            ExitCode::SUCCESS
+        }
+        Command::Migrate => {
+            if config.standalone {
+                tracing::info!("DB_HOST is not set: no registry database to migrate");
+                return ExitCode::SUCCESS;
+            }
+            let registry =
+                match realtime_tenants::Registry::connect(&startup::registry_config(&config)).await
+                {
+                    Ok(r) => r,
+                    Err(e) => return fail(e),
+                };
+            match registry.migrate().await {
+                Ok(report) => {
+                    tracing::info!(
+                        "Registry migrations: {} applied, {} already applied",
+                        report.applied.len(),
+                        report.already_applied
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Seed => match startup::prepare(config).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Command::HealthCheck(id) => {
+            let state = match startup::prepare(config).await {
+                Ok(s) => s,
+                Err(e) => return fail(e),
+            };
+            match state.registry.get(&id).await {
+                Ok(Some(tenant)) => {
+                    if tenant.migrations_ran < crate::tenant_db::TENANT_MIGRATIONS
+                        && tenant.cdc_extension().is_some()
+                    {
+                        if let Err(e) =
+                            crate::tenant_db::migrate(&state.registry, &state.crypto, &tenant).await
+                        {
+                            tracing::info!("Failed to set-up tenant: {e}");
+                        }
+                    }
+                    println!("{{:ok, %{{external_id: \"{id}\"}}}}");
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => {
+                    tracing::error!(
+                        error_code = "TenantNotFound",
+                        "TenantNotFound: Tenant not found: {id}"
+                    );
+                    ExitCode::FAILURE
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    tracing::error!("{e}");
+    ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(parse(&args(&[])), Ok(Command::Server));
+        assert_eq!(parse(&args(&["server"])), Ok(Command::Server));
+        assert_eq!(parse(&args(&["migrate"])), Ok(Command::Migrate));
+        assert_eq!(
+            parse(&args(&["eval", "Realtime.Release.seeds(Realtime.Repo)"])),
+            Ok(Command::Seed)
+        );
+        assert_eq!(
+            parse(&args(&["eval", "Realtime.Release.migrate()"])),
+            Ok(Command::Migrate)
+        );
+        assert_eq!(
+            parse(&args(&[
+                "eval",
+                "{:ok, _} = Application.ensure_all_started(:realtime)\n{:ok, _} = Realtime.Tenants.health_check(\"realtime-dev\")"
+            ])),
+            Ok(Command::HealthCheck("realtime-dev".into()))
+        );
+        assert!(parse(&args(&["eval", "IO.puts(1)"])).is_err());
+        assert!(parse(&args(&["eval"])).is_err());
+        assert!(parse(&args(&["bogus"])).is_err());
+    }
+}
