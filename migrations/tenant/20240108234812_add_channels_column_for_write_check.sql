@@ -1,2 +1,2 @@
 -- 20240108234812 AddChannelsColumnForWriteCheck
-alter table realtime.channels add column if not exists "check" boolean default false;
+alter table if exists realtime.channels add column if not exists "check" boolean default false;

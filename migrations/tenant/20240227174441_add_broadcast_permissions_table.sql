@@ -1,15 +1,22 @@
 -- 20240227174441 AddBroadcastsPoliciesTable
--- Per-channel broadcast authorization (dropped again by 20240523004032).
-create table if not exists realtime.broadcasts (
-    id bigserial primary key,
-    channel_id bigint not null references realtime.channels (id) on delete cascade,
-    "check" boolean not null default false,
-    inserted_at timestamp(0) without time zone not null,
-    updated_at timestamp(0) without time zone not null
-);
+-- Per-channel broadcast authorization (dropped again by 20240523004032; not created when
+-- realtime.channels is already gone).
+do $$
+begin
+    if to_regclass('realtime.channels') is null then
+        return;
+    end if;
 
-create unique index if not exists broadcasts_channel_id_index on realtime.broadcasts (channel_id);
+    create table if not exists realtime.broadcasts (
+        id bigserial primary key,
+        channel_id bigint not null references realtime.channels (id) on delete cascade,
+        "check" boolean not null default false,
+        inserted_at timestamp(0) without time zone not null,
+        updated_at timestamp(0) without time zone not null
+    );
+    create unique index if not exists broadcasts_channel_id_index on realtime.broadcasts (channel_id);
 
-alter table realtime.broadcasts enable row level security;
-grant select on realtime.broadcasts to postgres, anon, authenticated, service_role;
-grant update on realtime.broadcasts to postgres, anon, authenticated, service_role;
+    alter table realtime.broadcasts enable row level security;
+    grant select on realtime.broadcasts to postgres, anon, authenticated, service_role;
+    grant update on realtime.broadcasts to postgres, anon, authenticated, service_role;
+end $$;

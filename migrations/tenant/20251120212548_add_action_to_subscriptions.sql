@@ -14,7 +14,18 @@ begin
     end if;
 end $$;
 
-create unique index if not exists subscription_subscription_id_entity_filters_action_filter_key
-    on realtime.subscription (subscription_id, entity, filters, action_filter);
+-- Superseded by the selected_columns index of 20260527120000; not built once that exists.
+do $$
+begin
+    if not exists (
+        select 1 from pg_attribute
+        where attrelid = 'realtime.subscription'::regclass
+          and attname = 'selected_columns'
+          and not attisdropped
+    ) then
+        create unique index if not exists subscription_subscription_id_entity_filters_action_filter_key
+            on realtime.subscription (subscription_id, entity, filters, action_filter);
+    end if;
+end $$;
 
 drop index if exists realtime.subscription_subscription_id_entity_filters_key;

@@ -7,6 +7,9 @@ begin
     if not exists (select 1 from pg_catalog.pg_roles where rolname = 'supabase_realtime_admin') then
         create role supabase_realtime_admin with noinherit nologin noreplication;
     end if;
+exception
+    -- created by another database of the cluster at this moment
+    when duplicate_object or unique_violation then null;
 end $$;
 
 alter table realtime.messages owner to supabase_realtime_admin;

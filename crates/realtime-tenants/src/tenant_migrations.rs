@@ -51,7 +51,18 @@ pub struct TenantMigrationReport {
 /// Brings the `realtime` schema to upstream's final state, applying every version not yet in
 /// `realtime.schema_migrations`. All-or-nothing; safe to call concurrently from several servers.
 pub async fn migrate(client: &Client) -> Result<TenantMigrationReport, TenantMigrationError> {
-    runner::migrate(client).await
+    runner::migrate(client, None).await
+}
+
+/// Like [`migrate`], but applies the pending versions up to and including `last_version` only.
+/// Function bodies are installed in their final form by the run that completes the schema, so
+/// a schema stopped earlier has only the functions its own objects need. Meant for rehearsing
+/// upgrades from older schemas (tests, tooling), not for serving.
+pub async fn migrate_until(
+    client: &Client,
+    last_version: i64,
+) -> Result<TenantMigrationReport, TenantMigrationError> {
+    runner::migrate(client, Some(last_version)).await
 }
 
 /// Checks, without changing anything, that the database can host Realtime: `wal_level` is
@@ -63,7 +74,10 @@ pub async fn preflight(client: &Client, publication: &str) -> Result<(), TenantM
 
 /// Creates `realtime.messages_YYYY_MM_DD` for `today - 1` through `today + 3` (each range is
 /// `[day, day + 1)`), owned by `supabase_realtime_admin`. Existing partitions are kept.
-pub async fn create_partitions(client: &Client, today: NaiveDate) -> Result<(), TenantMigrationError> {
+pub async fn create_partitions(
+    client: &Client,
+    today: NaiveDate,
+) -> Result<(), TenantMigrationError> {
     partitions::create_partitions(client, today).await
 }
 

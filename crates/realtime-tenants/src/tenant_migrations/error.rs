@@ -174,9 +174,7 @@ mod tests {
         let err = TenantMigrationError::MissingPublication {
             name: "My Pub".into(),
         };
-        assert!(err
-            .to_string()
-            .contains("CREATE PUBLICATION \"My Pub\";"));
+        assert!(err.to_string().contains("CREATE PUBLICATION \"My Pub\";"));
     }
 
     #[test]

@@ -80,7 +80,9 @@ pub(super) async fn drop_old_partitions(
             &[],
         )
         .await
-        .map_err(TenantMigrationError::database("listing realtime.messages partitions"))?;
+        .map_err(TenantMigrationError::database(
+            "listing realtime.messages partitions",
+        ))?;
 
     let mut dropped = Vec::new();
     for row in rows {
@@ -95,7 +97,9 @@ pub(super) async fn drop_old_partitions(
         client
             .batch_execute(&format!("drop table if exists realtime.{name}"))
             .await
-            .map_err(TenantMigrationError::database("dropping an old messages partition"))?;
+            .map_err(TenantMigrationError::database(
+                "dropping an old messages partition",
+            ))?;
         tracing::info!(partition = %name, "dropped old messages partition");
         dropped.push(name);
     }

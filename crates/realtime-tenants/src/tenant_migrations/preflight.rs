@@ -18,7 +18,10 @@ pub(crate) const REQUIRED_ROLES: [&str; 6] = [
 /// Roles Realtime switches to for RLS checks; the connection user must be able to.
 const API_ROLES: [&str; 3] = ["anon", "authenticated", "service_role"];
 
-pub(super) async fn preflight(client: &Client, publication: &str) -> Result<(), TenantMigrationError> {
+pub(super) async fn preflight(
+    client: &Client,
+    publication: &str,
+) -> Result<(), TenantMigrationError> {
     let wal_level: String = client
         .query_one("select current_setting('wal_level')", &[])
         .await
@@ -35,7 +38,9 @@ pub(super) async fn preflight(client: &Client, publication: &str) -> Result<(), 
             &[],
         )
         .await
-        .map_err(TenantMigrationError::database("reading the connection role"))?;
+        .map_err(TenantMigrationError::database(
+            "reading the connection role",
+        ))?;
     let (name, superuser, createrole, replication): (String, bool, bool, bool) =
         (user.get(0), user.get(1), user.get(2), user.get(3));
 
@@ -106,7 +111,11 @@ async fn check_privileges(
                       else has_schema_privilege('realtime', 'CREATE')
                            and has_schema_privilege('realtime', 'USAGE')
                  end,
-                 pg_has_role('supabase_realtime_admin', 'MEMBER'),
+                 case when exists (select 1 from pg_catalog.pg_roles
+                                   where rolname = 'supabase_realtime_admin')
+                      then pg_has_role('supabase_realtime_admin', 'MEMBER')
+                      else false
+                 end,
                  coalesce(array_agg(r.rolname::text) filter (where not pg_has_role(r.oid, 'MEMBER')),
                           '{}'),
                  current_database()::text
@@ -128,9 +137,13 @@ async fn check_privileges(
     if !can_create {
         if schema_exists {
             missing.push("CREATE and USAGE on schema realtime".to_owned());
-            fix.push(format!("GRANT CREATE, USAGE ON SCHEMA realtime TO {user_ident};"));
+            fix.push(format!(
+                "GRANT CREATE, USAGE ON SCHEMA realtime TO {user_ident};"
+            ));
         } else {
-            missing.push(format!("CREATE on database {database} (schema realtime is missing)"));
+            missing.push(format!(
+                "CREATE on database {database} (schema realtime is missing)"
+            ));
             fix.push(format!(
                 "GRANT CREATE ON DATABASE {} TO {user_ident};",
                 quote_ident(&database)
@@ -146,7 +159,10 @@ async fn check_privileges(
             "membership in {} (RLS checks switch to these roles)",
             not_member_of.join(", ")
         ));
-        fix.push(format!("GRANT {} TO {user_ident};", not_member_of.join(", ")));
+        fix.push(format!(
+            "GRANT {} TO {user_ident};",
+            not_member_of.join(", ")
+        ));
     }
     if !replication {
         missing.push("the REPLICATION attribute (replication slots)".into());

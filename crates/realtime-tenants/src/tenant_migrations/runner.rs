@@ -36,14 +36,18 @@ lock table realtime.schema_migrations in share update exclusive mode;
 const RECORD_VERSION_SQL: &str = "insert into realtime.schema_migrations (version, inserted_at) \
      values ($1, date_trunc('second', now() at time zone 'utc'))";
 
+/// Applies every pending version up to `last_version` (all of them with `None`).
 pub(super) async fn migrate(
     client: &Client,
+    last_version: Option<i64>,
 ) -> Result<TenantMigrationReport, TenantMigrationError> {
     client
         .batch_execute("begin")
         .await
-        .map_err(TenantMigrationError::database("starting the migration transaction"))?;
-    match apply_pending(client).await {
+        .map_err(TenantMigrationError::database(
+            "starting the migration transaction",
+        ))?;
+    match apply_pending(client, last_version).await {
         Ok(report) => {
             client
                 .batch_execute("commit")
@@ -71,7 +75,10 @@ pub(super) async fn migrate(
     }
 }
 
-async fn apply_pending(client: &Client) -> Result<TenantMigrationReport, TenantMigrationError> {
+async fn apply_pending(
+    client: &Client,
+    last_version: Option<i64>,
+) -> Result<TenantMigrationReport, TenantMigrationError> {
     client
         .execute("select pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await
@@ -93,9 +100,10 @@ async fn apply_pending(client: &Client) -> Result<TenantMigrationReport, TenantM
         .collect();
 
     let mut applied = Vec::new();
+    let wanted = |version: i64| last_version.is_none_or(|last| version <= last);
     for migration in MIGRATIONS
         .iter()
-        .filter(|m| !recorded.contains(&m.version))
+        .filter(|m| wanted(m.version) && !recorded.contains(&m.version))
     {
         let failed = |source| TenantMigrationError::Migration {
             version: migration.version,
@@ -117,7 +125,12 @@ async fn apply_pending(client: &Client) -> Result<TenantMigrationReport, TenantM
         applied.push(migration.version);
     }
 
-    if !applied.is_empty() {
+    // Final functions and grants once the run completes the schema; a run that stops early
+    // leaves functions as its versions left them.
+    let complete = MIGRATIONS
+        .iter()
+        .all(|m| recorded.contains(&m.version) || applied.contains(&m.version));
+    if !applied.is_empty() && complete {
         for script in FUNCTIONS.iter().chain(std::iter::once(&FINAL_GRANTS)) {
             client
                 .batch_execute(script)
