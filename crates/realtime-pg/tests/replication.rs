@@ -622,3 +622,121 @@ async fn status_updates_report_confirmed_and_quiet_positions() {
     );
     stream.close().await;
 }
+
+#[tokio::test]
+async fn protocol_2_messages_binary_values_and_streamed_transactions() {
+    let db = Cluster::shared().create_database().await;
+    let admin = db.connect().await;
+    admin
+        .batch_execute(
+            "create table bulk (id int primary key, flag bool);
+             create publication pub_proto2 for table bulk;",
+        )
+        .await
+        .unwrap();
+    let mut o = opts(&db);
+    // Small enough that a few thousand rows overflow it and get streamed before commit.
+    o.options = Some("-c logical_decoding_work_mem=64kB".into());
+    let slot = slot_name(&db, "proto2");
+    let mut session = ReplicationStream::connect(&o).await.unwrap();
+    session.create_slot(&slot, true).await.unwrap();
+    let options = realtime_pg::replication::StartOptions {
+        publications: vec!["pub_proto2".into()],
+        proto_version: 2,
+        messages: true,
+        binary: true,
+        streaming: true,
+    };
+    let mut stream = session
+        .start_with(&slot, Lsn::ZERO, &options)
+        .await
+        .unwrap();
+
+    // A small transaction with a transactional logical message, binary values.
+    admin
+        .batch_execute(
+            "begin;
+             insert into bulk values (1, true);
+             select pg_logical_emit_message(true, 'realtime', 'hello');
+             commit;",
+        )
+        .await
+        .unwrap();
+    let tx = read_transactions(&mut stream, 1).await.remove(0);
+    let bulk_oid: u32 = admin
+        .query_one("select 'bulk'::regclass::oid", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let changes = tx.changes();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(
+        changes[0],
+        &LogicalMessage::Insert {
+            relation: bulk_oid,
+            new: vec![
+                TupleValue::Binary(Bytes::from_static(&[0, 0, 0, 1])),
+                TupleValue::Binary(Bytes::from_static(&[1])),
+            ],
+        }
+    );
+    let LogicalMessage::Message {
+        transactional,
+        prefix,
+        content,
+        ..
+    } = changes[1]
+    else {
+        panic!("expected a logical message, got {:?}", changes[1])
+    };
+    assert!(*transactional);
+    assert_eq!(prefix, "realtime");
+    assert_eq!(content, &Bytes::from_static(b"hello"));
+
+    // A large transaction arrives in streamed blocks whose changes carry its xid.
+    admin
+        .batch_execute("insert into bulk select g, false from generate_series(2, 5001) g")
+        .await
+        .unwrap();
+    let mut in_stream = false;
+    let mut blocks = 0;
+    let mut streamed_xid = None;
+    let mut inserts = 0;
+    loop {
+        let x = tokio::time::timeout(Duration::from_secs(15), stream.next())
+            .await
+            .expect("stream stalled")
+            .unwrap()
+            .unwrap();
+        let (xid, message) = if in_stream {
+            realtime_pg::pgoutput::decode_in_stream(&x.data).unwrap()
+        } else {
+            (None, decode(&x.data).unwrap())
+        };
+        match message {
+            LogicalMessage::StreamStart { xid, first_segment } => {
+                assert_eq!(first_segment, blocks == 0);
+                assert!(streamed_xid.is_none_or(|x| x == xid));
+                streamed_xid = Some(xid);
+                in_stream = true;
+                blocks += 1;
+            }
+            LogicalMessage::StreamStop => in_stream = false,
+            LogicalMessage::Insert { .. } => {
+                assert!(in_stream);
+                assert_eq!(xid, streamed_xid);
+                inserts += 1;
+            }
+            LogicalMessage::Relation(_) => assert_eq!(xid, streamed_xid),
+            LogicalMessage::StreamCommit { xid, end_lsn, .. } => {
+                assert_eq!(Some(xid), streamed_xid);
+                stream.confirm(end_lsn);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(blocks >= 1);
+    assert_eq!(inserts, 5000);
+    stream.close().await;
+}
