@@ -3,11 +3,11 @@
 //! replication slot when it is deleted.
 
 use realtime_pg::connect::{connect, ConnectOptions, TlsMode};
-use realtime_tenants::{CdcSettings, Crypto, Registry, Tenant};
+use realtime_tenants::{tenant_migrations, CdcSettings, Crypto, Registry, Tenant};
 
 /// Number of tenant migrations upstream v2.129.8 ships; a tenant with this many applied is
 /// healthy without a live connection.
-pub const TENANT_MIGRATIONS: i32 = 81;
+pub const TENANT_MIGRATIONS: i32 = tenant_migrations::TENANT_MIGRATION_COUNT;
 
 /// Application name of the control-plane connections to a tenant database.
 const APPLICATION_NAME: &str = "realtime_migrations";
@@ -27,6 +27,9 @@ pub enum TenantDbError {
     /// A migration failed.
     #[error("MigrationsFailedToRun: {0}")]
     Migrations(String),
+    /// The partition pass failed.
+    #[error("PartitionCreationFailed: {0}")]
+    Partitions(String),
     /// A query failed.
     #[error("{0}")]
     Query(String),
@@ -68,8 +71,19 @@ pub async fn migrate(
     tenant: &Tenant,
 ) -> Result<i32, TenantDbError> {
     let client = connect_tenant(tenant, crypto).await?;
-    let applied = run_tenant_migrations(&client).await?;
-    let applied = i32::try_from(applied).unwrap_or(i32::MAX);
+    let report = tenant_migrations::migrate(&client)
+        .await
+        .map_err(|e| TenantDbError::Migrations(e.to_string()))?;
+    let applied = report.total;
+    // One janitor pass, as upstream's set-up does: today-1 … today+3 partitions exist and
+    // expired ones are gone.
+    let today = chrono::Utc::now().date_naive();
+    tenant_migrations::drop_old_partitions(&client, today)
+        .await
+        .map_err(|e| TenantDbError::Partitions(e.to_string()))?;
+    tenant_migrations::create_partitions(&client, today)
+        .await
+        .map_err(|e| TenantDbError::Partitions(e.to_string()))?;
     registry
         .set_migrations_ran(&tenant.external_id, applied)
         .await
@@ -113,12 +127,4 @@ pub async fn drop_replication_slot(crypto: &Crypto, tenant: &Tenant) -> Result<(
         .await
         .map_err(|e| TenantDbError::Query(e.to_string()))?;
     Ok(())
-}
-
-/// The tenant schema runner of `realtime_tenants::tenant_migrations`.
-async fn run_tenant_migrations(client: &tokio_postgres::Client) -> Result<usize, TenantDbError> {
-    let _ = client;
-    Err(TenantDbError::Migrations(
-        "the tenant migration runner is not available yet".to_string(),
-    ))
 }
