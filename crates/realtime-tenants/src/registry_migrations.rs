@@ -148,7 +148,11 @@ pub fn search_path_schema(query: &str) -> Option<String> {
         .strip_prefix("session")
         .map(str::trim_start)
         .unwrap_or(rest);
-    let rest = rest.strip_prefix("search_path")?.trim_start();
+    let rest = rest.strip_prefix("search_path")?;
+    if !rest.starts_with(|c: char| c.is_whitespace() || c == '=') {
+        return None;
+    }
+    let rest = rest.trim_start();
     let rest = if let Some(r) = rest.strip_prefix('=') {
         r
     } else {

@@ -19,12 +19,8 @@ pub fn now_utc_seconds() -> NaiveDateTime {
 /// `POST /api/tenants` pre-check: the external id the create targets, or the 422 body
 /// `{"errors":{"external_id":["can't be blank"]}}`.
 pub fn external_id_for_create(tenant_params: &Value) -> Result<String, UpsertError> {
-    match tenant_params
-        .get("external_id")
-        .and_then(Value::as_str)
-        .map(str::trim)
-    {
-        Some(id) if !id.is_empty() => Ok(id.to_string()),
+    match tenant_params.get("external_id").and_then(Value::as_str) {
+        Some(id) if !id.trim().is_empty() => Ok(id.to_string()),
         _ => Err(UpsertError::Invalid(
             json!({"errors": {"external_id": ["can't be blank"]}}),
         )),

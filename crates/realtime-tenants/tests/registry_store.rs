@@ -446,3 +446,31 @@ async fn memory_registry_behaves_like_the_database() {
     assert!(registry.delete("acme").await.unwrap());
     assert!(registry.get("acme").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn connection_options() {
+    let db = realtime_testkit::Cluster::shared().create_database().await;
+    // Forcing IPv4 works against 127.0.0.1.
+    let mut cfg = common::config(&db);
+    cfg.ip_version = Some(realtime_tenants::IpVersion::V4);
+    let registry = Registry::connect(&cfg).await.unwrap();
+    registry.migrate().await.unwrap();
+    // The connection identifies itself as upstream does.
+    let n: i64 = db
+        .connect()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'supabase_mt_realtime' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n >= 1);
+    // A missing CA file is a configuration error, not a retry loop.
+    let mut cfg = common::config(&db);
+    cfg.ssl = true;
+    cfg.ssl_ca_cert = Some("/nonexistent/ca.pem".into());
+    let err = Registry::connect(&cfg).await.unwrap_err();
+    assert!(err.to_string().contains("DB_SSL_CA_CERT"), "{err}");
+}

@@ -228,3 +228,36 @@ where
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn initial_connect_gives_up_after_the_deadline() {
+        // Nothing listens on port 1.
+        let config = RegistryConfig {
+            port: 1,
+            ..RegistryConfig::default()
+        };
+        let started = Instant::now();
+        let err = Pool::connect(&config, Duration::from_millis(1200))
+            .await
+            .err()
+            .unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(700), "retried");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(err.to_string().contains("registry"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn forced_ip_family_without_address_is_explained() {
+        let config = RegistryConfig {
+            host: "127.0.0.1".into(),
+            ip_version: Some(IpVersion::V6),
+            ..RegistryConfig::default()
+        };
+        let err = open(&config).await.err().unwrap();
+        assert!(err.to_string().contains("has no IPv6 address"), "{err}");
+    }
+}
