@@ -17,18 +17,45 @@ async fn case38_39_40_broadcast_self_and_ack() {
     let mut b = s.client("2.0.0").await;
     a.join_ok("room1", "1", join_config(json!({}))).await;
     b.join_ok("room1", "1", join_config(json!({}))).await;
-    a.push(Some("1"), Some("2"), "realtime:room1", "broadcast", bcast(1)).await;
-    assert_eq!(b.recv().await, json!([null,null,"realtime:room1","broadcast",bcast(1)]));
+    a.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room1",
+        "broadcast",
+        bcast(1),
+    )
+    .await;
+    assert_eq!(
+        b.recv().await,
+        json!([null, null, "realtime:room1", "broadcast", bcast(1)])
+    );
     a.silent(200).await;
 
     let mut c = s.client("2.0.0").await;
-    c.join_ok("room1", "1", join_config(json!({"broadcast":{"self":true,"ack":true}})))
-        .await;
-    c.push(Some("1"), Some("2"), "realtime:room1", "broadcast", bcast(2)).await;
-    let mut got = vec![c.recv().await, c.recv().await];
+    c.join_ok(
+        "room1",
+        "1",
+        join_config(json!({"broadcast":{"self":true,"ack":true}})),
+    )
+    .await;
+    c.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room1",
+        "broadcast",
+        bcast(2),
+    )
+    .await;
+    let mut got = [c.recv().await, c.recv().await];
     got.sort_by_key(|f| event(f).to_string());
-    assert_eq!(got[0], json!([null,null,"realtime:room1","broadcast",bcast(2)]));
-    assert_eq!(got[1], json!(["1","2","realtime:room1","phx_reply",{"status":"ok","response":{}}]));
+    assert_eq!(
+        got[0],
+        json!([null, null, "realtime:room1", "broadcast", bcast(2)])
+    );
+    assert_eq!(
+        got[1],
+        json!(["1","2","realtime:room1","phx_reply",{"status":"ok","response":{}}])
+    );
     assert_eq!(event(&a.recv().await), "broadcast");
     assert_eq!(event(&b.recv().await), "broadcast");
 }
@@ -42,7 +69,15 @@ async fn case41_kind3_fans_out_as_kind4_and_v1_json() {
     a.join_ok("room1", "3", join_config(json!({}))).await;
     b.join_ok("room1", "1", join_config(json!({}))).await;
     c.join_ok("room1", "1", join_config(json!({}))).await;
-    a.send_binary(kind3("3", "7", "realtime:room1", "cursor", 1, br#"{"x":1}"#)).await;
+    a.send_binary(kind3(
+        "3",
+        "7",
+        "realtime:room1",
+        "cursor",
+        1,
+        br#"{"x":1}"#,
+    ))
+    .await;
     assert_eq!(
         b.recv_binary().await,
         kind4("realtime:room1", "cursor", 1, br#"{"x":1}"#)
@@ -63,11 +98,22 @@ async fn case42_binary_payload_not_sent_to_v1() {
     a.join_ok("room1", "1", join_config(json!({}))).await;
     b.join_ok("room1", "1", join_config(json!({}))).await;
     c.join_ok("room1", "1", join_config(json!({}))).await;
-    a.send_binary(kind3("1", "2", "realtime:room1", "bin", 0, &[0xDE, 0xAD])).await;
-    assert_eq!(b.recv_binary().await, kind4("realtime:room1", "bin", 0, &[0xDE, 0xAD]));
+    a.send_binary(kind3("1", "2", "realtime:room1", "bin", 0, &[0xDE, 0xAD]))
+        .await;
+    assert_eq!(
+        b.recv_binary().await,
+        kind4("realtime:room1", "bin", 0, &[0xDE, 0xAD])
+    );
     c.silent(300).await;
     // A JSON broadcast still reaches the vsn 1.0.0 receiver.
-    a.push(Some("1"), Some("3"), "realtime:room1", "broadcast", bcast(1)).await;
+    a.push(
+        Some("1"),
+        Some("3"),
+        "realtime:room1",
+        "broadcast",
+        bcast(1),
+    )
+    .await;
     assert_eq!(
         c.recv().await,
         json!({"event":"broadcast","payload":bcast(1),"ref":null,"topic":"realtime:room1"})
@@ -79,7 +125,8 @@ async fn case43_oversized_payload_rejected() {
     let s = TestGateway::start(fast_settings()).await;
     let mut a = s.client("2.0.0").await;
     let mut b = s.client("2.0.0").await;
-    a.join_ok("room1", "1", join_config(json!({"broadcast":{"ack":true}}))).await;
+    a.join_ok("room1", "1", join_config(json!({"broadcast":{"ack":true}})))
+        .await;
     b.join_ok("room1", "1", join_config(json!({}))).await;
     let big = "x".repeat(3_100_000);
     a.push(
@@ -100,18 +147,31 @@ async fn case43_oversized_payload_rejected() {
 #[tokio::test]
 async fn case45_tenant_and_privacy_isolation() {
     let s = TestGateway::start(fast_settings()).await;
-    s.tenants.put(realtime_server::gateway::TenantView::new("other", SECRET));
+    s.tenants
+        .put(realtime_server::gateway::TenantView::new("other", SECRET));
     let mut a = s.client("2.0.0").await;
     let mut other = s
-        .connect(&format!("apikey={}&vsn=2.0.0", token_ok()), "other.localhost", &[])
+        .connect(
+            &format!("apikey={}&vsn=2.0.0", token_ok()),
+            "other.localhost",
+            &[],
+        )
         .await
         .unwrap();
     let mut b = s.client("2.0.0").await;
     a.join_ok("room1", "1", join_config(json!({}))).await;
     other.join_ok("room1", "1", join_config(json!({}))).await;
     // A public channel named like a private topic is still the public namespace.
-    b.join_ok("private:room1", "1", join_config(json!({}))).await;
-    a.push(Some("1"), Some("2"), "realtime:room1", "broadcast", bcast(1)).await;
+    b.join_ok("private:room1", "1", join_config(json!({})))
+        .await;
+    a.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room1",
+        "broadcast",
+        bcast(1),
+    )
+    .await;
     other.silent(300).await;
     b.silent(10).await;
 }
@@ -120,9 +180,16 @@ async fn case45_tenant_and_privacy_isolation() {
 async fn case48_49_presence_state_on_join() {
     let s = TestGateway::start(fast_settings()).await;
     let mut a = s.client("2.0.0").await;
-    a.join_ok("room1", "1", join_config(json!({"presence":{"key":"","enabled":true}})))
-        .await;
-    assert_eq!(a.recv().await, json!(["1",null,"realtime:room1","presence_state",{}]));
+    a.join_ok(
+        "room1",
+        "1",
+        join_config(json!({"presence":{"key":"","enabled":true}})),
+    )
+    .await;
+    assert_eq!(
+        a.recv().await,
+        json!(["1", null, "realtime:room1", "presence_state", {}])
+    );
     let mut b = s.client("2.0.0").await;
     b.join_ok("room1", "1", join_config(json!({}))).await;
     b.silent(300).await;
@@ -137,13 +204,24 @@ async fn case50_to_57_presence_flow() {
     let s = TestGateway::start(fast_settings()).await;
     let mut a = s.client("2.0.0").await;
     let mut watcher = s.client("1.0.0").await;
-    a.join_ok("room1", "1", join_config(json!({"presence":{"key":"k","enabled":true}})))
-        .await;
+    a.join_ok(
+        "room1",
+        "1",
+        join_config(json!({"presence":{"key":"k","enabled":true}})),
+    )
+    .await;
     assert_eq!(event(&a.recv().await), "presence_state");
     watcher.join_ok("room1", "1", join_config(json!({}))).await;
 
     // 50: first track → ok and a join diff to everyone, presence off included.
-    a.push(Some("1"), Some("2"), "realtime:room1", "presence", track(json!({"u":"a"}))).await;
+    a.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room1",
+        "presence",
+        track(json!({"u":"a"})),
+    )
+    .await;
     assert_eq!(
         a.recv().await,
         json!(["1","2","realtime:room1","phx_reply",{"status":"ok","response":{}}])
@@ -151,23 +229,42 @@ async fn case50_to_57_presence_flow() {
     let d = a.recv().await;
     assert_eq!(
         d.as_array().unwrap()[..4],
-        json!([null, null, "realtime:room1", "presence_diff"]).as_array().unwrap()[..]
+        json!([null, null, "realtime:room1", "presence_diff"])
+            .as_array()
+            .unwrap()[..]
     );
     let meta = &d[4]["joins"]["k"]["metas"][0];
     assert_eq!(meta["u"], "a");
-    let r1 = meta["phx_ref"].as_str().expect("string phx_ref").to_string();
+    let r1 = meta["phx_ref"]
+        .as_str()
+        .expect("string phx_ref")
+        .to_string();
     assert_eq!(d[4]["leaves"], json!({}));
     let wd = watcher.recv().await;
     assert_eq!(wd["event"], "presence_diff");
     assert_eq!(wd["payload"], d[4]);
 
     // 51: same meta → ok, no diff.
-    a.push(Some("1"), Some("3"), "realtime:room1", "presence", track(json!({"u":"a"}))).await;
+    a.push(
+        Some("1"),
+        Some("3"),
+        "realtime:room1",
+        "presence",
+        track(json!({"u":"a"})),
+    )
+    .await;
     assert_eq!(status(&a.recv().await), "ok");
     watcher.silent(200).await;
 
     // 52: update → one diff with phx_ref_prev and the old meta leaving.
-    a.push(Some("1"), Some("4"), "realtime:room1", "presence", track(json!({"u":"b"}))).await;
+    a.push(
+        Some("1"),
+        Some("4"),
+        "realtime:room1",
+        "presence",
+        track(json!({"u":"b"})),
+    )
+    .await;
     assert_eq!(status(&a.recv().await), "ok");
     let d = watcher.recv().await["payload"].clone();
     assert_eq!(d["joins"]["k"]["metas"][0]["u"], "b");
@@ -176,14 +273,25 @@ async fn case50_to_57_presence_flow() {
 
     // 57: a later joiner sees k in its state.
     let mut late = s.client("2.0.0").await;
-    late.join_ok("room1", "1", join_config(json!({"presence":{"enabled":true}}))).await;
+    late.join_ok(
+        "room1",
+        "1",
+        join_config(json!({"presence":{"enabled":true}})),
+    )
+    .await;
     let st = late.recv().await;
     assert_eq!(event(&st), "presence_state");
     assert_eq!(st[4]["k"]["metas"][0]["u"], "b");
 
     // 54: non-map meta → error reply, still joined.
-    a.push(Some("1"), Some("5"), "realtime:room1", "presence", json!({"type":"presence","event":"track","payload":"x"}))
-        .await;
+    a.push(
+        Some("1"),
+        Some("5"),
+        "realtime:room1",
+        "presence",
+        json!({"type":"presence","event":"track","payload":"x"}),
+    )
+    .await;
     let mut r = a.recv().await;
     while event(&r) == "presence_diff" {
         r = a.recv().await;
@@ -194,16 +302,32 @@ async fn case50_to_57_presence_flow() {
     );
 
     // 53: untrack → leave diff.
-    a.push(Some("1"), Some("6"), "realtime:room1", "presence", json!({"type":"presence","event":"untrack"}))
-        .await;
+    a.push(
+        Some("1"),
+        Some("6"),
+        "realtime:room1",
+        "presence",
+        json!({"type":"presence","event":"untrack"}),
+    )
+    .await;
     assert_eq!(status(&a.recv().await), "ok");
     let d = watcher.recv().await["payload"].clone();
     assert_eq!(d["joins"], json!({}));
     assert_eq!(d["leaves"]["k"]["metas"][0]["u"], "b");
 
     // 56: a tracked presence leaves when its socket goes away.
-    a.push(Some("1"), Some("7"), "realtime:room1", "presence", track(json!({"u":"c"}))).await;
-    assert_eq!(watcher.recv().await["payload"]["joins"]["k"]["metas"][0]["u"], "c");
+    a.push(
+        Some("1"),
+        Some("7"),
+        "realtime:room1",
+        "presence",
+        track(json!({"u":"c"})),
+    )
+    .await;
+    assert_eq!(
+        watcher.recv().await["payload"]["joins"]["k"]["metas"][0]["u"],
+        "c"
+    );
     drop(a);
     let d = watcher.recv().await["payload"].clone();
     assert_eq!(d["leaves"]["k"]["metas"][0]["u"], "c");
@@ -215,17 +339,33 @@ async fn case55_client_presence_window() {
     let mut a = s.client("2.0.0").await;
     a.join_ok("room1", "1", join_config(json!({}))).await;
     for i in 0..5 {
-        a.push(Some("1"), Some(&format!("r{i}")), "realtime:room1", "presence", track(json!({"i":i})))
-            .await;
+        a.push(
+            Some("1"),
+            Some(&format!("r{i}")),
+            "realtime:room1",
+            "presence",
+            track(json!({"i":i})),
+        )
+        .await;
         assert_eq!(status(&a.recv().await), "ok");
         assert_eq!(event(&a.recv().await), "presence_diff");
     }
-    a.push(Some("1"), Some("r5"), "realtime:room1", "presence", track(json!({"i":5}))).await;
+    a.push(
+        Some("1"),
+        Some("r5"),
+        "realtime:room1",
+        "presence",
+        track(json!({"i":5})),
+    )
+    .await;
     assert_eq!(
         a.recv().await,
         json!(["1",null,"realtime:room1","system",{"channel":"room1","extension":"system","message":"Client presence rate limit exceeded","status":"error"}])
     );
-    assert_eq!(a.recv().await, json!(["1","1","realtime:room1","phx_close",{}]));
+    assert_eq!(
+        a.recv().await,
+        json!(["1", "1", "realtime:room1", "phx_close", {}])
+    );
 }
 
 #[tokio::test]
@@ -234,18 +374,39 @@ async fn case58_59_62_access_token_events() {
     let mut a = s.client("2.0.0").await;
     a.join_ok("room1", "1", join_config(json!({}))).await;
     let fresh = sign(json!({"role":"authenticated","exp":now()+7200}), SECRET);
-    a.push(Some("1"), Some("2"), "realtime:room1", "access_token", json!({"access_token":fresh}))
-        .await;
-    a.push(Some("1"), Some("3"), "realtime:room1", "access_token", json!({"access_token":"sb_x"}))
-        .await;
+    a.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room1",
+        "access_token",
+        json!({"access_token":fresh}),
+    )
+    .await;
+    a.push(
+        Some("1"),
+        Some("3"),
+        "realtime:room1",
+        "access_token",
+        json!({"access_token":"sb_x"}),
+    )
+    .await;
     a.silent(300).await;
-    a.push(Some("1"), Some("4"), "realtime:room1", "access_token", json!({"access_token":""}))
-        .await;
+    a.push(
+        Some("1"),
+        Some("4"),
+        "realtime:room1",
+        "access_token",
+        json!({"access_token":""}),
+    )
+    .await;
     assert_eq!(
         a.recv().await,
         json!(["1",null,"realtime:room1","system",{"channel":"room1","extension":"system","message":"The token provided is not a valid JWT","status":"error"}])
     );
-    assert_eq!(a.recv().await, json!(["1","1","realtime:room1","phx_close",{}]));
+    assert_eq!(
+        a.recv().await,
+        json!(["1", "1", "realtime:room1", "phx_close", {}])
+    );
 }
 
 #[tokio::test]
@@ -255,17 +416,35 @@ async fn case60_61_refused_refresh_tokens() {
     a.join_ok("room1", "1", join_config(json!({}))).await;
     a.join_ok("room2", "2", join_config(json!({}))).await;
     let expired = sign(json!({"role":"authenticated","exp":now()-10}), SECRET);
-    a.push(Some("1"), Some("3"), "realtime:room1", "access_token", json!({"access_token":expired}))
-        .await;
+    a.push(
+        Some("1"),
+        Some("3"),
+        "realtime:room1",
+        "access_token",
+        json!({"access_token":expired}),
+    )
+    .await;
     let sys = a.recv().await;
     let msg = sys[4]["message"].as_str().unwrap();
     assert!(msg.starts_with("Token has expired "), "{msg}");
     assert_eq!(event(&a.recv().await), "phx_close");
     let no_role = sign(json!({"exp":now()+100}), SECRET);
-    a.push(Some("2"), Some("4"), "realtime:room2", "access_token", json!({"access_token":no_role}))
-        .await;
-    assert_eq!(a.recv().await[4]["message"], "Fields `role` and `exp` are required in JWT");
-    assert_eq!(a.recv().await, json!(["2","2","realtime:room2","phx_close",{}]));
+    a.push(
+        Some("2"),
+        Some("4"),
+        "realtime:room2",
+        "access_token",
+        json!({"access_token":no_role}),
+    )
+    .await;
+    assert_eq!(
+        a.recv().await[4]["message"],
+        "Fields `role` and `exp` are required in JWT"
+    );
+    assert_eq!(
+        a.recv().await,
+        json!(["2", "2", "realtime:room2", "phx_close", {}])
+    );
 }
 
 #[tokio::test]

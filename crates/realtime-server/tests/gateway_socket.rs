@@ -30,7 +30,11 @@ async fn case02_missing_api_key_after_backoff() {
 async fn case03_to_06_jwt_refusals() {
     let s = TestGateway::start(fast_settings()).await;
     let cases = [
-        ("not-a-jwt".to_string(), 401, "The token provided is not a valid JWT"),
+        (
+            "not-a-jwt".to_string(),
+            401,
+            "The token provided is not a valid JWT",
+        ),
         (
             sign(json!({"role":"authenticated","exp":now()-1000}), SECRET),
             401,
@@ -53,7 +57,9 @@ async fn case03_to_06_jwt_refusals() {
         ),
     ];
     for (token, want_status, want) in cases {
-        let (status, body) = s.refused(&format!("apikey={token}&vsn=2.0.0"), HOST, &[]).await;
+        let (status, body) = s
+            .refused(&format!("apikey={token}&vsn=2.0.0"), HOST, &[])
+            .await;
         assert_eq!(status, want_status, "{want}");
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body, json!({ "error": want }));
@@ -74,7 +80,9 @@ async fn case07_unknown_kid() {
         b64(json!({"alg":"RS256","typ":"JWT","kid":"k9"})),
         b64(json!({"role":"anon","exp":now()+100}))
     );
-    let (status, body) = s.refused(&format!("apikey={token}&vsn=2.0.0"), HOST, &[]).await;
+    let (status, body) = s
+        .refused(&format!("apikey={token}&vsn=2.0.0"), HOST, &[])
+        .await;
     assert_eq!(status, 401);
     assert!(body.contains(r#"(kid) \"k9\""#), "{body}");
 }
@@ -84,7 +92,10 @@ async fn case08_09_unknown_and_suspended_tenant() {
     let s = TestGateway::start(fast_settings()).await;
     let q = format!("apikey={}&vsn=2.0.0", token_ok());
     let (status, body) = s.refused(&q, "nope.localhost", &[]).await;
-    assert_eq!((status, body.as_str()), (404, r#"{"error":"Tenant not found"}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":"Tenant not found"}"#)
+    );
     s.update(|t| t.suspend = true);
     let (status, body) = s.refused(&q, HOST, &[]).await;
     assert_eq!(
@@ -114,7 +125,8 @@ async fn case11_header_token_wins_over_query() {
         .connect("apikey=garbage&vsn=2.0.0", HOST, &[("x-api-key", &t)])
         .await
         .expect("upgrade with header token");
-    c.push(None, Some("1"), "phoenix", "heartbeat", json!({})).await;
+    c.push(None, Some("1"), "phoenix", "heartbeat", json!({}))
+        .await;
     assert_eq!(status(&c.recv().await), "ok");
 }
 
@@ -127,7 +139,10 @@ async fn case12_too_many_connected_users() {
     let (status, body) = s
         .refused(&format!("apikey={}&vsn=2.0.0", token_ok()), HOST, &[])
         .await;
-    assert_eq!((status, body.as_str()), (429, r#"{"error":"Too many connected users"}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (429, r#"{"error":"Too many connected users"}"#)
+    );
     assert_eq!(s.gw.connected_count(TENANT), 1);
 }
 
@@ -171,18 +186,26 @@ async fn case15_no_vsn_means_v1() {
 async fn case17_19_unmatched_topics_and_unjoined_leave() {
     let s = TestGateway::start(fast_settings()).await;
     let mut c = s.client("2.0.0").await;
-    c.push(None, Some("3"), "room1", "phx_join", json!({})).await;
+    c.push(None, Some("3"), "room1", "phx_join", json!({}))
+        .await;
     assert_eq!(
         c.recv().await,
         json!([null,"3","room1","phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}])
     );
-    c.push(Some("1"), Some("4"), "realtime:x", "broadcast", json!({"type":"broadcast","event":"e","payload":{}}))
-        .await;
+    c.push(
+        Some("1"),
+        Some("4"),
+        "realtime:x",
+        "broadcast",
+        json!({"type":"broadcast","event":"e","payload":{}}),
+    )
+    .await;
     assert_eq!(
         c.recv().await,
         json!([null,"4","realtime:x","phx_reply",{"status":"error","response":{"reason":"unmatched topic"}}])
     );
-    c.push(Some("1"), Some("4"), "realtime:x", "phx_leave", json!({})).await;
+    c.push(Some("1"), Some("4"), "realtime:x", "phx_leave", json!({}))
+        .await;
     assert_eq!(
         c.recv().await,
         json!(["1","4","realtime:x","phx_reply",{"status":"ok","response":{}}])
@@ -218,7 +241,14 @@ async fn case22_23_24_25_join_errors_and_tokens() {
     let mut c = s.client("2.0.0").await;
 
     let started = Instant::now();
-    c.push(Some("1"), Some("1"), "realtime:", "phx_join", join_config(json!({}))).await;
+    c.push(
+        Some("1"),
+        Some("1"),
+        "realtime:",
+        "phx_join",
+        join_config(json!({})),
+    )
+    .await;
     let r = c.recv().await;
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(
@@ -237,8 +267,14 @@ async fn case22_23_24_25_join_errors_and_tokens() {
     let mut p = join_config(json!({}));
     p["access_token"] = json!(sign(json!({"role":"anon","exp":now()-30}), SECRET));
     let r = c.join("b", "3", p).await;
-    let reason = payload(&r)["response"]["reason"].as_str().unwrap().to_string();
-    assert!(reason.starts_with("InvalidJWTToken: Token has expired "), "{reason}");
+    let reason = payload(&r)["response"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.starts_with("InvalidJWTToken: Token has expired "),
+        "{reason}"
+    );
     assert!(reason.ends_with(" seconds ago"), "{reason}");
 
     let mut p = join_config(json!({}));
@@ -250,7 +286,8 @@ async fn case22_23_24_25_join_errors_and_tokens() {
 async fn case27_28_private_flags() {
     let s = TestGateway::start(fast_settings()).await;
     let mut c = s.client("2.0.0").await;
-    c.join_ok("room1", "1", join_config(json!({"private":"yes"}))).await;
+    c.join_ok("room1", "1", join_config(json!({"private":"yes"})))
+        .await;
     s.update(|t| t.private_only = true);
     let r = c.join("room2", "2", join_config(json!({}))).await;
     assert_eq!(
@@ -266,7 +303,10 @@ async fn case29_channels_per_client() {
     let mut c = s.client("2.0.0").await;
     c.join_ok("room1", "1", join_config(json!({}))).await;
     let r = c.join("room2", "2", join_config(json!({}))).await;
-    assert_eq!(payload(&r)["response"]["reason"], "ChannelRateLimitReached: Too many channels");
+    assert_eq!(
+        payload(&r)["response"]["reason"],
+        "ChannelRateLimitReached: Too many channels"
+    );
 }
 
 #[tokio::test]
@@ -278,7 +318,10 @@ async fn case30_duplicate_join_closes_old_channel() {
     assert_eq!(r[0], "2");
     assert_eq!(r[1], "2");
     assert_eq!(status(&r), "ok");
-    assert_eq!(c.recv().await, json!(["1","1","realtime:room1","phx_close",{}]));
+    assert_eq!(
+        c.recv().await,
+        json!(["1", "1", "realtime:room1", "phx_close", {}])
+    );
 }
 
 #[tokio::test]
@@ -288,9 +331,16 @@ async fn case31_32_bindings_echoed_with_ids() {
     let b1 = json!({"event":"insert","schema":"public","table":"todos","extra":1});
     let b2 = json!({"event":"*","schema":"public","table":"other","filter":"id=eq.1"});
     let r = c
-        .join("room1", "1", join_config(json!({"postgres_changes":[b1, b2]})))
+        .join(
+            "room1",
+            "1",
+            join_config(json!({"postgres_changes":[b1, b2]})),
+        )
         .await;
-    let list = payload(&r)["response"]["postgres_changes"].as_array().unwrap().clone();
+    let list = payload(&r)["response"]["postgres_changes"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(list.len(), 2);
     for (got, sent) in list.iter().zip([&b1, &b2]) {
         let id = got["id"].as_u64().expect("integer id");
@@ -331,14 +381,30 @@ async fn case35_36_leave_then_no_delivery() {
     let mut b = s.client("2.0.0").await;
     a.join_ok("room1", "1", join_config(json!({}))).await;
     b.join_ok("room1", "1", join_config(json!({}))).await;
-    a.push(Some("1"), Some("9"), "realtime:room1", "phx_leave", json!({})).await;
+    a.push(
+        Some("1"),
+        Some("9"),
+        "realtime:room1",
+        "phx_leave",
+        json!({}),
+    )
+    .await;
     assert_eq!(
         a.recv().await,
         json!(["1","9","realtime:room1","phx_reply",{"status":"ok","response":{}}])
     );
-    assert_eq!(a.recv().await, json!(["1","1","realtime:room1","phx_close",{}]));
-    b.push(Some("1"), Some("2"), "realtime:room1", "broadcast", json!({"type":"broadcast","event":"e","payload":{}}))
-        .await;
+    assert_eq!(
+        a.recv().await,
+        json!(["1", "1", "realtime:room1", "phx_close", {}])
+    );
+    b.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room1",
+        "broadcast",
+        json!({"type":"broadcast","event":"e","payload":{}}),
+    )
+    .await;
     a.silent(300).await;
 }
 
@@ -347,17 +413,32 @@ async fn case37_stale_join_ref_is_accepted() {
     let s = TestGateway::start(fast_settings()).await;
     let mut a = s.client("2.0.0").await;
     let mut b = s.client("2.0.0").await;
-    a.join_ok("room1", "1", join_config(json!({"broadcast":{"ack":true,"self":false}})))
-        .await;
+    a.join_ok(
+        "room1",
+        "1",
+        join_config(json!({"broadcast":{"ack":true,"self":false}})),
+    )
+    .await;
     b.join_ok("room1", "1", join_config(json!({}))).await;
     let msg = json!({"type":"broadcast","event":"e","payload":{"n":1}});
-    a.push(Some("99"), Some("2"), "realtime:room1", "broadcast", msg.clone()).await;
+    a.push(
+        Some("99"),
+        Some("2"),
+        "realtime:room1",
+        "broadcast",
+        msg.clone(),
+    )
+    .await;
     assert_eq!(
         a.recv().await,
         json!(["1","2","realtime:room1","phx_reply",{"status":"ok","response":{}}])
     );
-    assert_eq!(b.recv().await, json!([null,null,"realtime:room1","broadcast",msg]));
-    a.push(None, Some("3"), "realtime:room1", "broadcast", msg.clone()).await;
+    assert_eq!(
+        b.recv().await,
+        json!([null, null, "realtime:room1", "broadcast", msg])
+    );
+    a.push(None, Some("3"), "realtime:room1", "broadcast", msg.clone())
+        .await;
     assert_eq!(a.recv().await[1], "3");
     assert_eq!(event(&b.recv().await), "broadcast");
 }
@@ -367,11 +448,26 @@ async fn case72_74_unknown_event_and_null_join_ref_leave() {
     let s = TestGateway::start(fast_settings()).await;
     let mut c = s.client("2.0.0").await;
     c.join_ok("room1", "1", join_config(json!({}))).await;
-    c.push(Some("1"), Some("5"), "realtime:room1", "whatever", json!({})).await;
-    c.push(None, Some("9"), "realtime:room1", "phx_leave", json!({})).await;
+    c.push(
+        Some("1"),
+        Some("5"),
+        "realtime:room1",
+        "whatever",
+        json!({}),
+    )
+    .await;
+    c.push(None, Some("9"), "realtime:room1", "phx_leave", json!({}))
+        .await;
     c.silent(300).await;
     // Still joined: a leave with the right join ref is answered.
-    c.push(Some("1"), Some("10"), "realtime:room1", "phx_leave", json!({})).await;
+    c.push(
+        Some("1"),
+        Some("10"),
+        "realtime:room1",
+        "phx_leave",
+        json!({}),
+    )
+    .await;
     assert_eq!(c.recv().await[1], "10");
 }
 

@@ -63,7 +63,13 @@ impl Channel {
 
     /// A reply from this channel to message `msg_ref`.
     pub fn reply(&self, msg_ref: Option<String>, status: &str, response: Value) -> Outbound {
-        reply(self.push_ref.clone(), msg_ref, &self.topic, status, response)
+        reply(
+            self.push_ref.clone(),
+            msg_ref,
+            &self.topic,
+            status,
+            response,
+        )
     }
 
     /// A push from the channel itself (join ref set, ref null).

@@ -97,7 +97,11 @@ pub struct EncodeOnce<'a> {
 impl<'a> EncodeOnce<'a> {
     /// Wraps a message.
     pub fn new(msg: &'a Outbound) -> EncodeOnce<'a> {
-        EncodeOnce { msg, v1: None, v2: None }
+        EncodeOnce {
+            msg,
+            v1: None,
+            v2: None,
+        }
     }
 
     /// The encoded frame for `vsn`, `None` when that serializer does not carry it.

@@ -307,7 +307,10 @@ mod tests {
         assert_eq!(join_token(&p(json!({})), "c"), "c");
         assert_eq!(join_token(&p(json!({"access_token":"a"})), "c"), "a");
         assert_eq!(join_token(&p(json!({"access_token":"sb_x"})), "c"), "c");
-        assert_eq!(join_token(&p(json!({"access_token":"a","user_token":"u"})), "c"), "u");
+        assert_eq!(
+            join_token(&p(json!({"access_token":"a","user_token":"u"})), "c"),
+            "u"
+        );
         assert_eq!(join_token(&p(json!({"access_token":1})), "c"), "c");
     }
 

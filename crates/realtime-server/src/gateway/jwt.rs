@@ -79,7 +79,9 @@ impl JwtError {
             JwtError::Signature => "JwtSignatureError: Failed to validate JWT signature".into(),
             JwtError::SignerNoKid => format!("JwtSignerError: {SIGNER_NO_KID}"),
             JwtError::SignerKid(kid) => format!("JwtSignerError: {}", signer_kid(kid)),
-            JwtError::ExpirationInvalid => "InvalidJWTToken: Token expiration time is invalid".into(),
+            JwtError::ExpirationInvalid => {
+                "InvalidJWTToken: Token expiration time is invalid".into()
+            }
             JwtError::Generic(_) => "Unknown Error on Channel".into(),
         }
     }
@@ -94,7 +96,9 @@ impl JwtError {
             JwtError::SignerNoKid => ":error_generating_signer".into(),
             JwtError::SignerKid(kid) => signer_kid(kid),
             JwtError::ExpirationInvalid => "0".into(),
-            JwtError::Generic(detail) => format!("[message: \"Invalid token\", detail: {detail:?}]"),
+            JwtError::Generic(detail) => {
+                format!("[message: \"Invalid token\", detail: {detail:?}]")
+            }
         }
     }
 }
@@ -116,7 +120,10 @@ pub fn clean_token(raw: &str) -> Result<String, JwtError> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = |b: u8| (b as char).to_digit(16);
-            match (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push((h * 16 + l) as u8);
                     i += 3;
@@ -153,12 +160,11 @@ pub fn verify(
         Ok(Value::Object(m)) => m,
         _ => return Err(JwtError::Generic("claims are not an object".into())),
     };
-    let header: Map<String, Value> = match decode_segment(parts[0])
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-    {
-        Some(Value::Object(m)) => m,
-        _ => return Err(JwtError::Generic("header is not decodable".into())),
-    };
+    let header: Map<String, Value> =
+        match decode_segment(parts[0]).and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+            Some(Value::Object(m)) => m,
+            _ => return Err(JwtError::Generic("header is not decodable".into())),
+        };
     let alg_name = header.get("alg").and_then(Value::as_str).unwrap_or("");
     let kid = header.get("kid").and_then(Value::as_str);
     let (alg, key) = choose_key(alg_name, kid, keys)?;
@@ -300,11 +306,19 @@ mod tests {
     use serde_json::json;
 
     fn hs(claims: Value, secret: &str) -> String {
-        encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
     }
 
     fn keys(secret: &str) -> Keys<'_> {
-        Keys { secret: Some(secret), jwks: None }
+        Keys {
+            secret: Some(secret),
+            jwks: None,
+        }
     }
 
     #[test]
@@ -318,21 +332,39 @@ mod tests {
     fn error_categories() {
         let now = 1000;
         let none = Map::new();
-        assert_eq!(verify("abc", keys("s"), &none, now), Err(JwtError::Malformed));
+        assert_eq!(
+            verify("abc", keys("s"), &none, now),
+            Err(JwtError::Malformed)
+        );
         assert_eq!(verify("", keys("s"), &none, now), Err(JwtError::Malformed));
         let t = hs(json!({"role":"anon","exp":900}), "s");
-        assert_eq!(verify(&t, keys("s"), &none, now), Err(JwtError::Expired { seconds: 100 }));
+        assert_eq!(
+            verify(&t, keys("s"), &none, now),
+            Err(JwtError::Expired { seconds: 100 })
+        );
         let t = hs(json!({"exp":2000}), "s");
-        assert_eq!(verify(&t, keys("s"), &none, now), Err(JwtError::MissingClaims));
+        assert_eq!(
+            verify(&t, keys("s"), &none, now),
+            Err(JwtError::MissingClaims)
+        );
         let t = hs(json!({"role":"anon","exp":2000}), "other");
         assert_eq!(verify(&t, keys("s"), &none, now), Err(JwtError::Signature));
         let t = hs(json!({"role":"anon","exp":"x"}), "s");
-        assert!(matches!(verify(&t, keys("s"), &none, now), Err(JwtError::Generic(_))));
+        assert!(matches!(
+            verify(&t, keys("s"), &none, now),
+            Err(JwtError::Generic(_))
+        ));
         let t = hs(json!({"role":"anon","exp":1000}), "s");
-        assert_eq!(verify(&t, keys("s"), &none, now), Err(JwtError::Expired { seconds: 0 }));
+        assert_eq!(
+            verify(&t, keys("s"), &none, now),
+            Err(JwtError::Expired { seconds: 0 })
+        );
         let t = hs(json!({"role":"anon","exp":2000,"iss":"x"}), "s");
         let v: Map<String, Value> = serde_json::from_value(json!({"iss":"y"})).unwrap();
-        assert!(matches!(verify(&t, keys("s"), &v, now), Err(JwtError::Generic(_))));
+        assert!(matches!(
+            verify(&t, keys("s"), &v, now),
+            Err(JwtError::Generic(_))
+        ));
     }
 
     #[test]
@@ -344,15 +376,32 @@ mod tests {
         let body = URL_SAFE_NO_PAD.encode(br#"{"role":"anon","exp":2000}"#);
         let t = format!("{head}.{body}.c2ln");
         let jwks = json!({"keys":[]});
-        let k = Keys { secret: Some("s"), jwks: Some(&jwks) };
-        assert_eq!(verify(&t, k, &Map::new(), 1000), Err(JwtError::SignerKid("k9".into())));
-        assert_eq!(verify(&t, keys("s"), &Map::new(), 1000), Err(JwtError::SignerNoKid));
+        let k = Keys {
+            secret: Some("s"),
+            jwks: Some(&jwks),
+        };
+        assert_eq!(
+            verify(&t, k, &Map::new(), 1000),
+            Err(JwtError::SignerKid("k9".into()))
+        );
+        assert_eq!(
+            verify(&t, keys("s"), &Map::new(), 1000),
+            Err(JwtError::SignerNoKid)
+        );
         // HS with a kid and an oct key.
         let mut h = Header::new(Algorithm::HS256);
         h.kid = Some("o1".into());
-        let t = encode(&h, &json!({"role":"anon","exp":2000}), &EncodingKey::from_secret(b"octkey")).unwrap();
+        let t = encode(
+            &h,
+            &json!({"role":"anon","exp":2000}),
+            &EncodingKey::from_secret(b"octkey"),
+        )
+        .unwrap();
         let jwks = json!({"keys":[{"kty":"oct","kid":"o1","k":URL_SAFE_NO_PAD.encode(b"octkey")}]});
-        let k = Keys { secret: Some("s"), jwks: Some(&jwks) };
+        let k = Keys {
+            secret: Some("s"),
+            jwks: Some(&jwks),
+        };
         assert!(verify(&t, k, &Map::new(), 1000).is_ok());
     }
 

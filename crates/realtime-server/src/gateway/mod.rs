@@ -270,7 +270,10 @@ pub fn routes_for<S: GatewayState>() -> Router<S> {
             "/api/broadcast/{topic}/events/{event}",
             post(rest_broadcast::single::<S>),
         )
-        .route("/realtime/v1/api/broadcast", post(rest_broadcast::batch::<S>))
+        .route(
+            "/realtime/v1/api/broadcast",
+            post(rest_broadcast::batch::<S>),
+        )
         .route(
             "/realtime/v1/api/broadcast/{topic}/events/{event}",
             post(rest_broadcast::single::<S>),

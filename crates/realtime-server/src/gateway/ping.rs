@@ -36,7 +36,11 @@ pub(crate) async fn tenant_gate(
         }
         Err(e) => {
             tracing::error!(error = %e, "tenant lookup failed");
-            return Err(Gate::Refused(json_error(500, "message", "Internal Server Error")));
+            return Err(Gate::Refused(json_error(
+                500,
+                "message",
+                "Internal Server Error",
+            )));
         }
     };
     let rates = gw.limits.rates(&tenant.external_id);
@@ -46,7 +50,10 @@ pub(crate) async fn tenant_gate(
     let rate_headers = vec![
         ("x-rate-rolling", HeaderValue::from(rolling)),
         ("x-rate-limit", HeaderValue::from(limit)),
-        ("x-rate-limit-remaining", HeaderValue::from(limit as i64 - rolling)),
+        (
+            "x-rate-limit-remaining",
+            HeaderValue::from(limit as i64 - rolling),
+        ),
     ];
     if limit == 0 || rolling >= limit as i64 {
         let mut r = json_error(429, "message", "Too many requests");

@@ -45,7 +45,13 @@ fn metas(list: Vec<Value>) -> Value {
 
 impl PresenceStore {
     /// Tracks (or updates) the channel's meta under `pkey`; returns the diff.
-    pub fn track(&self, key: &TopicKey, pkey: &str, channel_id: u64, meta: &Map<String, Value>) -> Value {
+    pub fn track(
+        &self,
+        key: &TopicKey,
+        pkey: &str,
+        channel_id: u64,
+        meta: &Map<String, Value>,
+    ) -> Value {
         let mut topic = self.topics.entry(key.clone()).or_default();
         let entries = topic.entry(pkey.to_string()).or_default();
         let phx_ref = new_ref();
@@ -96,7 +102,10 @@ impl PresenceStore {
         let mut out = Map::new();
         if let Some(topic) = self.topics.get(key) {
             for (pkey, entries) in topic.iter() {
-                let list = entries.iter().map(|e| Value::Object(e.meta.clone())).collect();
+                let list = entries
+                    .iter()
+                    .map(|e| Value::Object(e.meta.clone()))
+                    .collect();
                 out.insert(pkey.clone(), metas(list));
             }
         }
@@ -169,7 +178,11 @@ impl Session {
                 ch.presence_window = None;
             }
         }
-        if ch.presence_window.map(|(_, n)| n >= max_calls).unwrap_or(false) {
+        if ch
+            .presence_window
+            .map(|(_, n)| n >= max_calls)
+            .unwrap_or(false)
+        {
             self.stop_channel(&topic, CLIENT_RATE);
             return;
         }
@@ -200,7 +213,9 @@ impl Session {
                     link.send(&r);
                     return;
                 }
-                let size = serde_json::to_vec(&meta_value).map(|v| v.len()).unwrap_or(0);
+                let size = serde_json::to_vec(&meta_value)
+                    .map(|v| v.len())
+                    .unwrap_or(0);
                 if size > tenant.limits.max_payload_bytes() {
                     self.stop_channel(&topic, TRACK_SIZE);
                     return;
@@ -214,7 +229,10 @@ impl Session {
                 ch.presence_on = true;
                 ch.tracked = Some(meta_value);
                 count_window(&mut ch.presence_window);
-                let diff = self.gw.presence.track(&ch.key, &ch.presence_key, ch.id, &meta);
+                let diff = self
+                    .gw
+                    .presence
+                    .track(&ch.key, &ch.presence_key, ch.id, &meta);
                 let key = ch.key.clone();
                 let r = ch.reply(m.msg_ref, "ok", json!({}));
                 link.send(&r);
@@ -255,7 +273,11 @@ mod tests {
     #[test]
     fn track_update_untrack() {
         let store = PresenceStore::default();
-        let key = TopicKey { tenant: Arc::from("t"), private: false, sub: Arc::from("r") };
+        let key = TopicKey {
+            tenant: Arc::from("t"),
+            private: false,
+            sub: Arc::from("r"),
+        };
         let a = json!({"u":"a"}).as_object().cloned().unwrap();
         let d = store.track(&key, "k", 1, &a);
         assert_eq!(d["joins"]["k"]["metas"][0]["u"], "a");

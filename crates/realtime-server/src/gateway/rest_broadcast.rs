@@ -50,7 +50,16 @@ fn authorize(gw: &Gateway, tenant: &TenantView, headers: &HeaderMap) -> bool {
 }
 
 /// Tenant gate, then token and suspension.
-async fn gate(gw: &Gateway, headers: &HeaderMap) -> Result<(Arc<TenantView>, Vec<(&'static str, axum::http::HeaderValue)>), Response> {
+async fn gate(
+    gw: &Gateway,
+    headers: &HeaderMap,
+) -> Result<
+    (
+        Arc<TenantView>,
+        Vec<(&'static str, axum::http::HeaderValue)>,
+    ),
+    Response,
+> {
     let (tenant, rate_headers) = match tenant_gate(gw, headers).await {
         Ok(v) => v,
         Err(Gate::Refused(r)) => return Err(r),
@@ -121,7 +130,10 @@ pub async fn batch<S: GatewayState>(
         match m.get("payload") {
             Some(p @ Value::Object(_)) => {
                 if serde_json::to_vec(p).map(|v| v.len()).unwrap_or(0) > max {
-                    e.insert("payload".into(), json!(["Payload size exceeds tenant limit"]));
+                    e.insert(
+                        "payload".into(),
+                        json!(["Payload size exceeds tenant limit"]),
+                    );
                 }
             }
             _ => {
@@ -194,7 +206,13 @@ pub async fn single<S: GatewayState>(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     let binary = match content_type.as_deref() {
         None => false,
         Some("application/json") => false,

@@ -221,8 +221,13 @@ impl Session {
     ) {
         let idle = self.gw.settings.idle_timeout;
         let mut deadline = tokio::time::Instant::now() + idle;
-        let sweep_every = self.gw.settings.no_channel_timeout.max(Duration::from_millis(10));
-        let mut sweep = tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
+        let sweep_every = self
+            .gw
+            .settings
+            .no_channel_timeout
+            .max(Duration::from_millis(10));
+        let mut sweep =
+            tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
         let kill = self.link.kill.clone();
         loop {
             tokio::select! {
@@ -358,7 +363,10 @@ impl Session {
 
     async fn on_control(&mut self, c: Control) {
         match c {
-            Control::StopChannel { channel_id, message } => {
+            Control::StopChannel {
+                channel_id,
+                message,
+            } => {
                 if let Some(topic) = self.topic_of(channel_id) {
                     self.stop_channel(&topic, &message);
                 }

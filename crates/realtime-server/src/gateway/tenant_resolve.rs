@@ -85,7 +85,6 @@ impl TenantView {
         }
     }
 
-
     /// Key material for [`crate::gateway::jwt::verify`].
     pub fn keys(&self) -> crate::gateway::jwt::Keys<'_> {
         crate::gateway::jwt::Keys {
@@ -103,11 +102,15 @@ pub struct LookupError(pub String);
 /// Where tenants come from: the registry cache in the server, a fixed set in tests.
 pub trait TenantDirectory: Send + Sync + 'static {
     /// The tenant with this external id, `Ok(None)` when it does not exist.
-    fn get(&self, external_id: &str) -> BoxFuture<'_, Result<Option<Arc<TenantView>>, LookupError>>;
+    fn get(&self, external_id: &str)
+        -> BoxFuture<'_, Result<Option<Arc<TenantView>>, LookupError>>;
 
     /// The registry row of a tenant, which the change pipeline needs; `None` when this
     /// directory has no registry behind it.
-    fn registry_row(&self, external_id: &str) -> BoxFuture<'_, Option<Arc<realtime_tenants::Tenant>>> {
+    fn registry_row(
+        &self,
+        external_id: &str,
+    ) -> BoxFuture<'_, Option<Arc<realtime_tenants::Tenant>>> {
         let _ = external_id;
         Box::pin(async { None })
     }
@@ -136,7 +139,10 @@ impl StaticTenants {
 }
 
 impl TenantDirectory for StaticTenants {
-    fn get(&self, external_id: &str) -> BoxFuture<'_, Result<Option<Arc<TenantView>>, LookupError>> {
+    fn get(
+        &self,
+        external_id: &str,
+    ) -> BoxFuture<'_, Result<Option<Arc<TenantView>>, LookupError>> {
         let found = self
             .tenants
             .read()
@@ -162,4 +168,3 @@ pub async fn resolve(
         _ => Ok(None),
     }
 }
-

@@ -105,7 +105,12 @@ impl TestGateway {
     }
 
     /// A connect that must be refused; returns status and body.
-    pub async fn refused(&self, query: &str, host: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    pub async fn refused(
+        &self,
+        query: &str,
+        host: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, String) {
         match self.connect(query, host, headers).await {
             Ok(_) => panic!("upgrade unexpectedly accepted"),
             Err(e) => e,
@@ -118,12 +123,20 @@ pub fn now() -> i64 {
 }
 
 pub fn sign(claims: Value, secret: &str) -> String {
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
 }
 
 /// The §16 token T.
 pub fn token_ok() -> String {
-    sign(json!({"role":"authenticated","exp":now()+3600,"sub":"u1"}), SECRET)
+    sign(
+        json!({"role":"authenticated","exp":now()+3600,"sub":"u1"}),
+        SECRET,
+    )
 }
 
 /// `{"config": …}` of "Join R" with overrides merged at the top of `config`.
@@ -218,7 +231,14 @@ impl Client {
     }
 
     /// A vsn 2.0.0 frame `[join_ref, ref, topic, event, payload]`.
-    pub async fn push(&mut self, join_ref: Option<&str>, r: Option<&str>, topic: &str, event: &str, payload: Value) {
+    pub async fn push(
+        &mut self,
+        join_ref: Option<&str>,
+        r: Option<&str>,
+        topic: &str,
+        event: &str,
+        payload: Value,
+    ) {
         if self.v2 {
             self.send(json!([join_ref, r, topic, event, payload])).await;
         } else {
@@ -229,8 +249,14 @@ impl Client {
 
     /// Joins `realtime:<sub>` with join ref = ref = `jr` and returns the reply.
     pub async fn join(&mut self, sub: &str, jr: &str, payload: Value) -> Value {
-        self.push(Some(jr), Some(jr), &format!("realtime:{sub}"), "phx_join", payload)
-            .await;
+        self.push(
+            Some(jr),
+            Some(jr),
+            &format!("realtime:{sub}"),
+            "phx_join",
+            payload,
+        )
+        .await;
         self.recv().await
     }
 
@@ -265,8 +291,23 @@ pub fn event(frame: &Value) -> &str {
 }
 
 /// A kind-3 user broadcast push.
-pub fn kind3(join_ref: &str, r: &str, topic: &str, event: &str, encoding: u8, payload: &[u8]) -> Vec<u8> {
-    let mut b = vec![3, join_ref.len() as u8, r.len() as u8, topic.len() as u8, event.len() as u8, 0, encoding];
+pub fn kind3(
+    join_ref: &str,
+    r: &str,
+    topic: &str,
+    event: &str,
+    encoding: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = vec![
+        3,
+        join_ref.len() as u8,
+        r.len() as u8,
+        topic.len() as u8,
+        event.len() as u8,
+        0,
+        encoding,
+    ];
     b.extend_from_slice(join_ref.as_bytes());
     b.extend_from_slice(r.as_bytes());
     b.extend_from_slice(topic.as_bytes());
