@@ -303,7 +303,7 @@ impl LogicalStream {
     /// The next pgoutput message, or `None` once the server has ended the stream.
     ///
     /// Keepalives are answered here (immediately when the server asks) and a status update
-    /// goes out every [`STATUS_INTERVAL`]. Cancel-safe: dropping the future loses no data, so
+    /// goes out every status interval ([`STATUS_INTERVAL`] unless changed). Cancel-safe: dropping the future loses no data, so
     /// it can sit in a `select!`.
     pub async fn next(&mut self) -> Result<Option<XLogData>, ReplicationError> {
         loop {
@@ -328,6 +328,9 @@ impl LogicalStream {
                 Backend::Message(postgres_protocol::message::backend::Message::CopyDone) => {
                     tracing::info!(slot = %self.slot, "server ended the replication stream");
                     self.ended = true;
+                    // Acknowledge so the server can finish the command; the session ends anyway.
+                    self.wire.queue_copy_done();
+                    let _ = self.wire.flush().await;
                     return Ok(None);
                 }
                 Backend::Message(postgres_protocol::message::backend::Message::ErrorResponse(

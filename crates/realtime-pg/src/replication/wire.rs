@@ -284,6 +284,11 @@ impl Wire {
         Ok(())
     }
 
+    /// Queues CopyDone, ending our side of CopyBoth.
+    pub(crate) fn queue_copy_done(&mut self) {
+        frontend::copy_done(&mut self.write_buf);
+    }
+
     /// Whether queued bytes wait to be written.
     pub(crate) fn has_pending_writes(&self) -> bool {
         !self.write_buf.is_empty()
