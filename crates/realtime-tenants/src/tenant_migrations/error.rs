@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use tokio_postgres::error::SqlState;
+
 /// Everything that stops [`super::migrate`], [`super::preflight`] or the partition helpers.
 #[derive(Debug, thiserror::Error)]
 pub enum TenantMigrationError {
@@ -113,6 +115,12 @@ pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
     }
     if let Some(context) = db.where_() {
         let _ = write!(out, "; context: {}", context.replace('\n', " / "));
+    }
+    if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE {
+        out.push_str(
+            "; fix: connect as a superuser (such as supabase_admin), or grant the connection \
+             user membership in supabase_realtime_admin and CREATE, USAGE on schema realtime",
+        );
     }
     out
 }

@@ -4,6 +4,7 @@ use tokio_postgres::Client;
 
 use super::catalog::{FINAL_GRANTS, FUNCTIONS, MIGRATIONS};
 use super::error::TenantMigrationError;
+use super::preflight::{missing_roles, REQUIRED_ROLES};
 use super::{TenantMigrationReport, TENANT_MIGRATION_COUNT};
 
 /// Serialises runners of this server across processes ("realtime" in ASCII). The Elixir server
@@ -30,6 +31,7 @@ begin
     end if;
 end $$;
 lock table realtime.schema_migrations in share update exclusive mode;
+set local client_min_messages = warning;
 ";
 
 /// Ecto stores the UTC wall clock truncated to seconds.
@@ -89,6 +91,7 @@ async fn apply_pending(
         .map_err(TenantMigrationError::database(
             "preparing realtime.schema_migrations",
         ))?;
+    let wanted = |version: i64| last_version.is_none_or(|last| version <= last);
     let recorded: Vec<i64> = client
         .query("select version from realtime.schema_migrations", &[])
         .await
@@ -99,12 +102,15 @@ async fn apply_pending(
         .map(|row| row.get(0))
         .collect();
 
-    let mut applied = Vec::new();
-    let wanted = |version: i64| last_version.is_none_or(|last| version <= last);
-    for migration in MIGRATIONS
+    let pending = MIGRATIONS
         .iter()
-        .filter(|m| wanted(m.version) && !recorded.contains(&m.version))
-    {
+        .filter(|m| wanted(m.version) && !recorded.contains(&m.version));
+    if pending.clone().next().is_some() {
+        check_roles(client).await?;
+    }
+
+    let mut applied = Vec::new();
+    for migration in pending {
         let failed = |source| TenantMigrationError::Migration {
             version: migration.version,
             name: migration.name,
@@ -143,4 +149,29 @@ async fn apply_pending(
         applied,
         total: TENANT_MIGRATION_COUNT,
     })
+}
+
+/// The scripts grant to and revoke from these roles by name; a missing one would fail deep in
+/// a version with a bare "role does not exist". supabase_realtime_admin is created by the
+/// scripts when the user may create roles.
+async fn check_roles(client: &Client) -> Result<(), TenantMigrationError> {
+    let mut roles = missing_roles(client, &REQUIRED_ROLES).await?;
+    if roles.iter().any(|r| r == "supabase_realtime_admin") {
+        let may_create: bool = client
+            .query_one(
+                "select rolsuper or rolcreaterole from pg_catalog.pg_roles where rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(TenantMigrationError::database("reading the connection role"))?
+            .get(0);
+        if may_create {
+            roles.retain(|r| r != "supabase_realtime_admin");
+        }
+    }
+    if roles.is_empty() {
+        Ok(())
+    } else {
+        Err(TenantMigrationError::MissingRoles { roles })
+    }
 }
