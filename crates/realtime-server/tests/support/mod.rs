@@ -222,13 +222,25 @@ pub async fn http_request(
     req.push_str("connection: close\r\n\r\n");
     stream.write_all(req.as_bytes()).await.expect("write head");
     if let Some(b) = body {
-        stream.write_all(b).await.expect("write body");
+        // The server may answer (e.g. 413) and close before reading all of it.
+        let _ = stream.write_all(b).await;
     }
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .expect("response within 30 s")
-        .expect("read");
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                // A reset after an early answer (unread request body) still leaves the answer.
+                Err(_) if !raw.is_empty() => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .expect("response within 30 s");
+    read.expect("read");
     parse_response(&raw, method == "HEAD")
 }
 
