@@ -29,8 +29,9 @@ pub struct Delivery {
 #[error("tenant database: {0}")]
 pub struct FanoutError(#[from] pub tokio_postgres::Error);
 
-fn is_fatal(e: &tokio_postgres::Error) -> bool {
-    e.is_closed() || e.as_db_error().is_none()
+/// Only a lost connection stops processing; an error of one statement concerns one change.
+fn is_fatal(db: &TenantDb, e: &tokio_postgres::Error) -> bool {
+    e.is_closed() || db.is_closed()
 }
 
 /// Casts the values pgoutput text could not be typed natively and evaluates every distinct
@@ -65,11 +66,18 @@ async fn type_and_filter(
             None => constant.push(Some(false)),
             Some(c) => {
                 params.push(c.text.clone());
-                params.push(Some(f.value.clone()));
-                let n = params.len();
+                let col = params.len();
+                // `is` takes a keyword, not a parameter; an unused trailing parameter would
+                // make the statement's parameter count disagree.
+                let val = if f.op == crate::params::FilterOp::Is {
+                    0
+                } else {
+                    params.push(Some(f.value.clone()));
+                    params.len()
+                };
                 exprs.push(format!(
                     "coalesce({}, false)",
-                    filter::predicate_sql(f, &c.cast_type, n - 1, n)
+                    filter::predicate_sql(f, &c.cast_type, col, val)
                 ));
                 constant.push(None);
             }
@@ -96,18 +104,20 @@ async fn type_and_filter(
                     bools.push(row.get(i));
                 }
             }
-            Err(e) if is_fatal(&e) => return Err(e.into()),
+            Err(e) if is_fatal(db, &e) => return Err(e.into()),
             Err(e) => {
                 // One value or filter the database rejects: evaluate each on its own so the
                 // rest of the change still goes out.
                 tracing::warn!(error = %e, table = %change.table.name, "change evaluation failed, retrying per item");
+                // Every parameter must appear in each statement, used or not.
+                let all: Vec<String> = (1..=params.len()).map(|i| format!("${i}::text")).collect();
                 for (k, expr) in exprs.iter().enumerate() {
-                    let sql = format!("select {expr}");
+                    let sql = format!("select {expr} from (select {}) _p", all.join(", "));
                     let one = db.client.query_one(&sql, &refs).await;
                     match one {
                         Ok(row) if k < pending.len() => results.push(row.get(0)),
                         Ok(row) => bools.push(row.get(0)),
-                        Err(e) if is_fatal(&e) => return Err(e.into()),
+                        Err(e) if is_fatal(db, &e) => return Err(e.into()),
                         Err(_) if k < pending.len() => results.push(None),
                         Err(_) => bools.push(false),
                     }
@@ -179,7 +189,7 @@ pub async fn fan_out(
     for (role, members) in by_role {
         let selectable = match db.catalog.selectable(&db.client, oid, &role).await {
             Ok(s) => s,
-            Err(e) if is_fatal(&e) => return Err(e.into()),
+            Err(e) if is_fatal(db, &e) => return Err(e.into()),
             Err(e) => {
                 tracing::warn!(error = %e, role, "column privileges unavailable, skipping role");
                 continue;
@@ -239,7 +249,7 @@ pub async fn fan_out(
                 } else {
                     let v = match rls_gate::visible(db, &change, claims).await {
                         Ok(v) => v,
-                        Err(e) if is_fatal(&e) => return Err(e.into()),
+                        Err(e) if is_fatal(db, &e) => return Err(e.into()),
                         Err(e) => {
                             let text = format!(
                                 "Unable to check row level security for a change on {}.{}: {}",

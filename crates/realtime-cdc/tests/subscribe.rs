@@ -1,0 +1,145 @@
+//! Subscription outcomes: upstream's error texts for bad entries, unknown tables and columns.
+
+mod common;
+
+use common::*;
+use realtime_cdc::SubscribeError;
+use serde_json::json;
+
+async fn error_of(env: &Env, entry: serde_json::Value) -> SubscribeError {
+    match env.try_subscribe(anon(), vec![entry]).await {
+        Ok(_) => panic!("subscription unexpectedly succeeded"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn rejected_entries_carry_upstreams_messages() {
+    let env = env("create table public.vc (id int primary key, v varchar(20));
+                   grant all on public.vc to anon;
+                   alter publication supabase_realtime add table public.vc;").await;
+
+    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "notacolumn=eq.123"})).await;
+    assert_eq!(e.to_string(), r#"Unable to subscribe to changes with given parameters. An exception happened so please check your connect parameters: [event: *, schema: public, table: test, filters: [{"notacolumn", "eq", "123", false}], select: nil]. Exception: ERROR P0001 (raise_exception) invalid column for filter notacolumn"#);
+    assert!(!e.is_retryable());
+    assert_eq!(
+        e.system_payload("realtime:any"),
+        json!({"channel": "any", "extension": "postgres_changes", "status": "error", "message": e.to_string()})
+    );
+
+    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "id=eq.hey"})).await;
+    assert!(e.to_string().ends_with(r#"filters: [{"id", "eq", "hey", false}], select: nil]. Exception: ERROR 22P02 (invalid_text_representation) invalid input syntax for type integer: "hey""#), "{e}");
+
+    let e = error_of(&env, json!({"schema": "public", "table": "vc", "filter": "v=like.a%"})).await;
+    assert!(e.to_string().ends_with("Exception: ERROR P0001 (raise_exception) operator like requires a text-compatible column type, got character varying"), "{e}");
+
+    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "details=is.maybe"})).await;
+    assert!(e.to_string().ends_with("invalid value for is filter: must be null, true, false, or unknown"), "{e}");
+
+    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "id=is.true"})).await;
+    assert!(e.to_string().ends_with("is true filter requires a boolean column, got integer"), "{e}");
+
+    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "details=match.(a"})).await;
+    assert!(e.to_string().contains("invalid regular expression for match filter: invalid regular expression"), "{e}");
+
+    let values: Vec<String> = (0..101).map(|i| i.to_string()).collect();
+    let filter = format!("id=in.({})", values.join(","));
+    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": filter})).await;
+    assert!(e.to_string().ends_with("too many values for `in` filter. Maximum 100"), "{e}");
+
+    let e = error_of(&env, json!({"schema": "public", "table": "test", "select": ["nope"]})).await;
+    assert!(e.to_string().ends_with("invalid column for select nope"), "{e}");
+
+    let e = error_of(&env, json!({"event": "*", "schema": "public", "table": "doesnotexist"})).await;
+    assert_eq!(e.to_string(), "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given connect parameters: [event: *, schema: public, table: doesnotexist, filters: [], select: nil]");
+
+    let e = error_of(&env, json!({"schema": "public", "select": ["id"]})).await;
+    assert_eq!(e.to_string(), "Column selection is not supported for wildcard subscriptions. Provide an explicit schema and table name.");
+
+    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "id=eq.1,,id=eq.2"})).await;
+    assert_eq!(e.to_string(), "Error parsing `filter` params: filter must not contain empty segments (check for extra commas)");
+
+    // A role that does not exist is the database's own error.
+    let e = match env
+        .try_subscribe(json!({"role": "nobody"}), vec![json!({"schema": "public", "table": "test"})])
+        .await
+    {
+        Ok(_) => panic!("subscribed with an unknown role"),
+        Err(e) => e,
+    };
+    assert!(e.to_string().ends_with(r#"Exception: ERROR 42704 (undefined_object) role "nobody" does not exist"#), "{e}");
+}
+
+#[tokio::test]
+async fn columns_hidden_from_the_role_cannot_be_filtered() {
+    let env = env("create table public.secret (id int primary key, v text);
+                   grant select (id) on public.secret to anon;
+                   grant select on public.secret to service_role;
+                   alter publication supabase_realtime add table public.secret;").await;
+    let e = error_of(&env, json!({"schema": "public", "table": "secret", "filter": "v=eq.x"})).await;
+    assert!(e.to_string().ends_with("invalid column for filter v"), "{e}");
+    // service_role may read it.
+    env.subscribe(
+        json!({"role": "service_role"}),
+        vec![json!({"schema": "public", "table": "secret", "filter": "v=eq.x"})],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_settings_the_tenant_is_refused() {
+    let env = env("").await;
+    let mut tenant = (*env.tenant).clone();
+    tenant.extensions.clear();
+    let (tx, _rx) = tokio::sync::mpsc::channel(4);
+    let err = env
+        .cdc
+        .subscribe(
+            std::sync::Arc::new(tenant),
+            realtime_cdc::SubscribeRequest {
+                topic: "realtime:any".into(),
+                claims: anon(),
+                bindings: vec![(1, json!({"schema": "public"}))],
+                sink: tx,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SubscribeError::Config(_)), "{err}");
+}
+
+#[tokio::test]
+async fn the_slot_goes_away_when_idle() {
+    let env = env("").await;
+    let ch = env
+        .subscribe(anon(), vec![json!({"schema": "public", "table": "test"})])
+        .await;
+    let slot = format!("supabase_realtime_replication_slot_{}", env.db.name);
+    assert_eq!(slot_count(&env.sql, &slot).await, 1);
+    drop(ch);
+    let mut gone = false;
+    for _ in 0..100 {
+        if slot_count(&env.sql, &slot).await == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "slot {slot} still exists");
+    // A new subscription starts a new pipeline and a new slot.
+    let mut ch = env
+        .subscribe(anon(), vec![json!({"schema": "public", "table": "test"})])
+        .await;
+    env.exec("insert into public.test values (1,'again',null)").await;
+    assert_eq!(ch.next_data().await["record"]["details"], "again");
+}
+
+async fn slot_count(sql: &tokio_postgres::Client, slot: &str) -> i64 {
+    sql.query_one(
+        "select count(*) from pg_replication_slots where slot_name = $1 and not temporary",
+        &[&slot],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
