@@ -6,9 +6,18 @@
 do $$
 begin
     if not exists (select 1 from pg_catalog.pg_roles where rolname = 'supabase_realtime_admin') then
-        create role supabase_realtime_admin with noinherit nologin noreplication;
+        -- Upstream's migration sets only these three attributes; its fresh-database script
+        -- sets the rest below, which a database created here gets too.
+        create role supabase_realtime_admin with nosuperuser noinherit nocreaterole nocreatedb
+            nologin noreplication nobypassrls;
+        alter role supabase_realtime_admin set search_path to 'public', 'extensions', 'realtime';
+        grant anon, authenticated, service_role to supabase_realtime_admin;
+        if current_setting('server_version_num')::int >= 150000 then
+            execute 'grant set on parameter log_min_messages to supabase_realtime_admin';
+        end if;
     end if;
 exception
+    -- created by another database of the cluster at this moment
     when duplicate_object or unique_violation then null;
 end $$;
 
