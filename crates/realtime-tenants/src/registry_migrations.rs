@@ -328,8 +328,30 @@ async fn recorded_versions(
         .collect())
 }
 
+/// Key of the session advisory lock that serialises registry migrations between our own
+/// processes (the table lock only exists once `schema_migrations` does).
+const ADVISORY_LOCK_KEY: i64 = 0x7265_616c_7469_6d65; // "realtime"
+
 /// Applies every missing migration on `client` (whose after-connect query already ran).
 pub async fn run(
+    client: &mut Client,
+    after_connect_query: Option<&str>,
+) -> Result<MigrationReport, RegistryMigrationError> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&ADVISORY_LOCK_KEY])
+        .await?;
+    let result = run_locked(client, after_connect_query).await;
+    // Released explicitly because the connection goes back to the pool; a broken connection
+    // releases it anyway.
+    let unlocked = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&ADVISORY_LOCK_KEY])
+        .await;
+    let report = result?;
+    unlocked?;
+    Ok(report)
+}
+
+async fn run_locked(
     client: &mut Client,
     after_connect_query: Option<&str>,
 ) -> Result<MigrationReport, RegistryMigrationError> {

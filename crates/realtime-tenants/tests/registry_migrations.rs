@@ -447,3 +447,18 @@ async fn tables_follow_the_search_path() {
         .get(0);
     assert_eq!(n, 33);
 }
+
+#[tokio::test]
+async fn concurrent_runs_apply_each_version_once() {
+    let db = Cluster::shared().create_database().await;
+    let a = Registry::connect(&config(&db)).await.unwrap();
+    let b = Registry::connect(&config(&db)).await.unwrap();
+    let (ra, rb) = tokio::join!(a.migrate(), b.migrate());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.applied.len() + rb.applied.len(), 33);
+    assert_eq!(ra.applied.len() + ra.already_applied, 33);
+    assert_eq!(rb.applied.len() + rb.already_applied, 33);
+    let client = db.connect().await;
+    assert_eq!(versions(&client).await, all_versions());
+    assert_eq!(schema_snapshot(&client).await, final_schema());
+}
