@@ -1,0 +1,414 @@
+//! The built `realtime` binary as a process: bad configuration ends with one clear error line
+//! and exit code 1 (never a panic); it serves in standalone mode, logs in upstream's layout,
+//! honours `LOG_LEVEL`, `DISABLE_HEALTHCHECK_LOGGING` and `RLIMIT_NOFILE`, stops with exit
+//! code 0 on SIGTERM, and answers the `eval` commands of the upstream image.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_realtime");
+
+fn command(vars: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs to completion (at most 30 s) and returns the exit code and all output lines.
+fn run(vars: &[(&str, &str)], args: &[&str]) -> (i32, Vec<String>) {
+    let child = command(vars, args).spawn().expect("spawn");
+    let out = wait_output(child, Duration::from_secs(60));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        text.lines().map(str::to_string).collect(),
+    )
+}
+
+fn wait_output(mut child: Child, limit: Duration) -> std::process::Output {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Upstream's line layout: `HH:MM:SS.mmm (key=value )*[level] message`.
+fn matches_layout(line: &str) -> bool {
+    let b = line.as_bytes();
+    if b.len() < 13 {
+        return false;
+    }
+    let d = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if !(d(0..2)
+        && b[2] == b':'
+        && d(3..5)
+        && b[5] == b':'
+        && d(6..8)
+        && b[8] == b'.'
+        && d(9..12)
+        && b[12] == b' ')
+    {
+        return false;
+    }
+    let mut rest = &line[13..];
+    loop {
+        if let Some(after) = rest.strip_prefix('[') {
+            let Some(end) = after.find("] ") else {
+                return false;
+            };
+            return [
+                "debug",
+                "info",
+                "notice",
+                "warning",
+                "error",
+                "critical",
+                "alert",
+                "emergency",
+            ]
+            .contains(&&after[..end]);
+        }
+        let Some(sp) = rest.find(' ') else {
+            return false;
+        };
+        match rest[..sp].split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => rest = &rest[sp + 1..],
+            _ => return false,
+        }
+    }
+}
+
+#[test]
+fn bad_configuration_is_one_error_line_and_exit_code_1() {
+    let db = [("DB_HOST", "127.0.0.1"), ("DB_PORT", "1")];
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("DB_ENC_KEY_GCM", "1234567890123456789012345678901")],
+            "DB_ENC_KEY_GCM must be exactly 32 bytes for AES-256-GCM, got 31 bytes",
+        ),
+        (
+            vec![("PORT", "4_000")],
+            "env PORT expected a Integer, got \"4_000\"",
+        ),
+        (
+            vec![("DB_SSL", "maybe")],
+            "env DB_SSL expected a boolean or 0/1 values",
+        ),
+        (
+            vec![("JWT_CLAIM_VALIDATORS", "[1]")],
+            "JWT_CLAIM_VALIDATORS",
+        ),
+        (vec![("DB_IP_VERSION", "ipv5")], "DB_IP_VERSION"),
+        (
+            [
+                &db[..],
+                &[
+                    ("SEED_SELF_HOST", "true"),
+                    ("DB_ENC_KEY", "supabaserealtime"),
+                    ("API_JWT_JWKS", "{bad"),
+                ],
+            ]
+            .concat(),
+            "API_JWT_JWKS is not valid JSON",
+        ),
+        (
+            [&db[..], &[("SEED_SELF_HOST", "true")]].concat(),
+            "DB_ENC_KEY must be set to exactly 16 bytes (AES-128)",
+        ),
+        (
+            [
+                &db[..],
+                &[
+                    ("SEED_SELF_HOST", "true"),
+                    ("DB_ENC_KEY", "0123456789abcdef0123456789abcdef"),
+                ],
+            ]
+            .concat(),
+            "DB_ENC_KEY must be set to exactly 16 bytes (AES-128), got 32 bytes",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let (code, lines) = run(&vars, &[]);
+        assert_eq!(code, 1, "{vars:?}: {lines:?}");
+        let errors: Vec<&String> = lines.iter().filter(|l| l.contains("[error]")).collect();
+        assert_eq!(errors.len(), 1, "{vars:?}: {lines:?}");
+        assert!(errors[0].contains(expected), "{vars:?}: {lines:?}");
+        assert!(lines.iter().all(|l| matches_layout(l)), "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:?}");
+    }
+    // Unknown commands and expressions.
+    let (code, lines) = run(&[], &["eval", "IO.puts(:hello)"]);
+    assert_eq!(code, 1, "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("unsupported expression")),
+        "{lines:?}"
+    );
+    let (code, _) = run(&[], &["frobnicate"]);
+    assert_eq!(code, 1);
+}
+
+/// A running binary whose output is collected line by line.
+struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    addr: SocketAddr,
+}
+
+impl Proc {
+    fn start(vars: &[(&str, &str)]) -> Proc {
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut all = vars.to_vec();
+        all.push(("PORT", &port_text));
+        let mut child = command(&all, &[]).spawn().expect("spawn");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("exited early with {status}: {:?}", lines.lock().unwrap());
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "not listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Proc { child, lines, addr }
+    }
+
+    /// SIGTERM; returns the exit code and the time it took.
+    fn terminate(mut self) -> (i32, Duration, Vec<String>) {
+        let pid = self.child.id() as libc::pid_t;
+        let start = Instant::now();
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status.code().unwrap_or(-1);
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = self.child.kill();
+                panic!("no exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = start.elapsed();
+        std::thread::sleep(Duration::from_millis(100));
+        let lines = self.lines.lock().unwrap().clone();
+        (code, took, lines)
+    }
+}
+
+#[tokio::test]
+async fn standalone_binary_logs_in_upstream_layout_and_stops_on_sigterm() {
+    let proc = Proc::start(&[("API_JWT_SECRET", JWT_SECRET), ("RLIMIT_NOFILE", "")]);
+    let res = http_request(proc.addr, "GET", "/healthcheck", &[], None).await;
+    assert_eq!(res.status, 200);
+    let anon = format!("Bearer {}", anon_token());
+    let res = http_request(
+        proc.addr,
+        "GET",
+        "/api/tenants/realtime-dev/health",
+        &[("authorization", &anon)],
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    let res = http_request(
+        proc.addr,
+        "GET",
+        "/api/tenants/nope",
+        &[("authorization", &anon)],
+        None,
+    )
+    .await;
+    assert_eq!(res.status, 404);
+    // A WebSocket left open must not hold the shutdown beyond the grace period.
+    let _open = std::net::TcpStream::connect(proc.addr).unwrap();
+
+    let (code, took, lines) = proc.terminate();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(matches_layout(l), "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("[info] GET /healthcheck")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("[info] Sent 200 in ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("[warning] Sent 404 in ")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" request_id=") && l.contains("[info] GET /api/tenants/nope")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("Standalone mode")),
+        "{lines:?}"
+    );
+}
+
+async fn health_requests(addr: SocketAddr, n: usize) {
+    let anon = format!("Bearer {}", anon_token());
+    for _ in 0..n {
+        let res = http_request(
+            addr,
+            "GET",
+            "/api/tenants/realtime-dev/health",
+            &[("authorization", &anon)],
+            None,
+        )
+        .await;
+        assert_eq!(res.status, 200);
+        assert_eq!(
+            http_request(addr, "GET", "/healthcheck", &[], None)
+                .await
+                .status,
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn healthcheck_logging_can_be_disabled() {
+    // §8.47
+    let vars = [
+        ("API_JWT_SECRET", JWT_SECRET),
+        ("DISABLE_HEALTHCHECK_LOGGING", "true"),
+    ];
+    let proc = Proc::start(&vars);
+    health_requests(proc.addr, 20).await;
+    let (code, _, lines) = proc.terminate();
+    assert_eq!(code, 0);
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("GET /") || l.contains("Sent ")),
+        "{lines:?}"
+    );
+
+    let vars = [
+        ("API_JWT_SECRET", JWT_SECRET),
+        ("DISABLE_HEALTHCHECK_LOGGING", "false"),
+    ];
+    let proc = Proc::start(&vars);
+    health_requests(proc.addr, 20).await;
+    let (_, _, lines) = proc.terminate();
+    let count = |s: &str| lines.iter().filter(|l| l.contains(s)).count();
+    assert_eq!(
+        count("[info] GET /api/tenants/realtime-dev/health"),
+        20,
+        "{lines:?}"
+    );
+    assert_eq!(count("[info] GET /healthcheck"), 20);
+    assert_eq!(count("[info] Sent 200 in "), 40);
+}
+
+#[tokio::test]
+async fn log_level_warning_suppresses_info() {
+    let proc = Proc::start(&[("LOG_LEVEL", "warning"), ("RLIMIT_NOFILE", "10000")]);
+    // The soft limit was raised (capped at the hard limit).
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proc.child.id())).unwrap();
+    let row = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    let expected = match hard.parse::<u64>() {
+        Ok(h) => h.min(10_000).to_string(),
+        Err(_) => "10000".to_string(),
+    };
+    assert_eq!(soft, expected, "{row}");
+
+    assert_eq!(
+        http_request(proc.addr, "GET", "/nope", &[], None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        http_request(proc.addr, "GET", "/healthcheck", &[], None)
+            .await
+            .status,
+        200
+    );
+    let (code, _, lines) = proc.terminate();
+    assert_eq!(code, 0);
+    assert!(!lines.iter().any(|l| l.contains("[info]")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("[warning] Sent 404 in ")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn eval_health_check_after_migrations_and_seed() {
+    // §7.5 / §8.49, against a real registry.
+    let db = realtime_testkit::Cluster::shared().create_database().await;
+    let vars = db_env(&db, &[]);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let expr = "{:ok, _} = Application.ensure_all_started(:realtime)\n{:ok, _} = Realtime.Tenants.health_check(\"realtime-dev\")";
+    let (code, lines) = run(&vars, &["eval", expr]);
+    assert_eq!(code, 0, "{lines:?}");
+    let (code, lines) = run(&vars, &["eval", "Realtime.Tenants.health_check(\"nope\")"]);
+    assert_eq!(code, 1, "{lines:?}");
+    let (code, lines) = run(&vars, &["migrate"]);
+    assert_eq!(code, 0, "{lines:?}");
+    let (code, lines) = run(&vars, &["eval", "Realtime.Release.seeds(Realtime.Repo)"]);
+    assert_eq!(code, 0, "{lines:?}");
+    let sql = db.connect().await;
+    let n: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM _realtime.tenants WHERE external_id = 'realtime-dev'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
