@@ -43,3 +43,16 @@ fn bucket(external_id: &str, key: &str) -> u32 {
     }
     (h % 100) as u32
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_deterministic_and_spread() {
+        assert_eq!(bucket("acme", "flag"), bucket("acme", "flag"));
+        let ids: Vec<String> = (0..1000).map(|i| format!("tenant-{i}")).collect();
+        let below_half = ids.iter().filter(|id| bucket(id, "flag") < 50).count();
+        assert!((400..600).contains(&below_half), "{below_half}");
+    }
+}

@@ -242,3 +242,173 @@ fn non_negative(v: Option<i32>, default: u32) -> u32 {
         None => default,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn crypto() -> Crypto {
+        Crypto::new(Some(b"supabaserealtime".to_vec()), None, false).unwrap()
+    }
+
+    fn tenant(settings: Value) -> Tenant {
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 8, 21)
+            .and_then(|d| d.and_hms_opt(12, 0, 0))
+            .unwrap();
+        Tenant {
+            id: Uuid::nil(),
+            name: Some("realtime-dev".into()),
+            external_id: "realtime-dev".into(),
+            jwt_secret: None,
+            jwt_jwks: Some(json!({"keys": []})),
+            max_concurrent_users: 200,
+            max_events_per_second: 100,
+            max_bytes_per_second: 100_000,
+            max_channels_per_client: 100,
+            max_joins_per_second: 100,
+            postgres_cdc_default: Some("postgres_cdc_rls".into()),
+            suspend: true,
+            notify_private_alpha: false,
+            private_only: false,
+            migrations_ran: 0,
+            broadcast_adapter: None,
+            max_presence_events_per_second: None,
+            max_payload_size_in_kb: None,
+            max_client_presence_events_per_window: None,
+            client_presence_window_ms: None,
+            presence_enabled: false,
+            feature_flags: json!({}),
+            gcm_migrated_at: None,
+            inserted_at: at,
+            updated_at: at,
+            extensions: vec![Extension {
+                id: Uuid::nil(),
+                r#type: Some("postgres_cdc_rls".into()),
+                settings,
+                tenant_external_id: "realtime-dev".into(),
+                inserted_at: at,
+                updated_at: at,
+            }],
+        }
+    }
+
+    fn seeded_settings() -> Value {
+        json!({
+            "db_host": "QhixI0o7PYIABziLUL4f0A==", "db_port": "+enMDFi1J/3IrrquHHwUmA==",
+            "db_name": "sWBpZNdjggEPTQVlI52Zfw==", "db_user": "uxbEq/zz8DXVD53TOI1zmw==",
+            "db_password": "sWBpZNdjggEPTQVlI52Zfw==", "region": "us-east-1"
+        })
+    }
+
+    #[test]
+    fn api_json_has_exactly_the_upstream_fields() {
+        let t = tenant(seeded_settings());
+        assert_eq!(
+            t.to_api_json(),
+            json!({
+                "id": "00000000-0000-0000-0000-000000000000",
+                "external_id": "realtime-dev",
+                "name": "realtime-dev",
+                "max_concurrent_users": 200,
+                "max_channels_per_client": 100,
+                "max_events_per_second": 100,
+                "max_joins_per_second": 100,
+                "inserted_at": "2026-08-21T12:00:00",
+                "extensions": [{
+                    "type": "postgres_cdc_rls",
+                    "inserted_at": "2026-08-21T12:00:00",
+                    "updated_at": "2026-08-21T12:00:00",
+                    "settings": {
+                        "db_host": "QhixI0o7PYIABziLUL4f0A==", "db_port": "+enMDFi1J/3IrrquHHwUmA==",
+                        "db_name": "sWBpZNdjggEPTQVlI52Zfw==", "db_user": "uxbEq/zz8DXVD53TOI1zmw==",
+                        "region": "us-east-1"
+                    }
+                }],
+                "private_only": false,
+                "max_client_presence_events_per_window": null,
+                "client_presence_window_ms": null,
+                "presence_enabled": false
+            })
+        );
+    }
+
+    #[test]
+    fn limits_and_defaults() {
+        let mut t = tenant(seeded_settings());
+        assert_eq!(t.max_presence_events_per_second(), 1000);
+        assert_eq!(t.max_payload_size_in_kb(), 3000);
+        assert_eq!(t.max_payload_bytes(), 3_000_500);
+        assert_eq!(t.max_client_presence_events_per_window(5), 5);
+        assert_eq!(t.client_presence_window_ms(30_000), 30_000);
+        t.max_payload_size_in_kb = Some(1);
+        t.max_client_presence_events_per_window = Some(2);
+        t.client_presence_window_ms = Some(10);
+        t.max_events_per_second = -1;
+        assert_eq!(t.max_payload_bytes(), 1500);
+        assert_eq!(t.max_client_presence_events_per_window(5), 2);
+        assert_eq!(t.client_presence_window_ms(30_000), 10);
+        assert_eq!(t.max_events_per_second(), 0);
+        assert_eq!(t.jwt_secret_plain(&crypto()).unwrap(), None);
+    }
+
+    #[test]
+    fn cdc_settings_decrypt_and_default_to_tls() {
+        let c = crypto();
+        let cdc = tenant(seeded_settings()).cdc_settings(&c).unwrap().unwrap();
+        assert_eq!(
+            (
+                cdc.host.as_str(),
+                cdc.port,
+                cdc.db_name.as_str(),
+                cdc.user.as_str()
+            ),
+            ("db", 5432, "postgres", "supabase_admin")
+        );
+        assert!(cdc.ssl_enforced, "absent → TLS");
+        assert_eq!(cdc.publication, "supabase_realtime");
+        assert_eq!(cdc.slot_name, "supabase_realtime_replication_slot");
+        assert_eq!((cdc.db_pool, cdc.subscriber_pool_size), (None, None));
+
+        let mut s = seeded_settings();
+        s["ssl_enforced"] = json!("false");
+        s["db_pool"] = json!(3);
+        s["subcriber_pool_size"] = json!("6");
+        let cdc = tenant(s).cdc_settings(&c).unwrap().unwrap();
+        assert!(cdc.ssl_enforced, "non-boolean → TLS");
+        assert_eq!((cdc.db_pool, cdc.subscriber_pool_size), (Some(3), Some(6)));
+
+        let mut s = seeded_settings();
+        s["ssl_enforced"] = json!(false);
+        assert!(!tenant(s).cdc_settings(&c).unwrap().unwrap().ssl_enforced);
+
+        let mut s = seeded_settings();
+        s.as_object_mut().unwrap().remove("db_user");
+        assert_eq!(
+            tenant(s).cdc_settings(&c),
+            Err(TenantError::MissingSetting("db_user"))
+        );
+        let mut s = seeded_settings();
+        s["db_port"] = json!("not-a-port");
+        assert_eq!(
+            tenant(s).cdc_settings(&c),
+            Err(TenantError::InvalidSetting("db_port"))
+        );
+        let mut t = tenant(seeded_settings());
+        t.extensions.clear();
+        assert_eq!(t.cdc_settings(&c), Ok(None));
+    }
+
+    #[test]
+    fn legacy_secret_detection() {
+        let c = Crypto::new(None, Some(vec![1; 32]), true).unwrap();
+        let mut t = tenant(seeded_settings());
+        assert!(t.has_legacy_secrets());
+        for key in crate::extension::ENCRYPTED_SETTINGS {
+            t.extensions[0].settings[key] = json!(c.encrypt("x").unwrap());
+        }
+        assert!(!t.has_legacy_secrets());
+        t.jwt_secret = Some("legacy".into());
+        assert!(t.has_legacy_secrets());
+    }
+}

@@ -406,3 +406,202 @@ fn prepare_extension(
         updated_at: now,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crypto() -> Crypto {
+        Crypto::new(Some(b"supabaserealtime".to_vec()), None, false).unwrap()
+    }
+
+    fn create(params: Value) -> Result<Prepared, UpsertError> {
+        prepare(
+            None,
+            "acme",
+            &params,
+            &TenantDefaults::default(),
+            &crypto(),
+            now_utc_seconds(),
+        )
+    }
+
+    fn errors(r: Result<Prepared, UpsertError>) -> Value {
+        match r {
+            Err(UpsertError::Invalid(v)) => v,
+            other => panic!("expected 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_settings_are_listed_last_declared_first() {
+        let body = json!({"jwt_secret": "s", "extensions": [{"type": "postgres_cdc_rls", "settings": {"db_port": 1}}]});
+        assert_eq!(
+            errors(create(body)),
+            json!({"errors": {"extensions": [{"settings": [
+                "db_password can't be blank",
+                "db_user can't be blank",
+                "db_name can't be blank",
+                "db_port is invalid",
+                "db_host can't be blank",
+                "region can't be blank"
+            ]}]}})
+        );
+    }
+
+    #[test]
+    fn create_drops_entries_without_type_or_settings_and_renames_postgres() {
+        let body = json!({"jwt_secret": "s", "name": "ignored", "extensions": [
+            {"type": "postgres_cdc_rls"},
+            {"settings": {}},
+            {"type": "postgres", "settings": {"region": "r", "db_host": "h", "db_port": "1",
+              "db_name": "n", "db_user": "u", "db_password": "p"}}
+        ]});
+        let t = create(body).unwrap().tenant;
+        assert_eq!(t.name.as_deref(), Some("acme"));
+        assert_eq!(t.extensions.len(), 1);
+        assert_eq!(t.extensions[0].r#type.as_deref(), Some("postgres_cdc_rls"));
+        assert_eq!(t.extensions[0].tenant_external_id, "acme");
+        assert_eq!(t.jwt_secret.as_deref(), Some("yagfesGEgF5Qj+uu5rt0bA=="));
+        assert_eq!(
+            crypto().decrypt("yagfesGEgF5Qj+uu5rt0bA==").unwrap().value,
+            "s"
+        );
+    }
+
+    #[test]
+    fn casts_follow_ecto() {
+        let t = create(json!({
+            "jwt_secret": "s",
+            "max_concurrent_users": "12",
+            "suspend": "true",
+            "private_only": "0",
+            "max_client_presence_events_per_window": 3,
+            "broadcast_adapter": "phoenix",
+            "feature_flags": {"x": true}
+        }))
+        .unwrap()
+        .tenant;
+        assert_eq!(t.max_concurrent_users, 12);
+        assert!(t.suspend && !t.private_only);
+        assert_eq!(t.max_client_presence_events_per_window, Some(3));
+        assert_eq!(t.broadcast_adapter.as_deref(), Some("phoenix"));
+        assert_eq!(t.feature_flags, json!({"x": true}));
+
+        assert_eq!(
+            errors(create(json!({
+                "jwt_secret": 5,
+                "max_joins_per_second": 1.5,
+                "private_only": "maybe",
+                "jwt_jwks": "keys",
+                "max_bytes_per_second": 4_000_000_000i64,
+                "extensions": {}
+            }))),
+            json!({"errors": {
+                "jwt_secret": ["is invalid"],
+                "max_joins_per_second": ["is invalid"],
+                "private_only": ["is invalid"],
+                "jwt_jwks": ["is invalid"],
+                "max_bytes_per_second": ["is invalid"],
+                "extensions": ["is invalid"]
+            }})
+        );
+        // A blank secret is no secret.
+        assert_eq!(
+            errors(create(json!({"jwt_secret": "  "}))),
+            json!({"errors": {"jwt_secret": ["either jwt_secret or jwt_jwks must be provided"]}})
+        );
+    }
+
+    #[test]
+    fn create_uses_env_defaults_for_missing_or_null_limits() {
+        let d = TenantDefaults {
+            max_concurrent_users: 1,
+            max_events_per_second: 2,
+            max_joins_per_second: 3,
+            max_channels_per_client: 4,
+            max_bytes_per_second: 5,
+        };
+        let p = prepare(
+            None,
+            "acme",
+            &json!({"jwt_secret": "s", "max_events_per_second": null}),
+            &d,
+            &crypto(),
+            now_utc_seconds(),
+        )
+        .unwrap();
+        let t = p.tenant;
+        assert_eq!(
+            (
+                t.max_concurrent_users,
+                t.max_events_per_second,
+                t.max_joins_per_second,
+                t.max_channels_per_client,
+                t.max_bytes_per_second
+            ),
+            (1, 2, 3, 4, 5)
+        );
+        assert_eq!(t.max_presence_events_per_second, Some(1000));
+        assert_eq!(t.max_payload_size_in_kb, Some(3000));
+        assert!(p.replace_extensions);
+        assert_eq!(t.inserted_at, t.updated_at);
+    }
+
+    #[test]
+    fn update_keeps_omitted_fields_and_refuses_null_limits() {
+        let base = create(json!({"jwt_secret": "s", "max_concurrent_users": 9}))
+            .unwrap()
+            .tenant;
+        let p = prepare(
+            Some(&base),
+            "acme",
+            &json!({"name": "renamed"}),
+            &TenantDefaults::default(),
+            &crypto(),
+            now_utc_seconds(),
+        )
+        .unwrap();
+        assert!(!p.replace_extensions);
+        assert_eq!(p.tenant.name.as_deref(), Some("renamed"));
+        assert_eq!(p.tenant.max_concurrent_users, 9);
+        assert_eq!(p.tenant.jwt_secret, base.jwt_secret, "not re-encrypted");
+        assert_eq!(p.tenant.id, base.id);
+        let r = prepare(
+            Some(&base),
+            "acme",
+            &json!({"max_concurrent_users": null}),
+            &TenantDefaults::default(),
+            &crypto(),
+            now_utc_seconds(),
+        );
+        assert_eq!(
+            errors(r),
+            json!({"errors": {"max_concurrent_users": ["can't be blank"]}})
+        );
+    }
+
+    #[test]
+    fn gcm_writes_encrypt_with_gcm() {
+        let c = Crypto::new(None, Some(vec![9; 32]), true).unwrap();
+        let body = json!({"jwt_secret": "s", "extensions": [{"type": "postgres_cdc_rls", "settings": {
+            "region": "r", "db_host": "h", "db_port": "1", "db_name": "n", "db_user": "u", "db_password": "p"}}]});
+        let t = prepare(
+            None,
+            "acme",
+            &body,
+            &TenantDefaults::default(),
+            &c,
+            now_utc_seconds(),
+        )
+        .unwrap()
+        .tenant;
+        assert!(t.jwt_secret.as_deref().unwrap().starts_with("g1:"));
+        let cdc = t.cdc_settings(&c).unwrap().unwrap();
+        assert_eq!(
+            (cdc.host.as_str(), cdc.port, cdc.password.as_str()),
+            ("h", 1, "p")
+        );
+        assert_eq!(t.extensions[0].settings["region"], "r");
+    }
+}
