@@ -707,7 +707,7 @@ async fn preflight_names_a_missing_publication_and_the_fix() {
 }
 
 #[tokio::test]
-async fn preflight_explains_missing_privileges() {
+async fn preflight_explains_missing_privileges_and_its_fix_works() {
     let (_db, client) = fresh_db().await;
     // A role with no rights at all, created and dropped again by the rolled-back transaction
     // (roles are cluster-wide, so nothing may outlive the test).
@@ -719,9 +719,24 @@ async fn preflight_explains_missing_privileges() {
         )
         .await
         .unwrap();
-    let result = preflight(&client, "supabase_realtime").await;
+    let refused = preflight(&client, "supabase_realtime").await;
+
+    // Apply the advice as the superuser, then check again as the role.
+    let fixed = match &refused {
+        Err(TenantMigrationError::InsufficientPrivilege { fix, .. }) => {
+            client
+                .batch_execute(&format!(
+                    "reset role; {fix} set local role realtime_preflight_nobody;"
+                ))
+                .await
+                .unwrap();
+            Some(preflight(&client, "supabase_realtime").await)
+        }
+        _ => None,
+    };
     client.batch_execute("rollback").await.unwrap();
-    let error = result.unwrap_err();
+
+    let error = refused.unwrap_err();
     match &error {
         TenantMigrationError::InsufficientPrivilege { user, missing, .. } => {
             assert_eq!(user, "realtime_preflight_nobody");
@@ -738,6 +753,9 @@ async fn preflight_explains_missing_privileges() {
     ] {
         assert!(text.contains(fix), "{text}");
     }
+    fixed
+        .expect("a fix was offered")
+        .expect("the offered fix is enough");
 }
 
 #[tokio::test]
