@@ -26,10 +26,11 @@ use axum::middleware;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::compression::CompressionLayer;
 
 use crate::app::AppState;
 
-/// The control-plane routes (no layers).
+/// The control-plane routes, gzip-compressed when the client accepts it.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthcheck", get(health::healthcheck))
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
             "/api/tenants/{tenant_id}/health",
             get(health::tenant_health),
         )
+        .layer(CompressionLayer::new().gzip(true))
 }
 
 /// Every route of the server (HTTP API and gateway) with the server-wide layers.
