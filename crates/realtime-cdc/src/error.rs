@@ -89,6 +89,7 @@ fn condition_name(code: &str) -> Option<&'static str> {
         "22021" => "character_not_in_repertoire",
         "22004" => "null_value_not_allowed",
         "22000" => "data_exception",
+        "22012" => "division_by_zero",
         "23502" => "not_null_violation",
         "42704" => "undefined_object",
         "42703" => "undefined_column",

@@ -257,7 +257,7 @@ pub async fn fan_out(
                                 change.table.name,
                                 postgrex_message(&e)
                             );
-                            tracing::warn!(error = %e, role, "RLS check failed for a subscriber");
+                            tracing::warn!(error = %text, role, "RLS check failed for a subscriber");
                             for (other, oc) in &members {
                                 if oc.text == claims.text {
                                     out.push(Delivery {

@@ -17,57 +17,127 @@ async fn error_of(env: &Env, entry: serde_json::Value) -> SubscribeError {
 async fn rejected_entries_carry_upstreams_messages() {
     let env = env("create table public.vc (id int primary key, v varchar(20));
                    grant all on public.vc to anon;
-                   alter publication supabase_realtime add table public.vc;").await;
+                   alter publication supabase_realtime add table public.vc;")
+    .await;
 
-    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "notacolumn=eq.123"})).await;
-    assert_eq!(e.to_string(), r#"Unable to subscribe to changes with given parameters. An exception happened so please check your connect parameters: [event: *, schema: public, table: test, filters: [{"notacolumn", "eq", "123", false}], select: nil]. Exception: ERROR P0001 (raise_exception) invalid column for filter notacolumn"#);
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "test", "filter": "notacolumn=eq.123"}),
+    )
+    .await;
+    assert_eq!(
+        e.to_string(),
+        r#"Unable to subscribe to changes with given parameters. An exception happened so please check your connect parameters: [event: *, schema: public, table: test, filters: [{"notacolumn", "eq", "123", false}], select: nil]. Exception: ERROR P0001 (raise_exception) invalid column for filter notacolumn"#
+    );
     assert!(!e.is_retryable());
     assert_eq!(
         e.system_payload("realtime:any"),
         json!({"channel": "any", "extension": "postgres_changes", "status": "error", "message": e.to_string()})
     );
 
-    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "id=eq.hey"})).await;
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "test", "filter": "id=eq.hey"}),
+    )
+    .await;
     assert!(e.to_string().ends_with(r#"filters: [{"id", "eq", "hey", false}], select: nil]. Exception: ERROR 22P02 (invalid_text_representation) invalid input syntax for type integer: "hey""#), "{e}");
 
-    let e = error_of(&env, json!({"schema": "public", "table": "vc", "filter": "v=like.a%"})).await;
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "vc", "filter": "v=like.a%"}),
+    )
+    .await;
     assert!(e.to_string().ends_with("Exception: ERROR P0001 (raise_exception) operator like requires a text-compatible column type, got character varying"), "{e}");
 
-    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "details=is.maybe"})).await;
-    assert!(e.to_string().ends_with("invalid value for is filter: must be null, true, false, or unknown"), "{e}");
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "test", "filter": "details=is.maybe"}),
+    )
+    .await;
+    assert!(
+        e.to_string()
+            .ends_with("invalid value for is filter: must be null, true, false, or unknown"),
+        "{e}"
+    );
 
-    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "id=is.true"})).await;
-    assert!(e.to_string().ends_with("is true filter requires a boolean column, got integer"), "{e}");
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "test", "filter": "id=is.true"}),
+    )
+    .await;
+    assert!(
+        e.to_string()
+            .ends_with("is true filter requires a boolean column, got integer"),
+        "{e}"
+    );
 
-    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "details=match.(a"})).await;
-    assert!(e.to_string().contains("invalid regular expression for match filter: invalid regular expression"), "{e}");
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "test", "filter": "details=match.(a"}),
+    )
+    .await;
+    assert!(
+        e.to_string()
+            .contains("invalid regular expression for match filter: invalid regular expression"),
+        "{e}"
+    );
 
     let values: Vec<String> = (0..101).map(|i| i.to_string()).collect();
     let filter = format!("id=in.({})", values.join(","));
-    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": filter})).await;
-    assert!(e.to_string().ends_with("too many values for `in` filter. Maximum 100"), "{e}");
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "test", "filter": filter}),
+    )
+    .await;
+    assert!(
+        e.to_string()
+            .ends_with("too many values for `in` filter. Maximum 100"),
+        "{e}"
+    );
 
-    let e = error_of(&env, json!({"schema": "public", "table": "test", "select": ["nope"]})).await;
-    assert!(e.to_string().ends_with("invalid column for select nope"), "{e}");
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "test", "select": ["nope"]}),
+    )
+    .await;
+    assert!(
+        e.to_string().ends_with("invalid column for select nope"),
+        "{e}"
+    );
 
-    let e = error_of(&env, json!({"event": "*", "schema": "public", "table": "doesnotexist"})).await;
+    let e = error_of(
+        &env,
+        json!({"event": "*", "schema": "public", "table": "doesnotexist"}),
+    )
+    .await;
     assert_eq!(e.to_string(), "Unable to subscribe to changes with given parameters. Please check Realtime is enabled for the given connect parameters: [event: *, schema: public, table: doesnotexist, filters: [], select: nil]");
 
     let e = error_of(&env, json!({"schema": "public", "select": ["id"]})).await;
     assert_eq!(e.to_string(), "Column selection is not supported for wildcard subscriptions. Provide an explicit schema and table name.");
 
-    let e = error_of(&env, json!({"schema": "public", "table": "test", "filter": "id=eq.1,,id=eq.2"})).await;
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "test", "filter": "id=eq.1,,id=eq.2"}),
+    )
+    .await;
     assert_eq!(e.to_string(), "Error parsing `filter` params: filter must not contain empty segments (check for extra commas)");
 
     // A role that does not exist is the database's own error.
     let e = match env
-        .try_subscribe(json!({"role": "nobody"}), vec![json!({"schema": "public", "table": "test"})])
+        .try_subscribe(
+            json!({"role": "nobody"}),
+            vec![json!({"schema": "public", "table": "test"})],
+        )
         .await
     {
         Ok(_) => panic!("subscribed with an unknown role"),
         Err(e) => e,
     };
-    assert!(e.to_string().ends_with(r#"Exception: ERROR 42704 (undefined_object) role "nobody" does not exist"#), "{e}");
+    assert!(
+        e.to_string()
+            .ends_with(r#"Exception: ERROR 42704 (undefined_object) role "nobody" does not exist"#),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -75,9 +145,17 @@ async fn columns_hidden_from_the_role_cannot_be_filtered() {
     let env = env("create table public.secret (id int primary key, v text);
                    grant select (id) on public.secret to anon;
                    grant select on public.secret to service_role;
-                   alter publication supabase_realtime add table public.secret;").await;
-    let e = error_of(&env, json!({"schema": "public", "table": "secret", "filter": "v=eq.x"})).await;
-    assert!(e.to_string().ends_with("invalid column for filter v"), "{e}");
+                   alter publication supabase_realtime add table public.secret;")
+    .await;
+    let e = error_of(
+        &env,
+        json!({"schema": "public", "table": "secret", "filter": "v=eq.x"}),
+    )
+    .await;
+    assert!(
+        e.to_string().ends_with("invalid column for filter v"),
+        "{e}"
+    );
     // service_role may read it.
     env.subscribe(
         json!({"role": "service_role"}),
@@ -130,7 +208,8 @@ async fn the_slot_goes_away_when_idle() {
     let mut ch = env
         .subscribe(anon(), vec![json!({"schema": "public", "table": "test"})])
         .await;
-    env.exec("insert into public.test values (1,'again',null)").await;
+    env.exec("insert into public.test values (1,'again',null)")
+        .await;
     assert_eq!(ch.next_data().await["record"]["details"], "again");
 }
 

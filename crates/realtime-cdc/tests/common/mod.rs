@@ -195,8 +195,7 @@ impl Channel {
 
     /// Asserts nothing arrives within `ms`.
     pub async fn assert_quiet(&mut self, ms: u64) {
-        if let Ok(Some(ev)) =
-            tokio::time::timeout(Duration::from_millis(ms), self.rx.recv()).await
+        if let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(ms), self.rx.recv()).await
         {
             panic!("unexpected event {ev:?}");
         }
