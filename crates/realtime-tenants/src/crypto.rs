@@ -37,6 +37,9 @@ pub enum CryptoError {
     /// A `g1:` value is malformed, tampered with, or was written under another key.
     #[error("GCM decryption failed: ciphertext or authentication tag is invalid")]
     GcmDecrypt,
+    /// AES-256-GCM refused to encrypt (input beyond the cipher's limits).
+    #[error("GCM encryption failed")]
+    GcmEncrypt,
     /// A GCM plaintext is not valid UTF-8.
     #[error("GCM decryption failed: plaintext is not valid UTF-8")]
     GcmUtf8,
@@ -55,6 +58,8 @@ pub struct Decrypted {
 #[derive(Clone)]
 pub struct Crypto {
     ecb: Option<Aes128>,
+    /// Length of a `DB_ENC_KEY` that was set but unusable, for error messages.
+    ecb_bad_len: Option<usize>,
     gcm: Option<Aes256Gcm>,
     write_gcm: bool,
 }
@@ -94,6 +99,7 @@ impl Crypto {
                 "DB_ENC_WRITE_GCM is set but DB_ENC_KEY_GCM is missing, continuing with AES-128-ECB"
             );
         }
+        let ecb_bad_len = ecb_key.as_ref().map(Vec::len).filter(|n| *n != BLOCK);
         let ecb = match ecb_key {
             Some(k) if k.len() == BLOCK => {
                 Some(Aes128::new_from_slice(&k).map_err(|_| CryptoError::EcbKey(Some(k.len())))?)
@@ -111,6 +117,7 @@ impl Crypto {
         };
         Ok(Crypto {
             ecb,
+            ecb_bad_len,
             gcm,
             write_gcm,
         })
@@ -128,11 +135,14 @@ impl Crypto {
 
     /// Fails unless a usable `DB_ENC_KEY` is configured (the self-host seed requires one).
     pub fn ensure_ecb_key(&self) -> Result<(), CryptoError> {
-        if self.ecb.is_some() {
-            Ok(())
-        } else {
-            Err(CryptoError::EcbKey(None))
+        match self.ecb {
+            Some(_) => Ok(()),
+            None => Err(self.ecb_missing()),
         }
+    }
+
+    fn ecb_missing(&self) -> CryptoError {
+        CryptoError::EcbKey(self.ecb_bad_len)
     }
 
     /// Encrypts with the write cipher.
@@ -146,7 +156,7 @@ impl Crypto {
 
     /// Encrypts with AES-128-ECB (deterministic).
     pub fn encrypt_ecb(&self, plaintext: &str) -> Result<String, CryptoError> {
-        let cipher = self.ecb.as_ref().ok_or(CryptoError::EcbKey(None))?;
+        let cipher = self.ecb.as_ref().ok_or_else(|| self.ecb_missing())?;
         Ok(STANDARD.encode(ecb_encrypt(cipher, plaintext.as_bytes())))
     }
 
@@ -155,7 +165,7 @@ impl Crypto {
         let cipher = self.gcm.as_ref().ok_or(CryptoError::GcmKeyMissing)?;
         let mut iv = [0u8; IV_LEN];
         rand::thread_rng().fill_bytes(&mut iv);
-        Ok(gcm_encrypt_with_iv(cipher, &iv, plaintext))
+        gcm_encrypt_with_iv(cipher, &iv, plaintext)
     }
 
     /// Decrypts a stored value, choosing the cipher by the `g1:` prefix.
@@ -179,7 +189,7 @@ impl Crypto {
             Ok(b) if !b.is_empty() && b.len() % BLOCK == 0 => b,
             _ => return Ok(fallback()),
         };
-        let cipher = self.ecb.as_ref().ok_or(CryptoError::EcbKey(None))?;
+        let cipher = self.ecb.as_ref().ok_or_else(|| self.ecb_missing())?;
         match ecb_decrypt_strict(cipher, &bytes) {
             Some(value) => Ok(Decrypted {
                 value,
@@ -226,24 +236,26 @@ fn ecb_decrypt_strict(cipher: &Aes128, ciphertext: &[u8]) -> Option<String> {
 }
 
 /// `g1:` + base64(IV ‖ TAG ‖ CT): the tag goes before the ciphertext, unlike the crate's output.
-fn gcm_encrypt_with_iv(cipher: &Aes256Gcm, iv: &[u8; IV_LEN], plaintext: &str) -> String {
-    let nonce = Nonce::from_slice(iv);
-    // Encryption with a valid key and nonce cannot fail for inputs of this size.
+fn gcm_encrypt_with_iv(
+    cipher: &Aes256Gcm,
+    iv: &[u8; IV_LEN],
+    plaintext: &str,
+) -> Result<String, CryptoError> {
     let ct_tag = cipher
         .encrypt(
-            nonce,
+            Nonce::from_slice(iv),
             Payload {
                 msg: plaintext.as_bytes(),
                 aad: b"",
             },
         )
-        .unwrap_or_default();
+        .map_err(|_| CryptoError::GcmEncrypt)?;
     let (ct, tag) = ct_tag.split_at(ct_tag.len().saturating_sub(TAG_LEN));
     let mut blob = Vec::with_capacity(IV_LEN + TAG_LEN + ct.len());
     blob.extend_from_slice(iv);
     blob.extend_from_slice(tag);
     blob.extend_from_slice(ct);
-    format!("{GCM_PREFIX}{}", STANDARD.encode(blob))
+    Ok(format!("{GCM_PREFIX}{}", STANDARD.encode(blob)))
 }
 
 fn gcm_decrypt(cipher: &Aes256Gcm, b64: &str) -> Result<String, CryptoError> {
@@ -392,6 +404,9 @@ mod tests {
             Err(CryptoError::EcbKey(None))
         );
         assert!(c.decrypt("not-base64!").unwrap().plaintext_fallback);
+        let c = Crypto::new(Some(vec![1; 32]), Some(GCM_KEY.to_vec()), true).unwrap();
+        let e = c.ensure_ecb_key().unwrap_err().to_string();
+        assert!(e.contains("got 32 bytes"), "{e}");
     }
 
     #[test]

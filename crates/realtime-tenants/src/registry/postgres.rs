@@ -269,8 +269,16 @@ impl PgRegistry {
     }
 
     pub(crate) async fn get(&self, external_id: &str) -> Result<Option<Tenant>, RegistryError> {
-        let conn = self.pool.get().await?;
-        load_tenant(&*conn, external_id, false).await
+        let mut retried = false;
+        loop {
+            let conn = self.pool.get().await?;
+            match load_tenant(&*conn, external_id, false).await {
+                // An idle connection the server closed (restart, idle timeout): one retry on
+                // a fresh connection.
+                Err(RegistryError::Query(e)) if e.is_closed() && !retried => retried = true,
+                other => return other,
+            }
+        }
     }
 
     pub(crate) async fn list(&self) -> Result<Vec<Tenant>, RegistryError> {
