@@ -410,6 +410,31 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_input_never_panics() {
+        use rand::{Rng, SeedableRng};
+        let c = gcm();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..5000 {
+            let len = rng.gen_range(0..80);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            for candidate in [
+                STANDARD.encode(&bytes),
+                format!("g1:{}", STANDARD.encode(&bytes)),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ] {
+                match c.decrypt(&candidate) {
+                    // Whatever the strict check accepts is the canonical ciphertext.
+                    Ok(d) if !d.plaintext_fallback => {
+                        assert_eq!(c.encrypt_ecb(&d.value).unwrap(), candidate)
+                    }
+                    Ok(d) => assert_eq!(d.value, candidate),
+                    Err(e) => assert!(matches!(e, CryptoError::GcmDecrypt | CryptoError::GcmUtf8)),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn debug_hides_keys() {
         let s = format!("{:?}", ecb());
         assert!(!s.contains("supabaserealtime"));
