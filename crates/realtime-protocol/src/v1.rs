@@ -246,6 +246,16 @@ mod tests {
     }
 
     #[test]
+    fn user_broadcast_payload_is_embedded_even_beyond_f64_range() {
+        // Upstream inserts the bytes as a raw fragment; JSON.parse reads `1e999` as Infinity.
+        let out = user_broadcast(BroadcastEncoding::Json, "", b" 1e999 ");
+        assert_eq!(
+            text(encode(&out)),
+            r#"{"event":"broadcast","payload":{"event":"cursor","payload":1e999,"type":"broadcast"},"ref":null,"topic":"realtime:room1"}"#
+        );
+    }
+
+    #[test]
     fn binary_or_invalid_user_broadcasts_are_not_delivered() {
         assert_eq!(
             encode(&user_broadcast(
