@@ -108,6 +108,13 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
     };
     let mut repl_opts = cfg.conn.clone();
     repl_opts.application_name = "realtime_replication_cdc".to_string();
+    // pgoutput renders values with the walsender's settings; pin the ones the typing step
+    // parses so a server configured otherwise (e.g. DateStyle SQL) still types correctly.
+    let pinned = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1";
+    repl_opts.options = Some(match &cfg.conn.options {
+        Some(o) => format!("{o} {pinned}"),
+        None => pinned.to_string(),
+    });
     let mut repl = match ReplicationStream::connect(&repl_opts).await {
         Ok(r) => r,
         Err(e) => return retry(e),
