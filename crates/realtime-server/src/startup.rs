@@ -273,6 +273,7 @@ pub fn serve_on(state: AppState, listeners: Vec<TcpListener>) -> Result<Running,
             reason: "no listener".to_string(),
         });
     }
+    crate::janitor::spawn(state.clone(), shutdown.clone());
     tracing::info!("Running RealtimeWeb.Endpoint on port {}", addrs[0].port());
     Ok(Running {
         addrs,

@@ -75,20 +75,34 @@ pub async fn migrate(
         .await
         .map_err(|e| TenantDbError::Migrations(e.to_string()))?;
     let applied = report.total;
-    // One janitor pass, as upstream's set-up does: today-1 … today+3 partitions exist and
-    // expired ones are gone.
-    let today = chrono::Utc::now().date_naive();
-    tenant_migrations::drop_old_partitions(&client, today)
-        .await
-        .map_err(|e| TenantDbError::Partitions(e.to_string()))?;
-    tenant_migrations::create_partitions(&client, today)
-        .await
-        .map_err(|e| TenantDbError::Partitions(e.to_string()))?;
+    // One janitor pass, as upstream's set-up does.
+    partition_pass(&client).await?;
     registry
         .set_migrations_ran(&tenant.external_id, applied)
         .await
         .map_err(|e| TenantDbError::Query(e.to_string()))?;
     Ok(applied)
+}
+
+/// The janitor's work on one tenant database: partitions for today-1 … today+3 exist and
+/// expired ones are dropped. Returns the dropped partitions.
+pub async fn maintain_partitions(
+    crypto: &Crypto,
+    tenant: &Tenant,
+) -> Result<Vec<String>, TenantDbError> {
+    let client = connect_tenant(tenant, crypto).await?;
+    partition_pass(&client).await
+}
+
+async fn partition_pass(client: &tokio_postgres::Client) -> Result<Vec<String>, TenantDbError> {
+    let today = chrono::Utc::now().date_naive();
+    let dropped = tenant_migrations::drop_old_partitions(client, today)
+        .await
+        .map_err(|e| TenantDbError::Partitions(e.to_string()))?;
+    tenant_migrations::create_partitions(client, today)
+        .await
+        .map_err(|e| TenantDbError::Partitions(e.to_string()))?;
+    Ok(dropped)
 }
 
 /// Drops the tenant's replication slot after a delete. Like upstream, a slot is dropped only
