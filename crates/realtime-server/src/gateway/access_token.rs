@@ -90,6 +90,15 @@ impl Session {
                     return;
                 };
                 ch.token = token;
+                ch.claims = claims.clone();
+                let before = std::mem::take(&mut ch.policies);
+                if let Err(message) = self.reauthorize(&m.topic, before).await {
+                    self.stop_channel(&m.topic, &message);
+                    return;
+                }
+                let Some(ch) = self.channels.get_mut(&m.topic) else {
+                    return;
+                };
                 ch.token_generation += 1;
                 let id = ch.id;
                 let has_bindings = !ch.bindings.is_empty();

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use realtime_protocol::{Message, Outbound, UserBroadcast};
 use serde_json::json;
 
+use crate::gateway::authorization::Extension;
 use crate::gateway::hub::{Kind, TopicKey};
 use crate::gateway::session::{Control, Session};
 use crate::gateway::Gateway;
@@ -69,6 +70,10 @@ impl Session {
         let Some(tenant) = self.fresh_tenant().await else {
             return;
         };
+        if !self.may_write(topic, Extension::Broadcast).await {
+            // Denied or unknown: dropped without a reply, even with ack on.
+            return;
+        }
         let Some(ch) = self.channels.get(topic) else {
             return;
         };

@@ -49,6 +49,8 @@ pub struct Channel {
     pub bindings: Vec<(u32, Value)>,
     /// Joined with the legacy (config-less) payload.
     pub legacy: bool,
+    /// Private channels: what the tenant's policies allow (cached until the token changes).
+    pub policies: crate::gateway::authorization::Policies,
     /// Live change subscription; dropping it unsubscribes.
     pub cdc: Option<realtime_cdc::Subscription>,
     /// Bumped on every subscription attempt so stale outcomes are ignored.

@@ -39,6 +39,22 @@ pub struct ChannelPerms {
 }
 
 impl ChannelPerms {
+    /// A private channel's read permissions.
+    pub fn from_policies(p: &crate::gateway::authorization::Policies) -> ChannelPerms {
+        ChannelPerms {
+            broadcast_read: AtomicBool::new(p.broadcast_read == Some(true)),
+            presence_read: AtomicBool::new(p.presence_read == Some(true)),
+        }
+    }
+
+    /// Updates the read permissions after a new check.
+    pub fn set(&self, p: &crate::gateway::authorization::Policies) {
+        self.broadcast_read
+            .store(p.broadcast_read == Some(true), Ordering::Relaxed);
+        self.presence_read
+            .store(p.presence_read == Some(true), Ordering::Relaxed);
+    }
+
     /// Everything allowed (public channels).
     pub fn open() -> ChannelPerms {
         ChannelPerms {

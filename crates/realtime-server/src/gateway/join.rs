@@ -7,10 +7,12 @@ use std::sync::Arc;
 use realtime_protocol::Message;
 use serde_json::{json, Map, Value};
 
+use crate::gateway::authorization::{AuthContext, Policies};
 use crate::gateway::channel::{flex_bool, reply, Channel};
 use crate::gateway::hub::{ChannelPerms, Subscriber, TopicKey};
 use crate::gateway::jwt::{self, JwtError};
 use crate::gateway::postgres_changes::binding_id;
+use crate::gateway::replay::ReplayParams;
 use crate::gateway::session::{Control, Session};
 
 /// A refused join: the reply's `reason`, and whether the socket closes (1001) after it.
@@ -41,7 +43,7 @@ struct JoinConfig {
     private: bool,
     ack: bool,
     self_broadcast: bool,
-    replay: bool,
+    replay: Option<Value>,
     presence_enabled: bool,
     presence_key: Option<String>,
     bindings: Vec<Value>,
@@ -74,8 +76,8 @@ fn read_config(sub: &str, payload: &Map<String, Value>) -> JoinConfig {
         self_broadcast: flex_bool(broadcast.and_then(|b| b.get("self"))).unwrap_or(false),
         replay: broadcast
             .and_then(|b| b.get("replay"))
-            .map(|r| !r.is_null())
-            .unwrap_or(false),
+            .filter(|r| !r.is_null())
+            .cloned(),
         presence_enabled: flex_bool(presence.and_then(|p| p.get("enabled"))).unwrap_or(false),
         presence_key,
         bindings,
@@ -203,17 +205,52 @@ impl Session {
         if jwt::exp_seconds(&claims).map(|e| e <= now).unwrap_or(false) {
             return Err(Refusal::new(JwtError::ExpirationInvalid.join_reason()));
         }
+        let mut policies = Policies::default();
         if cfg.private {
-            // Private channels are authorised by RLS on `realtime.messages` in the tenant
-            // database, which this gateway does not reach.
-            return Err(Refusal::new(
-                "UnableToConnectToProject: Realtime was unable to connect to the project database",
-            ));
+            let unauthorized = format!(
+                "Unauthorized: You do not have permissions to read from this Channel topic: {sub}"
+            );
+            let ctx = AuthContext {
+                topic: sub.to_string(),
+                claims: claims.clone(),
+                headers: self.headers.clone(),
+            };
+            policies = match self
+                .gw
+                .read_policies(&tenant.external_id, &ctx, presence_on, Policies::default())
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "read policy check failed");
+                    return Err(Refusal::new(e.join_reason().unwrap_or(unauthorized)));
+                }
+            };
+            if policies.broadcast_read != Some(true) && policies.presence_read != Some(true) {
+                return Err(Refusal::new(unauthorized));
+            }
+            if cfg.replay.is_some() && policies.broadcast_read != Some(true) {
+                return Err(Refusal::new(unauthorized));
+            }
         }
-        if cfg.replay {
-            return Err(Refusal::new(
-                "UnableToReplayMessages: Replay is not allowed for public channels",
-            ));
+        let mut replayed = Vec::new();
+        if let Some(replay) = &cfg.replay {
+            if !cfg.private {
+                return Err(Refusal::new(
+                    "UnableToReplayMessages: Replay is not allowed for public channels",
+                ));
+            }
+            let params = ReplayParams::parse(replay).ok_or_else(|| {
+                Refusal::new("UnableToReplayMessages: Replay params are not valid")
+            })?;
+            replayed = self
+                .gw
+                .replay(&tenant.external_id, sub, params)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "replay failed");
+                    Refusal::new("UnableToReplayMessages: Realtime was unable to replay messages")
+                })?;
         }
 
         // Success from here on.
@@ -247,7 +284,12 @@ impl Session {
             token,
             claims,
             token_generation: 0,
-            perms: Arc::new(ChannelPerms::open()),
+            perms: Arc::new(if cfg.private {
+                ChannelPerms::from_policies(&policies)
+            } else {
+                ChannelPerms::open()
+            }),
+            policies,
             bindings,
             legacy: cfg.legacy,
             cdc: None,
@@ -286,7 +328,10 @@ impl Session {
         let channel_id = channel.id;
         let has_bindings = !channel.bindings.is_empty();
         self.arm_token_timer(&channel);
-        if presence_on {
+        for msg in replayed {
+            self.send(&channel.replayed(msg));
+        }
+        if presence_on && (!channel.private || channel.policies.presence_read == Some(true)) {
             self.send_presence_state(&channel);
         }
         self.channels.insert(m.topic.clone(), channel);

@@ -6,11 +6,13 @@
 //! - One file per client event: [`join`], [`leave`], [`broadcast`], [`presence`],
 //!   [`access_token`], [`heartbeat`].
 //! - [`hub`]: topic → subscribers, each message encoded once per serializer.
+//! - [`authorization`]: private-channel RLS checks in the tenant database.
 //! - [`jwt`]: tenant JWT verification; [`rate`] and [`limits`]: upstream's rate counters and the
 //!   per-tenant limits; [`tenant_resolve`]: which tenant a request is for.
 //! - [`rest_broadcast`] and [`ping`]: the tenant HTTP routes that feed the same hub.
 
 pub mod access_token;
+pub mod authorization;
 pub mod broadcast;
 pub mod channel;
 pub mod heartbeat;
@@ -23,6 +25,7 @@ pub mod ping;
 pub mod postgres_changes;
 pub mod presence;
 pub mod rate;
+pub mod replay;
 pub mod rest_broadcast;
 pub mod session;
 pub mod socket;
@@ -116,6 +119,7 @@ pub struct Gateway {
     pub(crate) sessions: DashMap<u64, Arc<SessionLink>>,
     pub(crate) cdc: Option<Arc<realtime_cdc::Cdc>>,
     rows: Option<Arc<realtime_tenants::TenantCache>>,
+    pub(crate) databases: authorization::TenantDatabases,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
 }
@@ -158,6 +162,7 @@ impl Gateway {
             sessions: DashMap::new(),
             cdc,
             rows,
+            databases: authorization::TenantDatabases::default(),
             shutting_down: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
         }

@@ -11,6 +11,7 @@ use dashmap::DashMap;
 use realtime_protocol::{Message, Outbound};
 use serde_json::{json, Map, Value};
 
+use crate::gateway::authorization::Extension;
 use crate::gateway::channel::Channel;
 use crate::gateway::hub::{Kind, TopicKey};
 use crate::gateway::session::Session;
@@ -206,6 +207,13 @@ impl Session {
                     link.send(&r);
                     return;
                 };
+                if ch.private && !self.may_write(&topic, Extension::Presence).await {
+                    link.send(&reply_error(&self.channels, &topic, m.msg_ref));
+                    return;
+                }
+                let Some(ch) = self.channels.get_mut(&topic) else {
+                    return;
+                };
                 let meta_value = Value::Object(meta.clone());
                 if ch.tracked.as_ref() == Some(&meta_value) {
                     count_window(&mut ch.presence_window);
@@ -254,6 +262,18 @@ impl Session {
                 link.send(&r);
             }
         }
+    }
+}
+
+/// `{"status":"error","response":{}}` from the channel on `topic`.
+fn reply_error(
+    channels: &std::collections::HashMap<String, Channel>,
+    topic: &str,
+    msg_ref: Option<String>,
+) -> Outbound {
+    match channels.get(topic) {
+        Some(ch) => ch.reply(msg_ref, "error", json!({})),
+        None => crate::gateway::channel::reply(None, msg_ref, topic, "error", json!({})),
     }
 }
 

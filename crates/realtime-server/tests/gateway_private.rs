@@ -1,0 +1,243 @@
+//! Private channels authorised by RLS policies on `realtime.messages` in a real tenant
+//! database (PROTOCOL.md §11; §16 cases 26, 34, 44, 46, 64), through the whole server: seeded
+//! tenant, registry, tenant migrations and the gateway's routes.
+
+mod gateway_common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use gateway_common::{event, join_config, payload, status, Client, Seen};
+use serde_json::json;
+use support::{now, sign, TestServer, JWT_SECRET};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+async fn connect(server: &TestServer, token: &str) -> Client {
+    let mut req = server
+        .ws_url(&format!("/socket/websocket?apikey={token}&vsn=2.0.0"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "host",
+        HeaderValue::from_static("realtime-dev.supabase-realtime:4000"),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade");
+    Client { ws, v2: true }
+}
+
+fn user_token(role: &str) -> String {
+    sign(
+        &json!({"role": role, "exp": now() + 3600, "sub": "u1"}),
+        JWT_SECRET,
+    )
+}
+
+/// A server over a fresh database whose seeded tenant's `realtime` schema is migrated, with
+/// policies: `authenticated` reads every topic and writes only `room1`.
+async fn server_with_policies() -> TestServer {
+    let server = TestServer::with_db(&[
+        ("CHANNEL_ERROR_BACKOFF_MS", "50"),
+        ("CONNECT_ERROR_BACKOFF_MS", "50"),
+    ])
+    .await;
+    server
+        .state
+        .gateway
+        .enable_tenant_databases(server.state.crypto.clone());
+    let db = server.db.as_ref().unwrap().connect().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let parts: i64 = db
+            .query_one(
+                "select count(*) from pg_inherits where inhparent = to_regclass('realtime.messages')",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if parts > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tenant migrations did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    db.batch_execute(
+        "create policy read_all on realtime.messages for select to authenticated using (true);
+         create policy write_room1 on realtime.messages for insert to authenticated
+           with check (realtime.topic() = 'room1');",
+    )
+    .await
+    .unwrap();
+    server
+}
+
+fn private(extra: serde_json::Value) -> serde_json::Value {
+    let mut cfg = json!({"private": true});
+    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            c.insert(k.clone(), v.clone());
+        }
+    }
+    join_config(cfg)
+}
+
+#[tokio::test]
+async fn private_channels_follow_policies() {
+    let server = server_with_policies().await;
+
+    // 26: a role with no policy cannot join (the string "true" counts as true).
+    let mut anon = connect(&server, &user_token("anon")).await;
+    let r = anon
+        .join("room1", "1", join_config(json!({"private": "true"})))
+        .await;
+    assert_eq!(
+        payload(&r)["response"]["reason"],
+        "Unauthorized: You do not have permissions to read from this Channel topic: room1"
+    );
+
+    // 44: public and private room1 are separate streams.
+    let mut a = connect(&server, &user_token("authenticated")).await;
+    let mut b = connect(&server, &user_token("authenticated")).await;
+    let mut p = connect(&server, &user_token("authenticated")).await;
+    a.join_ok("room1", "1", private(json!({"broadcast":{"ack":true}})))
+        .await;
+    b.join_ok("room1", "1", private(json!({}))).await;
+    p.join_ok("room1", "1", join_config(json!({}))).await;
+    let msg = json!({"type":"broadcast","event":"e","payload":{"n":1}});
+    a.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room1",
+        "broadcast",
+        msg.clone(),
+    )
+    .await;
+    assert_eq!(status(&a.recv().await), "ok");
+    assert_eq!(
+        b.recv().await,
+        json!([null, null, "realtime:room1", "broadcast", msg])
+    );
+    p.silent(200).await;
+    p.push(
+        Some("1"),
+        Some("3"),
+        "realtime:room1",
+        "broadcast",
+        msg.clone(),
+    )
+    .await;
+    a.silent(200).await;
+    b.silent(10).await;
+
+    // 46: read but no write: no ack, no delivery.
+    let mut ro1 = connect(&server, &user_token("authenticated")).await;
+    let mut ro2 = connect(&server, &user_token("authenticated")).await;
+    ro1.join_ok("ro", "1", private(json!({"broadcast":{"ack":true}})))
+        .await;
+    ro2.join_ok("ro", "1", private(json!({}))).await;
+    ro1.push(
+        Some("1"),
+        Some("2"),
+        "realtime:ro",
+        "broadcast",
+        msg.clone(),
+    )
+    .await;
+    ro1.silent(300).await;
+    ro2.silent(10).await;
+
+    // Presence on a private channel: write allowed on room1, denied on ro.
+    a.push(
+        Some("1"),
+        Some("4"),
+        "realtime:room1",
+        "presence",
+        json!({"type":"presence","event":"track","payload":{"u":1}}),
+    )
+    .await;
+    assert_eq!(status(&a.recv().await), "ok");
+    ro1.push(
+        Some("1"),
+        Some("3"),
+        "realtime:ro",
+        "presence",
+        json!({"type":"presence","event":"track","payload":{"u":1}}),
+    )
+    .await;
+    assert_eq!(
+        ro1.recv().await,
+        json!(["1","3","realtime:ro","phx_reply",{"status":"error","response":{}}])
+    );
+
+    // 64: a refreshed token whose role fails the read policy stops the channel.
+    b.push(
+        Some("1"),
+        Some("5"),
+        "realtime:room1",
+        "access_token",
+        json!({"access_token": user_token("anon")}),
+    )
+    .await;
+    let mut f = b.recv().await;
+    while event(&f) == "presence_diff" {
+        f = b.recv().await;
+    }
+    assert_eq!(
+        f,
+        json!(["1",null,"realtime:room1","system",{"channel":"room1","extension":"system","message":"You do not have permissions to read from this Channel topic: room1","status":"error"}])
+    );
+    assert_eq!(
+        b.recv().await,
+        json!(["1", "1", "realtime:room1", "phx_close", {}])
+    );
+}
+
+#[tokio::test]
+async fn case34_replay_rules() {
+    let server = server_with_policies().await;
+    let mut c = connect(&server, &user_token("authenticated")).await;
+    let r = c
+        .join(
+            "room1",
+            "1",
+            private(json!({"broadcast":{"replay":{"limit":1,"since":"x"}}})),
+        )
+        .await;
+    assert_eq!(
+        payload(&r)["response"]["reason"],
+        "UnableToReplayMessages: Replay params are not valid"
+    );
+
+    // Stored private broadcasts are replayed oldest first after the reply.
+    let db = server.db.as_ref().unwrap().connect().await;
+    db.batch_execute(
+        "insert into realtime.messages (topic, extension, event, payload, private, inserted_at)
+         values ('room1','broadcast','e','{\"v\":1}', true, now() - interval '2 seconds'),
+                ('room1','broadcast','e','{\"v\":2}', true, now() - interval '1 second');",
+    )
+    .await
+    .unwrap();
+    let since = (now() - 60) * 1000;
+    c.join_ok(
+        "room1",
+        "2",
+        private(json!({"broadcast":{"replay":{"since":since,"limit":5}}})),
+    )
+    .await;
+    let first = c.recv().await;
+    assert_eq!(first[0], "2");
+    assert_eq!(first[3], "broadcast");
+    assert_eq!(first[4]["payload"], json!({"v":1}));
+    assert_eq!(first[4]["meta"]["replayed"], true);
+    assert_eq!(c.recv().await[4]["payload"], json!({"v":2}));
+    match c.next_within(300).await {
+        Seen::Nothing => {}
+        other => panic!("unexpected {other:?}"),
+    }
+}
