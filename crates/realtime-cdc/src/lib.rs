@@ -26,6 +26,7 @@
 pub mod catalog;
 pub mod change;
 pub mod db;
+pub mod db_broadcast;
 pub mod error;
 pub mod fanout;
 pub mod filter;

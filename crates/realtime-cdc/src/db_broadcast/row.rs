@@ -324,7 +324,7 @@ mod tests {
         }
         assert_eq!(
             b.inserted_at.to_string(),
-            "2025-11-22 00:26:40.123456",
+            "2025-11-21 00:26:40.123456",
             "µs since 2000-01-01"
         );
         assert_eq!(b.committed_at, now());
