@@ -412,3 +412,28 @@ async fn eval_health_check_after_migrations_and_seed() {
         .get(0);
     assert_eq!(n, 1);
 }
+
+#[tokio::test]
+async fn sigterm_with_100_open_sockets_exits_0_within_10_s() {
+    // §8.50
+    let proc = Proc::start(&[("API_JWT_SECRET", JWT_SECRET)]);
+    let url = format!(
+        "ws://{}/socket/websocket?apikey={}&vsn=1.0.0",
+        proc.addr,
+        anon_token()
+    );
+    let mut sockets = Vec::new();
+    for _ in 0..100 {
+        let (ws, res) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("upgrade");
+        assert_eq!(res.status(), 101);
+        sockets.push(ws);
+    }
+    let (code, took, lines) = tokio::task::spawn_blocking(move || proc.terminate())
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    drop(sockets);
+}
