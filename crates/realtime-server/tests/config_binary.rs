@@ -258,7 +258,13 @@ async fn standalone_binary_logs_in_upstream_layout_and_stops_on_sigterm() {
     )
     .await;
     assert_eq!(res.status, 404);
-    // A WebSocket left open must not hold the shutdown beyond the grace period.
+    // Both address families answer (`localhost` may resolve to either), where the host has
+    // IPv6 at all.
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let v6: SocketAddr = format!("[::1]:{}", proc.addr.port()).parse().unwrap();
+        assert_eq!(http_request(v6, "GET", "/healthcheck", &[], None).await.status, 200);
+    }
+    // An idle connection left open must not hold the shutdown beyond the grace period.
     let _open = std::net::TcpStream::connect(proc.addr).unwrap();
 
     let (code, took, lines) = proc.terminate();

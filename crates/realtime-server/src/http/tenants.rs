@@ -29,7 +29,7 @@ pub async fn show(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, AdminAccess::Read)?;
-    let tenant = find(&state, &tenant_id).await?;
+    let tenant = find_fresh(&state, &tenant_id).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({ "data": tenant.to_api_json() }),
@@ -129,10 +129,6 @@ fn tenant_params(body: Option<Extension<JsonBody>>) -> Result<Value, ApiError> {
         },
         _ => Err(ApiError::BadRequest),
     }
-}
-
-async fn find(state: &AppState, tenant_id: &str) -> Result<Tenant, ApiError> {
-    find_fresh(state, tenant_id).await
 }
 
 /// Reads the tenant from the registry (not the cache), 404 when absent.
