@@ -29,6 +29,8 @@ pub struct CatalogColumn {
     pub full_type: String,
     /// Part of the primary-key constraint.
     pub is_pkey: bool,
+    /// A stored generated column (pgoutput does not send these before PostgreSQL 18).
+    pub generated: bool,
 }
 
 /// A table's shape.
@@ -77,7 +79,8 @@ const TABLE_SQL: &str = "select n.nspname::text, c.relname::text, c.relrowsecuri
        a.attname::text, t.typname::text, a.atttypid::oid, format_type(a.atttypid, null),
        format_type(a.atttypid, a.atttypmod),
        exists(select 1 from pg_constraint k
-              where k.conrelid = c.oid and k.contype = 'p' and a.attnum = any(k.conkey))
+              where k.conrelid = c.oid and k.contype = 'p' and a.attnum = any(k.conkey)),
+       coalesce(a.attgenerated = 's', false)
   from pg_class c
   join pg_namespace n on n.oid = c.relnamespace
   left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
@@ -134,6 +137,7 @@ impl Catalog {
                 regtype,
                 full_type: row.get(7),
                 is_pkey: row.get(8),
+                generated: row.get(9),
             });
         }
         let info = Arc::new(info);

@@ -141,6 +141,61 @@ async fn type_and_filter(
         .collect())
 }
 
+/// Stored generated columns are not in pgoutput tuples (before PostgreSQL 18) but upstream's
+/// wal2json records carry them: read them from the current row by primary key.
+async fn fill_generated(db: &mut TenantDb, change: &mut Change) -> Result<(), FanoutError> {
+    if change.action == Action::Delete {
+        return Ok(());
+    }
+    let missing: Vec<&crate::catalog::CatalogColumn> = change
+        .table
+        .columns
+        .iter()
+        .filter(|c| c.generated && !change.columns.iter().any(|w| w.name == c.name))
+        .collect();
+    if missing.is_empty() || !change.columns.iter().any(|c| c.is_pkey) {
+        return Ok(());
+    }
+    let (where_clause, params) = rls_gate::pk_condition(change);
+    let select: Vec<String> = missing
+        .iter()
+        .map(|c| format!("{}::text", crate::catalog::quote_ident(&c.name)))
+        .collect();
+    let sql = format!(
+        "select {} from {} where {}",
+        select.join(", "),
+        change.table.quoted_name(),
+        where_clause
+    );
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+        .iter()
+        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let row = match db.client.query_opt(&sql, &refs).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return Ok(()),
+        Err(e) if is_fatal(db, &e) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read generated columns");
+            return Ok(());
+        }
+    };
+    let mut added = Vec::new();
+    for (i, c) in missing.iter().enumerate() {
+        added.push(crate::change::WalColumn {
+            name: c.name.clone(),
+            type_oid: c.type_oid,
+            cast_type: c.cast_type.clone(),
+            full_type: c.full_type.clone(),
+            text: row.get(i),
+            value: None,
+            is_pkey: c.is_pkey,
+        });
+    }
+    change.columns.extend(added);
+    Ok(())
+}
+
 /// Computes the events for `candidates` (all on the change's table, action already matched).
 pub async fn fan_out(
     db: &mut TenantDb,
@@ -163,6 +218,7 @@ pub async fn fan_out(
             }
         }
     }
+    fill_generated(db, &mut change).await?;
     let filter_results = type_and_filter(db, &mut change, &distinct).await?;
     let passes = |sub: &Subscriber, b: usize| {
         sub.bindings[b]

@@ -353,18 +353,32 @@ impl Subscription {
     /// Replaces the claims after an `access_token` refresh: privileges and RLS use them for
     /// subsequent changes. Claims without a `role` are ignored (the gateway refuses such
     /// tokens).
+    ///
+    /// Like upstream's re-subscription after a token change, the channel then receives
+    /// `Subscribed to PostgreSQL` again.
     pub fn update_claims(&self, claims: Value) {
         let Some(new) = router::Claims::new(&claims) else {
             return;
         };
-        for s in self.tenant.router.all() {
-            if s.key == self.key {
-                match s.claims.write() {
-                    Ok(mut c) => *c = Arc::new(new),
-                    Err(p) => *p.into_inner() = Arc::new(new),
-                }
-                return;
-            }
+        let Some(s) = self
+            .tenant
+            .router
+            .all()
+            .into_iter()
+            .find(|s| s.key == self.key)
+        else {
+            return;
+        };
+        match s.claims.write() {
+            Ok(mut c) => *c = Arc::new(new),
+            Err(p) => *p.into_inner() = Arc::new(new),
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let sink = s.sink.clone();
+            let message = error::subscribed_message(&s.topic);
+            handle.spawn(async move {
+                let _ = sink.send(CdcEvent::System(message)).await;
+            });
         }
     }
 }

@@ -165,6 +165,7 @@ mod tests {
             regtype: typname.into(),
             full_type: typname.into(),
             is_pkey,
+            generated: false,
         }
     }
 

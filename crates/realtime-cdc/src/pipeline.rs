@@ -110,7 +110,8 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
     repl_opts.application_name = "realtime_replication_cdc".to_string();
     // pgoutput renders values with the walsender's settings; pin the ones the typing step
     // parses so a server configured otherwise (e.g. DateStyle SQL) still types correctly.
-    let pinned = "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1";
+    let pinned =
+        "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1";
     repl_opts.options = Some(match &cfg.conn.options {
         Some(o) => format!("{o} {pinned}"),
         None => pinned.to_string(),
@@ -235,14 +236,14 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
         if t.skip_all || t.index <= t.skip_upto {
             continue;
         }
-        let candidates = tenant.router.candidates(relation, action);
-        if candidates.is_empty() {
-            continue;
-        }
         let Some(rel) = relations.get(&relation) else {
             tracing::warn!(relation, "change for a relation never described, skipped");
             continue;
         };
+        let candidates = tenant.router.candidates(&rel.namespace, &rel.name, action);
+        if candidates.is_empty() {
+            continue;
+        }
         let table = match db.catalog.table(&db.client, relation).await {
             Ok(Some(t)) => t,
             Ok(None) => continue,

@@ -8,8 +8,8 @@ use crate::change::Change;
 use crate::db::TenantDb;
 use crate::router::Claims;
 
-/// The visibility probe for a change's table and primary-key values, with its parameters.
-pub fn probe_sql(change: &Change) -> (String, Vec<Option<String>>) {
+/// `"pk1" = $1::text::T1 and …` over the change's new primary-key values, with the values.
+pub fn pk_condition(change: &Change) -> (String, Vec<Option<String>>) {
     let mut conditions = Vec::new();
     let mut params = Vec::new();
     for c in change.columns.iter().filter(|c| c.is_pkey) {
@@ -21,14 +21,18 @@ pub fn probe_sql(change: &Change) -> (String, Vec<Option<String>>) {
             c.cast_type
         ));
     }
+    if conditions.is_empty() {
+        return ("false".to_string(), params);
+    }
+    (conditions.join(" and "), params)
+}
+
+/// The visibility probe for a change's table and primary-key values, with its parameters.
+pub fn probe_sql(change: &Change) -> (String, Vec<Option<String>>) {
+    let (condition, params) = pk_condition(change);
     let sql = format!(
-        "select exists(select 1 from {} where {})",
-        change.table.quoted_name(),
-        if conditions.is_empty() {
-            "false".to_string()
-        } else {
-            conditions.join(" and ")
-        }
+        "select exists(select 1 from {} where {condition})",
+        change.table.quoted_name()
     );
     (sql, params)
 }

@@ -36,8 +36,49 @@ pub struct Binding {
     pub id: u32,
     /// Parsed parameters.
     pub params: ChangeParams,
-    /// Relation OIDs the entry matched when subscribing.
+    /// Relation OIDs the entry matched when subscribing (validated against).
     pub tables: Vec<u32>,
+}
+
+impl Binding {
+    /// Whether a change on `schema.table` concerns this entry. Names are matched with SQL
+    /// `LIKE` semantics (`*` = any), as upstream resolves them against the publication; doing
+    /// it per change also covers tables added to the publication after subscribing (pgoutput
+    /// only streams published tables).
+    pub fn matches(&self, schema: &str, table: &str) -> bool {
+        let m = |pattern: &str, name: &str| pattern == "*" || like(pattern, name);
+        m(&self.params.schema, schema) && m(&self.params.table, table)
+    }
+}
+
+/// SQL `LIKE` with no escape character: `%` any run, `_` any one character.
+pub fn like(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    // reachable[j]: pattern prefix so far matches text prefix of length j.
+    let mut reachable = vec![false; t.len() + 1];
+    reachable[0] = true;
+    for &pc in &p {
+        let mut next = vec![false; t.len() + 1];
+        match pc {
+            '%' => {
+                let mut any = false;
+                for j in 0..=t.len() {
+                    any |= reachable[j];
+                    next[j] = any;
+                }
+            }
+            _ => {
+                for j in 0..t.len() {
+                    if reachable[j] && (pc == '_' || pc == t[j]) {
+                        next[j + 1] = true;
+                    }
+                }
+            }
+        }
+        reachable = next;
+    }
+    reachable[t.len()]
 }
 
 /// One channel.
@@ -114,9 +155,9 @@ impl Router {
         self.lock().values().cloned().collect()
     }
 
-    /// Channels with at least one binding on `table` that accepts `action`, ordered by key
-    /// (i.e. subscription order) so delivery order is deterministic.
-    pub fn candidates(&self, table: u32, action: Action) -> Vec<Candidate> {
+    /// Channels with at least one binding on `schema.table` that accepts `action`, ordered
+    /// by key (i.e. subscription order) so delivery order is deterministic.
+    pub fn candidates(&self, schema: &str, table: &str, action: Action) -> Vec<Candidate> {
         let mut out: Vec<Candidate> = self
             .lock()
             .values()
@@ -125,7 +166,7 @@ impl Router {
                     .bindings
                     .iter()
                     .enumerate()
-                    .filter(|(_, b)| b.tables.contains(&table) && b.params.action.accepts(action))
+                    .filter(|(_, b)| b.matches(schema, table) && b.params.action.accepts(action))
                     .map(|(i, _)| i)
                     .collect();
                 (!bindings.is_empty()).then(|| Candidate {
@@ -136,5 +177,21 @@ impl Router {
             .collect();
         out.sort_by_key(|c| c.subscriber.key);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like;
+
+    #[test]
+    fn like_semantics() {
+        assert!(like("my_table", "myxtable"));
+        assert!(like("my_table", "my_table"));
+        assert!(!like("my_table", "my_tablex"));
+        assert!(like("pub%", "public"));
+        assert!(like("%", ""));
+        assert!(!like("a_", "a"));
+        assert!(like(r"a\b", r"a\b"));
     }
 }

@@ -363,3 +363,38 @@ async fn unchanged_toast() {
     assert_eq!(d["record"]["status"], "c");
     assert_eq!(d["record"]["doc"].as_str().map(str::len), Some(5000));
 }
+
+#[tokio::test]
+async fn stored_generated_columns_are_included() {
+    let env = env("create table public.gen (id int primary key, a int, b int generated always as (a*2) stored);
+                   grant all on public.gen to anon;
+                   alter publication supabase_realtime add table public.gen;").await;
+    let mut ch = env
+        .subscribe(
+            anon(),
+            vec![json!({"event": "*", "schema": "public", "table": "gen"})],
+        )
+        .await;
+    env.exec("insert into public.gen (id, a) values (1,21)")
+        .await;
+    assert_eq!(
+        ch.next_data().await["record"],
+        json!({"a": 21, "b": 42, "id": 1})
+    );
+}
+
+#[tokio::test]
+async fn tables_published_after_subscribing_are_delivered() {
+    let env = env("create table public.later (id int primary key, v text);
+                   grant all on public.later to anon;")
+    .await;
+    let mut ch = env
+        .subscribe(anon(), vec![json!({"event": "INSERT", "schema": "public"})])
+        .await;
+    env.exec("alter publication supabase_realtime add table public.later")
+        .await;
+    env.exec("insert into public.later values (1,'x')").await;
+    let d = ch.next_data().await;
+    assert_eq!(d["table"], "later");
+    assert_eq!(d["record"], json!({"id": 1, "v": "x"}));
+}

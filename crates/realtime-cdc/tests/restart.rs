@@ -16,7 +16,10 @@ const ROWS: i32 = 120;
 async fn restart_loses_and_duplicates_nothing() {
     let env = env("").await;
     let mut ch = env
-        .subscribe(anon(), vec![json!({"event": "INSERT", "schema": "public", "table": "test"})])
+        .subscribe(
+            anon(),
+            vec![json!({"event": "INSERT", "schema": "public", "table": "test"})],
+        )
         .await;
     let db = env.db.clone();
     let writer = tokio::spawn(async move {

@@ -67,6 +67,10 @@ async fn claims_updates_apply_to_later_changes() {
         .await;
     ch.assert_quiet(500).await;
     ch.sub.update_claims(user(UA));
+    match ch.next_event().await {
+        CdcEvent::System(v) => assert_eq!(v["message"], "Subscribed to PostgreSQL"),
+        other => panic!("expected the subscribed message, got {other:?}"),
+    }
     env.exec(&format!("insert into public.notes values (2,'{UA}','hi')"))
         .await;
     assert_eq!(ch.next_data().await["record"]["id"], 2);
