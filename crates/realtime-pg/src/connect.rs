@@ -28,6 +28,31 @@ pub enum TlsMode {
     VerifyCa(PathBuf),
 }
 
+/// Address family a connection is limited to (e.g. `DB_IP_VERSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpVersion {
+    /// IPv4 addresses only.
+    V4,
+    /// IPv6 addresses only.
+    V6,
+}
+
+impl IpVersion {
+    fn matches(self, addr: &SocketAddr) -> bool {
+        match self {
+            IpVersion::V4 => addr.is_ipv4(),
+            IpVersion::V6 => addr.is_ipv6(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            IpVersion::V4 => "IPv4",
+            IpVersion::V6 => "IPv6",
+        }
+    }
+}
+
 /// Where and as whom to connect. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConnectOptions {
@@ -51,6 +76,8 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Server settings sent in the startup packet's `options`, e.g. `-c wal_sender_timeout=5s`.
     pub options: Option<String>,
+    /// Only addresses of this family are tried; `None` tries all, IPv6 first.
+    pub ip_version: Option<IpVersion>,
 }
 
 impl ConnectOptions {
@@ -74,6 +101,7 @@ impl ConnectOptions {
             after_connect_query: None,
             connect_timeout: Duration::from_secs(10),
             options: None,
+            ip_version: None,
         }
     }
 }
@@ -91,6 +119,7 @@ impl fmt::Debug for ConnectOptions {
             .field("after_connect_query", &self.after_connect_query)
             .field("connect_timeout", &self.connect_timeout)
             .field("options", &self.options)
+            .field("ip_version", &self.ip_version)
             .finish()
     }
 }
@@ -142,6 +171,12 @@ pub enum ConnectError {
         /// What went wrong.
         reason: String,
     },
+    /// TLS is required but the server answered the SSLRequest with "no" (it has SSL off).
+    #[error("the database server at {addr} does not support TLS, which is required")]
+    TlsUnsupported {
+        /// Address that refused.
+        addr: String,
+    },
     /// The after-connect query failed.
     #[error("after-connect query failed: {0}")]
     AfterConnect(String),
@@ -157,7 +192,9 @@ impl ConnectError {
                 // 53xxx insufficient resources, 57P0x shutdown / starting up, 08xxx connection.
                 code.starts_with("53") || code.starts_with("57P") || code.starts_with("08")
             }
+            // A server with SSL off will not grow it by waiting.
             ConnectError::TlsConfig(_)
+            | ConnectError::TlsUnsupported { .. }
             | ConnectError::Auth { .. }
             | ConnectError::AfterConnect(_) => false,
         }
@@ -166,6 +203,15 @@ impl ConnectError {
 
 /// Resolves `host:port`, IPv6 addresses first (keeping the resolver's order within a family).
 pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectError> {
+    resolve_family(host, port, None).await
+}
+
+/// Like [`resolve`], keeping only addresses of `family` when one is given.
+pub async fn resolve_family(
+    host: &str,
+    port: u16,
+    family: Option<IpVersion>,
+) -> Result<Vec<SocketAddr>, ConnectError> {
     let fail = |reason: String| ConnectError::Resolve {
         host: host.to_owned(),
         reason,
@@ -178,7 +224,18 @@ pub async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, ConnectEr
         return Err(fail("no address".into()));
     }
     ipv6_first(&mut addrs);
+    if let Some(family) = family {
+        keep_family(&mut addrs, family);
+        if addrs.is_empty() {
+            return Err(fail(format!("has no {} address", family.name())));
+        }
+    }
     Ok(addrs)
+}
+
+/// Drops the addresses not of `family`.
+fn keep_family(addrs: &mut Vec<SocketAddr>, family: IpVersion) {
+    addrs.retain(|a| family.matches(a));
 }
 
 /// Orders IPv6 before IPv4, stable within a family, without duplicates.
@@ -190,7 +247,7 @@ fn ipv6_first(addrs: &mut Vec<SocketAddr>) {
 
 /// Connects, spawns the connection task on the current runtime, runs the after-connect query.
 pub async fn connect(opts: &ConnectOptions) -> Result<Client, ConnectError> {
-    let addrs = resolve(&opts.host, opts.port).await?;
+    let addrs = resolve_family(&opts.host, opts.port, opts.ip_version).await?;
     let tls = tls::client_config(&opts.tls)?.map(MakeRustlsConnect::new);
     let mut last = None;
     for addr in addrs {
@@ -205,7 +262,11 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Client, ConnectError> {
                 return Ok(client);
             }
             // Credentials and server refusals are the same on every address.
-            Err(e @ (ConnectError::Auth { .. } | ConnectError::Refused { .. })) => return Err(e),
+            Err(
+                e @ (ConnectError::Auth { .. }
+                | ConnectError::Refused { .. }
+                | ConnectError::TlsUnsupported { .. }),
+            ) => return Err(e),
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "database address failed, trying the next");
                 last = Some(e);
@@ -290,10 +351,21 @@ fn classify(user: &str, addr: SocketAddr, e: tokio_postgres::Error) -> ConnectEr
             message: db.message().to_owned(),
         };
     }
+    if refused_tls(&e) {
+        return ConnectError::TlsUnsupported {
+            addr: addr.to_string(),
+        };
+    }
     ConnectError::Io {
         addr: addr.to_string(),
         reason: describe(&e),
     }
+}
+
+/// Whether the server answered the SSLRequest with "no". tokio-postgres exposes no kind for
+/// this, only its TLS error wrapping this exact message.
+fn refused_tls(e: &tokio_postgres::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.to_string() == "server does not support TLS")
 }
 
 /// The error with its source chain, which tokio-postgres keeps out of `Display`.
@@ -346,6 +418,58 @@ mod tests {
                 "10.0.0.2:5432"
             ]
         );
+    }
+
+    #[test]
+    fn keeps_only_the_forced_family() {
+        let all: Vec<SocketAddr> = ["[::1]:5432", "10.0.0.1:5432", "[fe80::1]:5432"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let mut v4 = all.clone();
+        keep_family(&mut v4, IpVersion::V4);
+        assert_eq!(v4, [all[1]]);
+        let mut v6 = all.clone();
+        keep_family(&mut v6, IpVersion::V6);
+        assert_eq!(v6, [all[0], all[2]]);
+    }
+
+    #[tokio::test]
+    async fn forced_family_without_address_is_a_resolve_error() {
+        let err = resolve_family("127.0.0.1", 5432, Some(IpVersion::V6))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ConnectError::Resolve { .. }), "{err}");
+        assert!(err.to_string().contains("has no IPv6 address"), "{err}");
+        let v4 = resolve_family("127.0.0.1", 5432, Some(IpVersion::V4))
+            .await
+            .unwrap();
+        assert_eq!(v4, ["127.0.0.1:5432".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn tls_refused_by_the_server_fails_fast_and_is_final() {
+        use realtime_testkit::{Cluster, SUPERUSER, SUPERUSER_PASSWORD};
+        // The test cluster has SSL off: it answers the SSLRequest with "no".
+        let db = Cluster::shared().create_database().await;
+        let mut opts =
+            ConnectOptions::new(db.host(), db.port, &db.name, SUPERUSER, SUPERUSER_PASSWORD);
+        opts.tls = TlsMode::RequireNoVerify;
+        let err = connect(&opts).await.unwrap_err();
+        assert!(
+            matches!(err, ConnectError::TlsUnsupported { .. }),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("does not support TLS"), "{err}");
+        assert!(!format!("{err} {err:?}").contains(SUPERUSER_PASSWORD));
+
+        // Forcing the family the server listens on still connects.
+        opts.tls = TlsMode::Disable;
+        opts.ip_version = Some(IpVersion::V4);
+        let client = connect(&opts).await.unwrap();
+        let one: i32 = client.query_one("select 1", &[]).await.unwrap().get(0);
+        assert_eq!(one, 1);
     }
 
     #[tokio::test]

@@ -4,7 +4,6 @@
 mod memory;
 mod pool;
 mod postgres;
-mod tls;
 
 use std::path::PathBuf;
 

@@ -1,15 +1,15 @@
 //! A small pool of registry connections: each new connection gets `application_name`, TLS per
-//! `DB_SSL` and the after-connect query; closed connections are replaced on checkout.
+//! `DB_SSL` and the after-connect query (all through `realtime_pg::connect`); closed
+//! connections are replaced on checkout.
 
-use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use realtime_pg::connect::{self as pg, ConnectError, ConnectOptions, TlsMode};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::Client;
 
-use crate::registry::tls;
 use crate::registry::{IpVersion, RegistryConfig, RegistryError, APPLICATION_NAME};
 
 /// How long the first connection is retried (compose may start us before Postgres is up).
@@ -18,7 +18,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The registry connection pool.
 pub(crate) struct Pool {
-    config: RegistryConfig,
+    // Boxed: both are large and `Registry` holds a pool inline.
+    config: Box<RegistryConfig>,
+    opts: Box<ConnectOptions>,
     idle: Mutex<Vec<Client>>,
     permits: Semaphore,
 }
@@ -58,22 +60,6 @@ fn target(config: &RegistryConfig) -> String {
     format!("{}:{}/{}", config.host, config.port, config.dbname)
 }
 
-/// Whether retrying can help (network, start-up) as opposed to a configuration error.
-fn retryable(e: &RegistryError) -> bool {
-    match e {
-        RegistryError::Query(e) => match e.as_db_error() {
-            // Authentication (28xxx) and unknown database (3D000) will not fix themselves.
-            Some(db) => {
-                let code = db.code().code();
-                !(code.starts_with("28") || code == "3D000")
-            }
-            None => true,
-        },
-        RegistryError::Connect { .. } => true,
-        _ => false,
-    }
-}
-
 impl Pool {
     /// Opens the first connection (retrying up to `deadline`) so that a bad configuration is
     /// reported at boot.
@@ -83,19 +69,21 @@ impl Pool {
     ) -> Result<Pool, RegistryError> {
         let started = Instant::now();
         let mut delay = Duration::from_millis(250);
+        let opts = connect_options(config);
         let first = loop {
-            match open(config).await {
+            match pg::connect(&opts).await {
                 Ok(c) => break c,
-                Err(e) if retryable(&e) && started.elapsed() + delay < deadline => {
+                Err(e) if e.is_retryable() && started.elapsed() + delay < deadline => {
                     tracing::warn!(target_db = %target(config), error = %e, "registry not reachable yet, retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(registry_error(config, e)),
             }
         };
         Ok(Pool {
-            config: config.clone(),
+            config: Box::new(config.clone()),
+            opts: Box::new(opts),
             idle: Mutex::new(vec![first]),
             permits: Semaphore::new(config.pool_size.max(1)),
         })
@@ -130,7 +118,9 @@ impl Pool {
                 None => break,
             }
         }
-        let client = open(&self.config).await?;
+        let client = pg::connect(&self.opts)
+            .await
+            .map_err(|e| registry_error(&self.config, e))?;
         Ok(Conn {
             client: Some(client),
             pool: self,
@@ -143,90 +133,55 @@ impl Pool {
     }
 }
 
-async fn resolve(config: &RegistryConfig, family: IpVersion) -> Result<Vec<IpAddr>, RegistryError> {
-    let addrs = tokio::net::lookup_host((config.host.as_str(), config.port))
-        .await
-        .map_err(|e| RegistryError::Connect {
-            target: target(config),
-            reason: format!("cannot resolve {}: {e}", config.host),
-        })?;
-    let ips: Vec<IpAddr> = addrs
-        .map(|a| a.ip())
-        .filter(|ip| match family {
-            IpVersion::V4 => ip.is_ipv4(),
-            IpVersion::V6 => ip.is_ipv6(),
-        })
-        .collect();
-    if ips.is_empty() {
-        return Err(RegistryError::Connect {
-            target: target(config),
-            reason: format!(
-                "{} has no {} address (DB_IP_VERSION)",
-                config.host,
-                if family == IpVersion::V4 {
-                    "IPv4"
-                } else {
-                    "IPv6"
-                }
-            ),
-        });
-    }
-    Ok(ips)
-}
-
-/// Opens one registry connection and runs the after-connect query on it.
-pub(crate) async fn open(config: &RegistryConfig) -> Result<Client, RegistryError> {
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&config.host)
-        .port(config.port)
-        .dbname(&config.dbname)
-        .user(&config.user)
-        .password(config.password.as_bytes())
-        .application_name(APPLICATION_NAME)
-        .connect_timeout(CONNECT_TIMEOUT);
-    if let Some(family) = config.ip_version {
-        for ip in resolve(config, family).await? {
-            pg.hostaddr(ip);
-        }
-        // With hostaddr set, every address uses the one host name (for TLS SNI).
-        let hosts = pg.get_hostaddrs().len();
-        for _ in 1..hosts {
-            pg.host(&config.host);
-        }
-    }
-    let client = if config.ssl {
-        pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-        let connector = tls::connector(config.ssl_ca_cert.as_deref())?;
-        let (client, connection) = pg.connect(connector).await?;
-        spawn_connection(connection);
-        client
-    } else {
-        let (client, connection) = pg.connect(tokio_postgres::NoTls).await?;
-        spawn_connection(connection);
-        client
+/// How every registry connection is made: upstream's `application_name`, TLS without
+/// verification unless `DB_SSL_CA_CERT` names a CA, the after-connect query unless blank.
+fn connect_options(config: &RegistryConfig) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(
+        config.host.clone(),
+        config.port,
+        config.dbname.clone(),
+        config.user.clone(),
+        config.password.clone(),
+    );
+    opts.application_name = APPLICATION_NAME.into();
+    opts.connect_timeout = CONNECT_TIMEOUT;
+    opts.tls = match (config.ssl, &config.ssl_ca_cert) {
+        (false, _) => TlsMode::Disable,
+        (true, None) => TlsMode::RequireNoVerify,
+        (true, Some(ca)) => TlsMode::VerifyCa(ca.clone()),
     };
-    if let Some(q) = config
+    opts.after_connect_query = config
         .after_connect_query
-        .as_deref()
-        .filter(|q| !q.trim().is_empty())
-    {
-        client.batch_execute(q).await.map_err(|e| {
-            RegistryError::AfterConnect(crate::registry_migrations::db_error_text(&e))
-        })?;
-    }
-    Ok(client)
+        .clone()
+        .filter(|q| !q.trim().is_empty());
+    opts.ip_version = config.ip_version.map(|v| match v {
+        IpVersion::V4 => pg::IpVersion::V4,
+        IpVersion::V6 => pg::IpVersion::V6,
+    });
+    opts
 }
 
-fn spawn_connection<S, T>(connection: tokio_postgres::Connection<S, T>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "registry connection closed");
+/// The registry's view of a connection failure, naming the `DB_*` setting at fault where
+/// there is one. `ConnectError` never carries the password.
+fn registry_error(config: &RegistryConfig, e: ConnectError) -> RegistryError {
+    match e {
+        ConnectError::TlsConfig(e) if config.ssl_ca_cert.is_some() => {
+            RegistryError::Tls(format!("DB_SSL_CA_CERT: {e}"))
         }
-    });
+        ConnectError::TlsConfig(e) => RegistryError::Tls(e.to_string()),
+        ConnectError::TlsUnsupported { .. } => {
+            RegistryError::Tls(format!("{e}; unset DB_SSL or enable SSL on the server"))
+        }
+        ConnectError::AfterConnect(reason) => RegistryError::AfterConnect(reason),
+        ConnectError::Resolve { .. } if config.ip_version.is_some() => RegistryError::Connect {
+            target: target(config),
+            reason: format!("{e} (DB_IP_VERSION)"),
+        },
+        other => RegistryError::Connect {
+            target: target(config),
+            reason: other.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -257,7 +212,93 @@ mod tests {
             ip_version: Some(IpVersion::V6),
             ..RegistryConfig::default()
         };
-        let err = open(&config).await.err().unwrap();
-        assert!(err.to_string().contains("has no IPv6 address"), "{err}");
+        let err = Pool::connect(&config, Duration::ZERO).await.err().unwrap();
+        let shown = err.to_string();
+        assert!(shown.contains("has no IPv6 address"), "{shown}");
+        assert!(shown.contains("DB_IP_VERSION"), "{shown}");
+    }
+
+    #[test]
+    fn options_follow_the_db_settings() {
+        let mut config = RegistryConfig {
+            after_connect_query: Some("  ".into()),
+            ip_version: Some(IpVersion::V4),
+            ..RegistryConfig::default()
+        };
+        let opts = connect_options(&config);
+        assert_eq!(opts.application_name, "supabase_mt_realtime");
+        assert_eq!(opts.tls, TlsMode::Disable);
+        assert_eq!(opts.after_connect_query, None, "blank query skipped");
+        assert_eq!(opts.ip_version, Some(pg::IpVersion::V4));
+
+        config.ssl = true;
+        config.after_connect_query = Some("SET search_path TO _realtime".into());
+        let opts = connect_options(&config);
+        assert_eq!(opts.tls, TlsMode::RequireNoVerify, "no CA: no verification");
+        assert_eq!(
+            opts.after_connect_query.as_deref(),
+            Some("SET search_path TO _realtime")
+        );
+
+        config.ssl_ca_cert = Some("/etc/ca.pem".into());
+        assert_eq!(
+            connect_options(&config).tls,
+            TlsMode::VerifyCa("/etc/ca.pem".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn server_without_ssl_fails_fast_instead_of_retrying() {
+        let db = realtime_testkit::Cluster::shared().create_database().await;
+        let config = RegistryConfig {
+            host: db.host().into(),
+            port: db.port,
+            dbname: db.name.clone(),
+            password: "registry-secret-pw".into(),
+            ssl: true,
+            ..RegistryConfig::default()
+        };
+        let started = Instant::now();
+        let err = Pool::connect(&config, INITIAL_CONNECT_DEADLINE)
+            .await
+            .err()
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5), "retried");
+        assert!(matches!(err, RegistryError::Tls(_)), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("does not support TLS"), "{shown}");
+        assert!(shown.contains("DB_SSL"), "{shown}");
+        assert!(!shown.contains("registry-secret-pw"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn every_new_connection_runs_the_after_connect_query() {
+        let db = realtime_testkit::Cluster::shared().create_database().await;
+        let config = RegistryConfig {
+            host: db.host().into(),
+            port: db.port,
+            dbname: db.name.clone(),
+            after_connect_query: Some("SET search_path TO extensions, public".into()),
+            pool_size: 2,
+            ..RegistryConfig::default()
+        };
+        let pool = Pool::connect(&config, Duration::ZERO).await.unwrap();
+        // Two at once: the idle first connection and a newly opened one.
+        let (a, b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
+        let mut pids = Vec::new();
+        for conn in [&a, &b] {
+            let row = conn
+                .query_one(
+                    "SELECT current_setting('search_path'), application_name, pg_backend_pid() \
+                     FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, String>(0), "extensions, public");
+            assert_eq!(row.get::<_, String>(1), "supabase_mt_realtime");
+            pids.push(row.get::<_, i32>(2));
+        }
+        assert_ne!(pids[0], pids[1]);
     }
 }
