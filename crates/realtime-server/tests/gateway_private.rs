@@ -241,3 +241,79 @@ async fn case34_replay_rules() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn case47_database_broadcasts() {
+    let server = server_with_policies().await;
+    let mut v2 = connect(&server, &user_token("authenticated")).await;
+    v2.join_ok("room1", "1", join_config(json!({}))).await;
+    let mut v1 = {
+        let mut req = server
+            .ws_url(&format!(
+                "/socket/websocket?apikey={}&vsn=1.0.0",
+                user_token("authenticated")
+            ))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "host",
+            HeaderValue::from_static("realtime-dev.supabase-realtime:4000"),
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        Client { ws, v2: false }
+    };
+    v1.join_ok("room1", "1", join_config(json!({}))).await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    // The stream starts after the first join; send until a row arrives.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "database broadcasts never arrived"
+        );
+        db.execute(
+            "select realtime.send('{\"warm\":1}'::jsonb, 'warmup', 'room1', false)",
+            &[],
+        )
+        .await
+        .unwrap();
+        if let Seen::Binary(_) = v2.next_within(500).await {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while !matches!(v2.next_within(50).await, Seen::Nothing) {}
+    while !matches!(v1.next_within(50).await, Seen::Nothing) {}
+
+    db.execute(
+        "select realtime.send('{\"a\":1}'::jsonb, 'ev', 'room1', false)",
+        &[],
+    )
+    .await
+    .unwrap();
+    let frame = v2.recv_binary().await;
+    assert_eq!(frame[0], 4);
+    let (topic_len, event_len, meta_len, encoding) = (
+        frame[1] as usize,
+        frame[2] as usize,
+        frame[3] as usize,
+        frame[4],
+    );
+    let mut at = 5;
+    assert_eq!(&frame[at..at + topic_len], b"realtime:room1");
+    at += topic_len;
+    assert_eq!(&frame[at..at + event_len], b"ev");
+    at += event_len;
+    let meta: serde_json::Value = serde_json::from_slice(&frame[at..at + meta_len]).unwrap();
+    at += meta_len;
+    assert!(meta["id"].is_string());
+    assert_eq!(encoding, 1);
+    let body: serde_json::Value = serde_json::from_slice(&frame[at..]).unwrap();
+    // realtime.send adds the row id to a payload that has none.
+    assert_eq!(body, json!({"a":1,"id":meta["id"]}));
+    let j = v1.recv().await;
+    assert_eq!(
+        j,
+        json!({"event":"broadcast","payload":{"event":"ev","meta":{"id":meta["id"]},"payload":{"a":1,"id":meta["id"]},"type":"broadcast"},"ref":null,"topic":"realtime:room1"})
+    );
+}

@@ -105,6 +105,11 @@ impl TenantDatabases {
         let _ = self.crypto.set(crypto);
     }
 
+    /// The keys, once set.
+    pub fn crypto(&self) -> Option<Arc<realtime_tenants::Crypto>> {
+        self.crypto.get().cloned()
+    }
+
     /// Drops a tenant's connection (e.g. after its settings changed).
     pub fn forget(&self, tenant: &str) {
         self.conns.remove(tenant);

@@ -325,6 +325,7 @@ impl Session {
             self.send(&old.close_frame());
         }
         self.mark_counted();
+        self.gw.ensure_db_broadcasts(&self.link.tenant);
         let channel_id = channel.id;
         let has_bindings = !channel.bindings.is_empty();
         self.arm_token_timer(&channel);

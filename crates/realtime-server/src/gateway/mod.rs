@@ -9,12 +9,14 @@
 //! - [`authorization`]: private-channel RLS checks in the tenant database.
 //! - [`jwt`]: tenant JWT verification; [`rate`] and [`limits`]: upstream's rate counters and the
 //!   per-tenant limits; [`tenant_resolve`]: which tenant a request is for.
+//! - [`db_broadcast`]: rows inserted into `realtime.messages` fanned out as broadcasts.
 //! - [`rest_broadcast`] and [`ping`]: the tenant HTTP routes that feed the same hub.
 
 pub mod access_token;
 pub mod authorization;
 pub mod broadcast;
 pub mod channel;
+pub mod db_broadcast;
 pub mod heartbeat;
 pub mod hub;
 pub mod join;
@@ -73,6 +75,8 @@ pub struct GatewaySettings {
     pub default_tenant: Option<String>,
     /// Bucket length of upstream's rate counters (5 s).
     pub rate_tick: Duration,
+    /// `SLOT_NAME_SUFFIX` for the database broadcast slot.
+    pub slot_name_suffix: Option<String>,
 }
 
 impl Default for GatewaySettings {
@@ -89,6 +93,7 @@ impl Default for GatewaySettings {
             jwt_claim_validators: Map::new(),
             default_tenant: None,
             rate_tick: Duration::from_secs(5),
+            slot_name_suffix: None,
         }
     }
 }
@@ -104,6 +109,7 @@ impl GatewaySettings {
             client_presence_window: config.client_presence_window,
             jwt_claim_validators: config.jwt_claim_validators.clone(),
             default_tenant: config.default_tenant.clone(),
+            slot_name_suffix: config.slot_name_suffix.clone(),
             ..GatewaySettings::default()
         }
     }
@@ -120,6 +126,7 @@ pub struct Gateway {
     pub(crate) cdc: Option<Arc<realtime_cdc::Cdc>>,
     rows: Option<Arc<realtime_tenants::TenantCache>>,
     pub(crate) databases: authorization::TenantDatabases,
+    pub(crate) db_streams: DashMap<String, ()>,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
 }
@@ -163,6 +170,7 @@ impl Gateway {
             cdc,
             rows,
             databases: authorization::TenantDatabases::default(),
+            db_streams: DashMap::new(),
             shutting_down: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
         }
