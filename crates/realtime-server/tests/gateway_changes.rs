@@ -1,0 +1,124 @@
+//! postgres_changes through the whole server (PROTOCOL.md §8; §16 cases 65 and 66): the join
+//! registers bindings with the change pipeline, the channel is told the outcome, and changes
+//! arrive as `{"ids","data"}` pushes.
+
+mod gateway_common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use gateway_common::{event, join_config, payload, Client};
+use serde_json::json;
+use support::{now, sign, TestServer, JWT_SECRET};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+async fn connect(server: &TestServer) -> Client {
+    let token = sign(
+        &json!({"role": "authenticated", "exp": now() + 3600, "sub": "u1"}),
+        JWT_SECRET,
+    );
+    let mut req = server
+        .ws_url(&format!("/socket/websocket?apikey={token}&vsn=2.0.0"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "host",
+        HeaderValue::from_static("realtime-dev.supabase-realtime:4000"),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade");
+    Client { ws, v2: true }
+}
+
+/// Waits for the next `system` push, skipping nothing else.
+async fn system(c: &mut Client) -> serde_json::Value {
+    let f = match c.next_within(30_000).await {
+        gateway_common::Seen::Text(f) => f,
+        other => panic!("expected a system message, got {other:?}"),
+    };
+    assert_eq!(event(&f), "system", "{f}");
+    f
+}
+
+#[tokio::test]
+async fn case65_66_changes_reach_the_channel() {
+    let server = TestServer::with_db(&[("CHANNEL_ERROR_BACKOFF_MS", "50")]).await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db
+        .query_one(
+            "select to_regclass('realtime.subscription') is not null",
+            &[],
+        )
+        .await
+        .map(|r| !r.get::<_, bool>(0))
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "tenant migrations did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    db.batch_execute(
+        "create table public.todos (id bigint primary key, title text);
+         grant select on public.todos to authenticated;
+         alter publication supabase_realtime add table public.todos;",
+    )
+    .await
+    .unwrap();
+
+    let mut c = connect(&server).await;
+    let binding = json!({"event":"INSERT","schema":"public","table":"todos"});
+    let r = c
+        .join(
+            "room1",
+            "1",
+            join_config(json!({"postgres_changes":[binding]})),
+        )
+        .await;
+    let id = payload(&r)["response"]["postgres_changes"][0]["id"]
+        .as_u64()
+        .expect("binding id");
+    let sys = system(&mut c).await;
+    assert_eq!(
+        sys,
+        json!(["1",null,"realtime:room1","system",{"channel":"room1","extension":"postgres_changes","message":"Subscribed to PostgreSQL","status":"ok"}])
+    );
+
+    db.execute("insert into public.todos values (1, 'hello')", &[])
+        .await
+        .unwrap();
+    let change = c.recv().await;
+    assert_eq!(change[0], json!(null));
+    assert_eq!(change[3], "postgres_changes");
+    assert_eq!(change[4]["ids"], json!([id]));
+    let data = &change[4]["data"];
+    assert_eq!(data["type"], "INSERT");
+    assert_eq!(data["record"], json!({"id":1,"title":"hello"}));
+    assert_eq!(data["errors"], json!(null));
+    let ts = data["commit_timestamp"].as_str().unwrap();
+    assert_eq!(ts.len(), 24, "{ts}");
+    assert!(ts.ends_with('Z'));
+
+    // 66: a bad filter is reported; the channel stays joined.
+    let r = c
+        .join(
+            "room2",
+            "2",
+            join_config(json!({"postgres_changes":[{"event":"*","schema":"public","table":"todos","filter":"wrong"}]})),
+        )
+        .await;
+    assert_eq!(payload(&r)["status"], "ok");
+    let sys = system(&mut c).await;
+    assert_eq!(sys[4]["status"], "error");
+    assert_eq!(
+        sys[4]["message"],
+        "Error parsing `filter` params: [\"wrong\"]"
+    );
+    c.push(None, Some("9"), "phoenix", "heartbeat", json!({}))
+        .await;
+    assert_eq!(c.recv().await[1], "9");
+}
