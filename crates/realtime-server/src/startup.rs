@@ -183,6 +183,9 @@ async fn create_standalone_tenant(state: &AppState) -> Result<(), StartupError> 
             "the default secret `super-secret-jwt-token-with-at-least-32-characters-long` (set API_JWT_SECRET to choose your own)"
         }
     );
+    tracing::info!(
+        "supabase-js: createClient('http://localhost:{port}', <JWT>) works as is; README.md shows how to mint a token"
+    );
     Ok(())
 }
 
