@@ -15,6 +15,7 @@
 //! - [`router`]: the tenant's channels and which of them a change concerns.
 //! - [`fanout`]: one change → the events each channel receives.
 //! - [`subscribe`]: resolving and validating join entries against the tenant database.
+//! - [`subscription_table`]: upstream's `realtime.subscription` rows, kept in step.
 //! - [`slot`]: the persistent slot's name, creation and adoption.
 //! - [`pipeline`]: the per-tenant streaming loop with reconnects and exact resumption.
 //! - [`tenant`]: per-tenant state and the idle-stop handshake.
@@ -39,6 +40,7 @@ pub mod rls_gate;
 pub mod router;
 pub mod slot;
 pub mod subscribe;
+pub mod subscription_table;
 pub mod tenant;
 pub mod value;
 
@@ -310,7 +312,22 @@ async fn register(
         for (id, params) in parsed {
             let tables =
                 subscribe::resolve(db, &t.config.publication, &params, claims.as_ref()).await?;
-            bindings.push(router::Binding { id, params, tables });
+            bindings.push(router::Binding {
+                id,
+                params,
+                tables,
+                uuid: uuid::Uuid::new_v4(),
+            });
+        }
+        for b in &bindings {
+            subscription_table::insert(
+                &db.client,
+                &t.config.publication,
+                b.uuid,
+                &req.claims,
+                &b.params,
+            )
+            .await;
         }
     }
     let Some(claims) = claims else {
@@ -385,7 +402,32 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        let Some(sub) = self
+            .tenant
+            .router
+            .all()
+            .into_iter()
+            .find(|s| s.key == self.key)
+        else {
+            return;
+        };
         self.tenant.router.remove(self.key);
+        let ids: Vec<uuid::Uuid> = sub.bindings.iter().map(|b| b.uuid).collect();
+        let tenant = self.tenant.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            // Registered as pending so the pipeline does not stop before the rows are gone.
+            tenant
+                .pending
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            handle.spawn(async move {
+                if let Some(db) = tenant.control.lock().await.as_ref() {
+                    subscription_table::delete(&db.client, &ids).await;
+                }
+                tenant
+                    .pending
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
     }
 }
 

@@ -137,6 +137,9 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
         Err(e) => return retry(e),
     };
     *busy = 0;
+    if tenant.state() == PipelineState::Starting {
+        crate::subscription_table::wipe(&db.client).await;
+    }
     tenant.set_state(PipelineState::Ready);
 
     let mut relations: HashMap<u32, Relation> = HashMap::new();

@@ -38,6 +38,8 @@ pub struct Binding {
     pub params: ChangeParams,
     /// Relation OIDs the entry matched when subscribing (validated against).
     pub tables: Vec<u32>,
+    /// The entry's `subscription_id` in `realtime.subscription`.
+    pub uuid: uuid::Uuid,
 }
 
 impl Binding {

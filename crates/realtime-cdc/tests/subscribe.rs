@@ -222,3 +222,48 @@ async fn slot_count(sql: &tokio_postgres::Client, slot: &str) -> i64 {
     .unwrap()
     .get(0)
 }
+
+#[tokio::test]
+async fn subscription_rows_follow_the_channel() {
+    let env = env("").await;
+    realtime_tenants::tenant_migrations::migrate(&env.sql)
+        .await
+        .unwrap();
+    // Rows of an earlier process are wiped when the pipeline starts.
+    env.exec("insert into realtime.subscription (subscription_id, entity, claims) values (gen_random_uuid(), 'public.test', '{\"role\": \"anon\"}')").await;
+    let ch = env
+        .subscribe(
+            anon(),
+            vec![json!({"event": "INSERT", "schema": "public", "table": "test", "filter": "details=eq.hello"})],
+        )
+        .await;
+    let rows = env
+        .sql
+        .query(
+            "select filters::text, action_filter, claims->>'role', claims_role::text, selected_columns from realtime.subscription",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, String>(0), "{\"(details,eq,hello,f)\"}");
+    assert_eq!(rows[0].get::<_, String>(1), "INSERT");
+    assert_eq!(rows[0].get::<_, String>(2), "anon");
+    assert_eq!(rows[0].get::<_, String>(3), "anon");
+    assert_eq!(rows[0].get::<_, Option<Vec<String>>>(4), None);
+    drop(ch);
+    let mut left = 1;
+    for _ in 0..50 {
+        left = env
+            .sql
+            .query_one("select count(*) from realtime.subscription", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0);
+}
