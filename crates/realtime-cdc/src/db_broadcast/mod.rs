@@ -8,7 +8,7 @@
 //!   `START_REPLICATION` (pgoutput protocol 2, binary values), in upstream's order.
 //! - [`stream`]: the task that reads, hands on, confirms and reconnects.
 //! - [`replay`]: stored messages for `config.broadcast.replay`.
-//! - [`error`]: [`DbBroadcastError`].
+//! - [`error`]: the error type, [`DbBroadcastError`].
 //!
 //! # Public API
 //! - [`DbBroadcastStream::start`] opens the stream (publication and slot ready, streaming

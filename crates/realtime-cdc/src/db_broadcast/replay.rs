@@ -67,7 +67,9 @@ pub async fn replay(
             // A schema from before `binary_payload` existed.
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_COLUMN) => {
                 let plain = format!("SELECT {COLUMNS}, NULL::bytea {FILTER}");
-                client.query(&plain, &[&topic, &since, &until, &limit]).await
+                client
+                    .query(&plain, &[&topic, &since, &until, &limit])
+                    .await
             }
             other => other,
         }

@@ -82,12 +82,14 @@ pub fn decode_insert(
         let type_oid = rel.columns[i].type_oid;
         match tuple.get(i) {
             None | Some(TupleValue::Null) | Some(TupleValue::UnchangedToast) => Ok(None),
-            Some(v) => decode_value(type_oid, v)
-                .map(Some)
-                .map_err(|reason| SkipReason::Undecodable {
-                    column: name.to_string(),
-                    reason,
-                }),
+            Some(v) => {
+                decode_value(type_oid, v)
+                    .map(Some)
+                    .map_err(|reason| SkipReason::Undecodable {
+                        column: name.to_string(),
+                        reason,
+                    })
+            }
         }
     };
     if broadcast_only {
@@ -334,7 +336,10 @@ mod tests {
     fn binary_wins_over_json() {
         let tuple = row("broadcast", TupleValue::UnchangedToast, bin(&[0xde, 0xad]));
         let b = decode_insert(&messages(), &tuple, now(), false, 3_000_500).unwrap();
-        assert_eq!(b.payload, DbPayload::Binary(Bytes::from_static(&[0xde, 0xad])));
+        assert_eq!(
+            b.payload,
+            DbPayload::Binary(Bytes::from_static(&[0xde, 0xad]))
+        );
     }
 
     #[test]

@@ -175,9 +175,11 @@ async fn ensure_publication(
         });
     if !valid {
         tracing::warn!(external_id = %t.external_id, "Publication {PUBLICATION} contains unexpected tables. Recreating...");
-        repl.simple_query(&format!("DROP PUBLICATION IF EXISTS {PUBLICATION}; {create}"))
-            .await
-            .map_err(publication_error)?;
+        repl.simple_query(&format!(
+            "DROP PUBLICATION IF EXISTS {PUBLICATION}; {create}"
+        ))
+        .await
+        .map_err(publication_error)?;
     }
     Ok(())
 }

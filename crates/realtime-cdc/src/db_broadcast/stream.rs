@@ -208,11 +208,15 @@ async fn read(
                     Some((lsn, n)) if lsn == final_lsn => n,
                     _ => 0,
                 };
+                let skip_all = final_lsn <= resume.done_commit;
+                if skip_all || skip_upto > 0 {
+                    tracing::debug!(external_id = %id, lsn = %final_lsn, skip_all, skip_upto, "transaction re-sent after a reconnect; skipping what was handed on");
+                }
                 txn = Some(Txn {
                     final_lsn,
                     committed_at: realtime_pg::time::to_utc(commit_time).unwrap_or_else(Utc::now),
                     index: 0,
-                    skip_all: final_lsn <= resume.done_commit,
+                    skip_all,
                     skip_upto,
                 });
             }
@@ -308,7 +312,10 @@ mod tests {
     fn jitter_stays_within_half_and_full() {
         for _ in 0..100 {
             let d = jitter(Duration::from_secs(2));
-            assert!(d >= Duration::from_secs(1) && d <= Duration::from_secs(2), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(1) && d <= Duration::from_secs(2),
+                "{d:?}"
+            );
         }
         assert_eq!(jitter(Duration::ZERO), Duration::ZERO);
     }
