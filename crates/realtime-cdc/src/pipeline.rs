@@ -250,7 +250,11 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
         let table = match db.catalog.table(&db.client, relation).await {
             Ok(Some(t)) => t,
             Ok(None) => continue,
-            Err(e) => return retry(e),
+            Err(e) if e.is_closed() || db.is_closed() => return retry(e),
+            Err(e) => {
+                tracing::warn!(error = %e, table = %rel.name, "catalog lookup failed, change skipped");
+                continue;
+            }
         };
         let change = change::build(
             change::Source {

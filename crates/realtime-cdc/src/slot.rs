@@ -22,6 +22,9 @@ pub fn slot_name(base: &str, suffix: Option<&str>) -> String {
     name
 }
 
+/// Consecutive "slot in use" answers tolerated before the holder is terminated.
+pub const BUSY_ATTEMPTS_BEFORE_TERMINATE: u32 = 16;
+
 /// Why the slot cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
@@ -41,7 +44,9 @@ impl From<tokio_postgres::Error> for SlotError {
 
 /// Makes sure `slot` exists for this database with pgoutput, creating it when missing and
 /// adopting one left by a previous run. `busy_attempts` counts consecutive "in use" answers:
-/// after three, the holder (a stale session of a crashed instance) is terminated.
+/// after [`BUSY_ATTEMPTS_BEFORE_TERMINATE`] (over a minute with the pipeline's backoff, longer
+/// than the default `wal_sender_timeout`), the holder is taken to be a stale session of a
+/// crashed instance and terminated.
 pub async fn ensure(
     client: &Client,
     repl: &mut ReplicationStream,
@@ -76,7 +81,7 @@ pub async fn ensure(
         }
         Some(info) if info.active => {
             *busy_attempts += 1;
-            if *busy_attempts > 3 {
+            if *busy_attempts > BUSY_ATTEMPTS_BEFORE_TERMINATE {
                 tracing::warn!(slot, pid = ?info.active_pid, "terminating the stale holder of the replication slot");
                 slots::terminate_slot_backend(client, slot).await?;
             }

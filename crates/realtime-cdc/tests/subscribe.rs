@@ -267,3 +267,22 @@ async fn subscription_rows_follow_the_channel() {
     }
     assert_eq!(left, 0);
 }
+
+#[tokio::test]
+async fn a_slot_left_behind_is_adopted() {
+    let env = env("").await;
+    let slot = format!("supabase_realtime_replication_slot_{}", env.db.name);
+    env.sql
+        .execute(
+            "select pg_create_logical_replication_slot($1, 'pgoutput')",
+            &[&slot],
+        )
+        .await
+        .unwrap();
+    let mut ch = env
+        .subscribe(anon(), vec![json!({"event": "INSERT", "schema": "public", "table": "test"})])
+        .await;
+    env.exec("insert into public.test values (7,'adopted',null)").await;
+    assert_eq!(ch.next_data().await["record"]["details"], "adopted");
+    assert_eq!(slot_count(&env.sql, &slot).await, 1);
+}
