@@ -287,23 +287,36 @@ pub async fn fan_out(
         let mut visible: HashSet<(u64, usize)> = HashSet::new();
         if row_error.is_none() {
             let needs_rls = change.table.rls_enabled && change.action != Action::Delete;
-            let mut verdicts: HashMap<String, bool> = HashMap::new();
+            let mut passing: Vec<(&Candidate, &crate::router::Claims, Vec<usize>)> = Vec::new();
             for (c, claims) in &members {
-                let passing: Vec<usize> = c
+                let p: Vec<usize> = c
                     .bindings
                     .iter()
                     .copied()
                     .filter(|&b| passes(&c.subscriber, b))
                     .collect();
-                if passing.is_empty() {
-                    continue;
+                if !p.is_empty() {
+                    passing.push((c, claims, p));
                 }
-                let ok = if !needs_rls {
-                    true
-                } else if let Some(v) = verdicts.get(&claims.text) {
-                    *v
-                } else {
-                    let v = match rls_gate::visible(db, &change, claims).await {
+            }
+            let mut verdicts: HashMap<&str, bool> = HashMap::new();
+            if needs_rls && !passing.is_empty() {
+                let mut distinct: Vec<&crate::router::Claims> = Vec::new();
+                for (_, claims, _) in &passing {
+                    if !distinct.iter().any(|d| d.text == claims.text) {
+                        distinct.push(claims);
+                    }
+                }
+                let results = match rls_gate::visible_many(db, &change, &distinct).await {
+                    Ok(r) => r,
+                    Err(e) if is_fatal(db, &e) => return Err(e.into()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, role, "RLS checks unavailable, change withheld");
+                        distinct.iter().map(|_| Ok(false)).collect()
+                    }
+                };
+                for (claims, result) in distinct.iter().zip(results) {
+                    let v = match result {
                         Ok(v) => v,
                         Err(e) if is_fatal(db, &e) => return Err(e.into()),
                         Err(e) => {
@@ -329,11 +342,13 @@ pub async fn fan_out(
                             false
                         }
                     };
-                    verdicts.insert(claims.text.clone(), v);
-                    v
-                };
+                    verdicts.insert(claims.text.as_str(), v);
+                }
+            }
+            for (c, claims, p) in passing {
+                let ok = !needs_rls || verdicts.get(claims.text.as_str()).copied().unwrap_or(false);
                 if ok {
-                    for b in passing {
+                    for b in p {
                         visible.insert((c.subscriber.key, b));
                     }
                 }

@@ -3,6 +3,9 @@
 //! transaction, `set_config('role', …)` and `set_config('request.jwt.claims', …)`, then
 //! `select exists(select 1 from <table> where <pk> = <values>)`.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::catalog::quote_ident;
 use crate::change::Change;
 use crate::db::TenantDb;
@@ -37,27 +40,73 @@ pub fn probe_sql(change: &Change) -> (String, Vec<Option<String>>) {
     (sql, params)
 }
 
-/// Whether the row is visible to `claims`. A database error (e.g. a policy that raises) is
-/// returned to the caller, which reports it to these subscribers only.
-pub async fn visible(
+/// Whether the row is visible to each of `claims` (one result per entry, in order). A
+/// database error (e.g. a policy that raises) is that entry's result only.
+///
+/// Every check runs in its own transaction (`BEGIN`, `set_config` of role and claims, the
+/// probe, `ROLLBACK`), and all of them are pipelined on the connection: one round trip per
+/// change, however many distinct claims there are. An error aborts only its own transaction.
+pub async fn visible_many(
     db: &mut TenantDb,
     change: &Change,
-    claims: &Claims,
-) -> Result<bool, tokio_postgres::Error> {
+    claims: &[&Claims],
+) -> Result<Vec<Result<bool, tokio_postgres::Error>>, tokio_postgres::Error> {
     let (sql, params) = probe_sql(change);
     let set = db
         .prepare("select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)")
         .await?;
     let probe = db.prepare(&sql).await?;
-    let tx = db.client.transaction().await?;
-    tx.execute(&set, &[&claims.role, &claims.text]).await?;
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
         .iter()
         .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect();
-    let row = tx.query_one(&probe, &refs).await?;
-    let seen: bool = row.get(0);
-    // Nothing was written; ending with ROLLBACK also discards the role switch.
-    tx.rollback().await?;
-    Ok(seen)
+    let client = &db.client;
+    type Step<'a> =
+        Pin<Box<dyn Future<Output = Option<Result<bool, tokio_postgres::Error>>> + Send + 'a>>;
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(claims.len() * 4);
+    for c in claims {
+        let (set, probe, refs) = (&set, &probe, &refs);
+        steps.push(Box::pin(async move {
+            client.batch_execute("BEGIN").await.err().map(Err)
+        }));
+        steps.push(Box::pin(async move {
+            client
+                .execute(set, &[&c.role, &c.text])
+                .await
+                .err()
+                .map(Err)
+        }));
+        steps.push(Box::pin(async move {
+            Some(
+                client
+                    .query_one(probe, refs)
+                    .await
+                    .map(|row| row.get::<_, bool>(0)),
+            )
+        }));
+        // Nothing was written; ROLLBACK also discards the role switch.
+        steps.push(Box::pin(async move {
+            client.batch_execute("ROLLBACK").await.err().map(Err)
+        }));
+    }
+    let outcomes = futures_util::future::join_all(steps).await;
+    let mut results = Vec::with_capacity(claims.len());
+    let mut outcomes = outcomes.into_iter();
+    for _ in claims {
+        let begin = outcomes.next().flatten();
+        let set = outcomes.next().flatten();
+        let probe = outcomes.next().flatten();
+        let rollback = outcomes.next().flatten();
+        // The first failure explains the others (an aborted transaction fails what follows).
+        let result = match (begin, set, probe) {
+            (Some(Err(e)), _, _) | (None, Some(Err(e)), _) => Err(e),
+            (None, None, Some(r)) => r,
+            _ => Ok(false),
+        };
+        if let Some(Err(e)) = rollback {
+            return Err(e);
+        }
+        results.push(result);
+    }
+    Ok(results)
 }
