@@ -447,3 +447,36 @@ async fn api_changes_reach_the_cache_immediately() {
     assert_eq!(cached.max_events_per_second, 3);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn tenant_changes_reach_ping_immediately_via_api_and_after_the_ttl_via_sql() {
+    // §8.46 through `/api/ping`'s `x-rate-limit`.
+    let server = TestServer::with_db(&[("TENANT_CACHE_EXPIRATION_IN_MS", "1000")]).await;
+    let ping = || async {
+        let res = server.get("/api/ping", &[("host", HOST)]).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        res.header("x-rate-limit").map(str::to_string)
+    };
+    assert_eq!(ping().await.as_deref(), Some("100"));
+
+    let res = server
+        .admin(
+            "PATCH",
+            "/api/tenants/realtime-dev",
+            Some(&json!({"tenant": {"max_events_per_second": 50}})),
+        )
+        .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(ping().await.as_deref(), Some("50"));
+
+    let sql = server.db.as_ref().unwrap().connect().await;
+    sql.execute(
+        "UPDATE _realtime.tenants SET max_events_per_second = 60 WHERE external_id = 'realtime-dev'",
+        &[],
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(ping().await.as_deref(), Some("60"));
+    server.stop().await;
+}
