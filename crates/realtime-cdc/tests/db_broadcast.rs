@@ -486,6 +486,49 @@ async fn a_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_publication_is_recreated_and_streaming_resumes() {
+    let _gate = CLUSTER_GATE.read().await;
+    let env = env().await;
+    let (stream, mut rx) = env.start().await;
+    send(&env.sql, "before".into()).await;
+    assert_eq!(next(&mut rx).await.event, "before");
+    // What upstream's migration 20250123174212 does to a running tenant.
+    env.sql
+        .batch_execute("drop publication supabase_realtime_messages_publication")
+        .await
+        .unwrap();
+    send(&env.sql, "gap".into()).await;
+    // The slot cannot decode past the drop; the stream recreates publication and slot and
+    // then delivers again.
+    let mut i = 0;
+    let resumed = loop {
+        i += 1;
+        assert!(i < 100, "the stream did not resume");
+        send(&env.sql, format!("after{i}")).await;
+        match tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+            Ok(Some(b)) if b.event.starts_with("after") => break b,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the stream ended"),
+            Err(_) => {}
+        }
+    };
+    assert!(resumed.event.starts_with("after"));
+    let tables: i64 = env
+        .sql
+        .query_one(
+            "select count(*) from pg_publication_tables \
+             where pubname = 'supabase_realtime_messages_publication'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(tables >= 5);
+    stream.stop().await.unwrap();
+    assert_eq!(env.slot_row().await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_returns_the_newest_oldest_first() {
     let _gate = CLUSTER_GATE.read().await;
     let env = env().await;

@@ -220,7 +220,7 @@ impl DbBroadcastStream {
             opts,
             max_body: tenant.max_payload_bytes(),
         };
-        let first = setup::open(&cfg.target).await?;
+        let first = setup::open(&cfg.target, false).await?;
         let (stop, stop_rx) = watch::channel(false);
         let connected = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn(stream::run(cfg, first, sink, stop_rx, connected.clone()));

@@ -39,14 +39,21 @@ pub(super) struct Target {
     pub slot: String,
 }
 
+/// Whether a stream error says the slot's pending WAL predates the publication (it was
+/// dropped and recreated meanwhile, e.g. by upstream's migration 20250123174212). pgoutput
+/// then fails on every attempt, so the slot has to be recreated.
+pub(super) fn publication_missing(error: &str) -> bool {
+    error.contains(&format!("publication \"{PUBLICATION}\" does not exist"))
+}
+
 /// Connects, makes sure the publication and the slot exist, and starts streaming from the
-/// slot's confirmed position.
-pub(super) async fn open(t: &Target) -> Result<LogicalStream, DbBroadcastError> {
+/// slot's confirmed position. `recreate` drops an existing (inactive) slot first.
+pub(super) async fn open(t: &Target, recreate: bool) -> Result<LogicalStream, DbBroadcastError> {
     let slot_error = |e: ReplicationError| DbBroadcastError::from_replication(e, &t.slot);
     let mut repl = ReplicationStream::connect(&t.conn)
         .await
         .map_err(slot_error)?;
-    match prepare(t, &mut repl).await {
+    match prepare(t, &mut repl, recreate).await {
         Ok(()) => {}
         Err(e) => {
             repl.close().await;
@@ -73,7 +80,11 @@ pub(super) async fn open(t: &Target) -> Result<LogicalStream, DbBroadcastError> 
     Ok(stream)
 }
 
-async fn prepare(t: &Target, repl: &mut ReplicationStream) -> Result<(), DbBroadcastError> {
+async fn prepare(
+    t: &Target,
+    repl: &mut ReplicationStream,
+    recreate: bool,
+) -> Result<(), DbBroadcastError> {
     let slot_error = |e: ReplicationError| DbBroadcastError::from_replication(e, &t.slot);
     // The slot name is `[a-z0-9_]` only (see `slot_name`), so splicing it is safe.
     let rows = repl
@@ -110,6 +121,15 @@ async fn prepare(t: &Target, repl: &mut ReplicationStream) -> Result<(), DbBroad
                 external_id = %t.external_id,
                 slot = %t.slot,
                 "ReplicationSlotLost: replication slot was invalidated (max_slot_wal_keep_size); recreating it, broadcasts committed while disconnected are not delivered"
+            );
+            repl.simple_query(&format!("SELECT pg_drop_replication_slot('{}')", t.slot))
+                .await
+                .map_err(slot_error)?;
+        } else if recreate {
+            tracing::error!(
+                external_id = %t.external_id,
+                slot = %t.slot,
+                "ReplicationSlotUnusable: the slot's pending WAL predates publication {PUBLICATION}; recreating the slot, broadcasts committed in between are not delivered"
             );
             repl.simple_query(&format!("SELECT pg_drop_replication_slot('{}')", t.slot))
                 .await

@@ -83,6 +83,7 @@ pub(super) async fn run(
     let mut stream = Some(first);
     let mut backoff = cfg.opts.reconnect_min;
     let mut failing_since = Instant::now();
+    let mut recreate = false;
     loop {
         if let Some(s) = stream.take() {
             connected.store(true, Ordering::SeqCst);
@@ -99,6 +100,7 @@ pub(super) async fn run(
                 }
                 Exit::Lost(e) => {
                     tracing::warn!(external_id = %id, error = %e, "Disconnecting broadcast changes handler; reconnecting");
+                    recreate = setup::publication_missing(&e);
                     backoff = cfg.opts.reconnect_min;
                     failing_since = Instant::now();
                 }
@@ -114,8 +116,9 @@ pub(super) async fn run(
         if sink.is_closed() {
             return setup::release(&cfg.target, RELEASE_WAIT).await;
         }
-        match setup::open(&cfg.target).await {
+        match setup::open(&cfg.target, recreate).await {
             Ok(s) => {
+                recreate = false;
                 tracing::info!(external_id = %id, "broadcast changes stream reconnected");
                 stream = Some(s);
             }
