@@ -317,3 +317,53 @@ async fn case47_database_broadcasts() {
         json!({"event":"broadcast","payload":{"event":"ev","meta":{"id":meta["id"]},"payload":{"a":1,"id":meta["id"]},"type":"broadcast"},"ref":null,"topic":"realtime:room1"})
     );
 }
+
+#[tokio::test]
+async fn rest_broadcasts_to_private_topics_need_write_permission() {
+    let server = server_with_policies().await;
+    let mut room1 = connect(&server, &user_token("authenticated")).await;
+    let mut ro = connect(&server, &user_token("authenticated")).await;
+    room1.join_ok("room1", "1", private(json!({}))).await;
+    ro.join_ok("ro", "1", private(json!({}))).await;
+    let auth = format!("Bearer {}", user_token("authenticated"));
+    let headers = [
+        ("host", "realtime-dev.supabase-realtime:4000"),
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+
+    let res = server
+        .request(
+            "POST",
+            "/api/broadcast/room1/events/ev?private=true",
+            &headers,
+            Some(br#"{"a":1}"#),
+        )
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    assert_eq!(
+        room1.recv_binary().await,
+        gateway_common::kind4("realtime:room1", "ev", 1, br#"{"a":1}"#)
+    );
+    let res = server
+        .request(
+            "POST",
+            "/api/broadcast/ro/events/ev?private=true",
+            &headers,
+            Some(br#"{"a":1}"#),
+        )
+        .await;
+    assert_eq!(res.status, 403);
+    assert_eq!(res.json(), json!({"message":"Unauthorized"}));
+
+    let body = json!({"messages":[
+        {"topic":"ro","event":"e","payload":{"n":1},"private":true},
+        {"topic":"room1","event":"e","payload":{"n":2},"private":true}
+    ]});
+    let res = server
+        .send_json("POST", "/api/broadcast", &headers[..2], &body)
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    assert_eq!(room1.recv().await[4]["payload"], json!({"n":2}));
+    ro.silent(300).await;
+}

@@ -127,6 +127,8 @@ pub struct Gateway {
     rows: Option<Arc<realtime_tenants::TenantCache>>,
     pub(crate) databases: authorization::TenantDatabases,
     pub(crate) db_streams: DashMap<String, ()>,
+    /// Counted sockets per tenant (joined at least one channel, until they close).
+    pub(crate) users: DashMap<String, usize>,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
 }
@@ -171,6 +173,7 @@ impl Gateway {
             rows,
             databases: authorization::TenantDatabases::default(),
             db_streams: DashMap::new(),
+            users: DashMap::new(),
             shutting_down: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
         }
@@ -198,10 +201,7 @@ impl Gateway {
 
     /// Sockets of `tenant` counted as connected users (joined at least one channel).
     pub fn connected_count(&self, tenant: &str) -> usize {
-        self.sessions
-            .iter()
-            .filter(|s| &*s.tenant == tenant && s.counted.load(Ordering::Relaxed))
-            .count()
+        self.users.get(tenant).map(|n| *n).unwrap_or(0)
     }
 
     /// Sends "Server requested disconnect" on every joined channel of the tenant's sockets,

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use realtime_protocol::{BroadcastEncoding, Message, Outbound, UserBroadcast};
 use serde_json::{json, Map, Value};
 
+use crate::gateway::authorization::{AuthContext, AuthError, Policies};
 use crate::gateway::hub::TopicKey;
 use crate::gateway::jwt;
 use crate::gateway::ping::{add_headers, tenant_gate, Gate};
@@ -36,41 +37,65 @@ fn rest_token(headers: &HeaderMap) -> Option<String> {
     auth.filter(|a| !a.contains(' ')).map(str::to_string)
 }
 
-fn authorize(gw: &Gateway, tenant: &TenantView, headers: &HeaderMap) -> bool {
-    let Some(token) = rest_token(headers) else {
-        return false;
-    };
+fn authorize(gw: &Gateway, tenant: &TenantView, headers: &HeaderMap) -> Option<jwt::Claims> {
+    let token = rest_token(headers)?;
     jwt::verify(
         &token,
         tenant.keys(),
         &gw.settings.jwt_claim_validators,
         jwt::now_secs(),
     )
-    .is_ok()
+    .ok()
 }
 
+/// The caller's authorisation context for a private topic.
+fn auth_context(topic: &str, claims: &jwt::Claims, headers: &HeaderMap) -> AuthContext {
+    let mut x = Map::new();
+    for (name, value) in headers.iter() {
+        if name.as_str().starts_with("x-") {
+            x.insert(
+                name.as_str().to_string(),
+                Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+            );
+        }
+    }
+    AuthContext {
+        topic: topic.to_string(),
+        claims: claims.clone(),
+        headers: x,
+    }
+}
+
+/// The single-message route's answer when the write check could not run.
+fn write_check_failure(e: &AuthError) -> Response {
+    match e {
+        AuthError::Policy(_) => json_error(422, "message", "RLS policy error"),
+        AuthError::Canceled(_) => json_error(422, "message", "Query canceled"),
+        AuthError::MissingPartition => json_error(422, "message", "Missing messages partition"),
+        AuthError::Unavailable(_) => json_error(422, "message", "Tenant database unavailable"),
+    }
+}
+
+/// What passed the gate.
+type Gated = (
+    Arc<TenantView>,
+    Vec<(&'static str, axum::http::HeaderValue)>,
+    jwt::Claims,
+);
+
 /// Tenant gate, then token and suspension.
-async fn gate(
-    gw: &Gateway,
-    headers: &HeaderMap,
-) -> Result<
-    (
-        Arc<TenantView>,
-        Vec<(&'static str, axum::http::HeaderValue)>,
-    ),
-    Response,
-> {
+async fn gate(gw: &Gateway, headers: &HeaderMap) -> Result<Gated, Response> {
     let (tenant, rate_headers) = match tenant_gate(gw, headers).await {
         Ok(v) => v,
         Err(Gate::Refused(r)) => return Err(r),
     };
-    if !authorize(gw, &tenant, headers) {
+    let Some(claims) = authorize(gw, &tenant, headers) else {
         return Err(json_error(401, "message", "Unauthorized"));
-    }
+    };
     if tenant.suspend {
         return Err(json_error(403, "message", "Tenant is suspended"));
     }
-    Ok((tenant, rate_headers))
+    Ok((tenant, rate_headers, claims))
 }
 
 fn accepted(rate_headers: &[(&'static str, axum::http::HeaderValue)], cors: bool) -> Response {
@@ -100,7 +125,7 @@ pub async fn batch<S: GatewayState>(
     body: Bytes,
 ) -> Response {
     let gw = state.gateway().clone();
-    let (tenant, rate_headers) = match gate(&gw, &headers).await {
+    let (tenant, rate_headers, claims) = match gate(&gw, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -163,14 +188,34 @@ pub async fn batch<S: GatewayState>(
             "Too many messages to broadcast, please reduce the batch size",
         );
     }
+    // Private topics need the caller's broadcast write permission; denied topics (and topics
+    // whose check fails) are dropped silently, as upstream does.
+    let mut allowed: HashMap<String, bool> = HashMap::new();
+    for m in messages {
+        let topic = m.get("topic").and_then(Value::as_str).unwrap_or_default();
+        if m.get("private").and_then(Value::as_bool).unwrap_or(false)
+            && !allowed.contains_key(topic)
+        {
+            let ctx = auth_context(topic, &claims, &headers);
+            let ok = match gw
+                .write_policies(&tenant.external_id, &ctx, Policies::default())
+                .await
+            {
+                Ok(p) => p.broadcast_write == Some(true),
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant.external_id, topic, error = %e, "REST broadcast authorization failed");
+                    false
+                }
+            };
+            allowed.insert(topic.to_string(), ok);
+        }
+    }
     for m in messages {
         let topic = m.get("topic").and_then(Value::as_str).unwrap_or_default();
         let event = m.get("event").cloned().unwrap_or(Value::Null);
         let private = m.get("private").and_then(Value::as_bool).unwrap_or(false);
         events.add(1);
-        if private {
-            // Private topics need the caller's write permission from the tenant database's
-            // policies, which this gateway does not reach; upstream drops denied topics silently.
+        if private && allowed.get(topic) != Some(&true) {
             continue;
         }
         let mut payload = json!({"type":"broadcast","event": event, "payload": m.get("payload").cloned().unwrap_or(json!({}))});
@@ -185,7 +230,7 @@ pub async fn batch<S: GatewayState>(
             payload,
         });
         gw.deliver_broadcast(
-            &key(&tenant, false, topic),
+            &key(&tenant, private, topic),
             &msg,
             None,
             tenant.limits.max_events_per_second,
@@ -225,7 +270,7 @@ pub async fn single<S: GatewayState>(
             )
         }
     };
-    let (tenant, rate_headers) = match gate(&gw, &headers).await {
+    let (tenant, rate_headers, claims) = match gate(&gw, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -268,8 +313,18 @@ pub async fn single<S: GatewayState>(
         return json_error(429, "message", "You have exceeded your rate limit");
     }
     if private {
-        // Write permission on private topics comes from the tenant database's policies.
-        return json_error(422, "message", "Tenant database unavailable");
+        let ctx = auth_context(&topic, &claims, &headers);
+        match gw
+            .write_policies(&tenant.external_id, &ctx, Policies::default())
+            .await
+        {
+            Ok(p) if p.broadcast_write == Some(true) => {}
+            Ok(_) => return json_error(403, "message", "Unauthorized"),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.external_id, topic = %topic, error = %e, "REST broadcast authorization failed");
+                return write_check_failure(&e);
+            }
+        }
     }
     events.add(1);
     let msg = Outbound::UserBroadcast(UserBroadcast {
@@ -282,7 +337,7 @@ pub async fn single<S: GatewayState>(
         payload,
     });
     gw.deliver_broadcast(
-        &key(&tenant, false, &topic),
+        &key(&tenant, private, &topic),
         &msg,
         None,
         tenant.limits.max_events_per_second,

@@ -181,6 +181,11 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
     session.read_loop(stream, ctl_rx).await;
     session.remove_all_channels();
     gw.sessions.remove(&id);
+    if link.counted.load(Ordering::SeqCst) {
+        if let Some(mut n) = gw.users.get_mut(&*link.tenant) {
+            *n = n.saturating_sub(1);
+        }
+    }
     drop(session);
     drop(link);
     // The writer drains what is queued (a close frame, typically), then ends.
@@ -448,6 +453,17 @@ impl Session {
     }
 
     pub(crate) fn mark_counted(&self) {
-        self.link.counted.store(true, Ordering::Relaxed);
+        if self
+            .link
+            .counted
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            *self
+                .gw
+                .users
+                .entry(self.link.tenant.to_string())
+                .or_insert(0) += 1;
+        }
     }
 }
