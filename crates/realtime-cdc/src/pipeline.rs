@@ -104,7 +104,8 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
     let cfg = &tenant.config;
     let mut db = match TenantDb::connect(&cfg.conn, "realtime_rls").await {
         Ok(db) => db,
-        Err(e) => return retry(e),
+        Err(e) if e.is_retryable() => return retry(e),
+        Err(e) => return Exit::Fatal(format!("cannot connect to the tenant database: {e}")),
     };
     let mut repl_opts = cfg.conn.clone();
     repl_opts.application_name = "realtime_replication_cdc".to_string();
@@ -118,6 +119,17 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
     });
     let mut repl = match ReplicationStream::connect(&repl_opts).await {
         Ok(r) => r,
+        // Wrong credentials, no REPLICATION attribute or bad TLS settings will not fix
+        // themselves: stop and say so.
+        Err(
+            e @ (ReplicationError::Auth { .. }
+            | ReplicationError::Tls(_)
+            | ReplicationError::InvalidSlotName(_)),
+        ) => {
+            return Exit::Fatal(format!(
+                "cannot open the replication connection to the tenant database: {e}"
+            ))
+        }
         Err(e) => return retry(e),
     };
     match slot::ensure(&db.client, &mut repl, &cfg.slot, &cfg.conn.dbname, busy).await {

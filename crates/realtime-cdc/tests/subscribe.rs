@@ -280,9 +280,26 @@ async fn a_slot_left_behind_is_adopted() {
         .await
         .unwrap();
     let mut ch = env
-        .subscribe(anon(), vec![json!({"event": "INSERT", "schema": "public", "table": "test"})])
+        .subscribe(
+            anon(),
+            vec![json!({"event": "INSERT", "schema": "public", "table": "test"})],
+        )
         .await;
-    env.exec("insert into public.test values (7,'adopted',null)").await;
+    env.exec("insert into public.test values (7,'adopted',null)")
+        .await;
     assert_eq!(ch.next_data().await["record"]["details"], "adopted");
     assert_eq!(slot_count(&env.sql, &slot).await, 1);
+}
+
+#[tokio::test]
+async fn bad_credentials_fail_fast_with_a_reason() {
+    let env = env_with("", json!({"db_password": "wrong"})).await;
+    let started = std::time::Instant::now();
+    let e = error_of(&env, json!({"schema": "public", "table": "test"})).await;
+    assert!(e.is_retryable(), "{e:?}");
+    assert!(
+        e.to_string().contains("password authentication failed"),
+        "{e}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
