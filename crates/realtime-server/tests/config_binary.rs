@@ -262,7 +262,12 @@ async fn standalone_binary_logs_in_upstream_layout_and_stops_on_sigterm() {
     // IPv6 at all.
     if std::net::TcpListener::bind("[::1]:0").is_ok() {
         let v6: SocketAddr = format!("[::1]:{}", proc.addr.port()).parse().unwrap();
-        assert_eq!(http_request(v6, "GET", "/healthcheck", &[], None).await.status, 200);
+        assert_eq!(
+            http_request(v6, "GET", "/healthcheck", &[], None)
+                .await
+                .status,
+            200
+        );
     }
     // An idle connection left open must not hold the shutdown beyond the grace period.
     let _open = std::net::TcpStream::connect(proc.addr).unwrap();
@@ -442,4 +447,43 @@ async fn sigterm_with_100_open_sockets_exits_0_within_10_s() {
     assert_eq!(code, 0, "{lines:?}");
     assert!(took < Duration::from_secs(10), "{took:?}");
     drop(sockets);
+}
+
+#[tokio::test]
+async fn literal_compose_healthcheck_passes_after_seed() {
+    // §8.9 with the compose file's own command, against a real registry.
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("curl not installed; skipping the literal healthcheck command");
+        return;
+    }
+    let db = realtime_testkit::Cluster::shared().create_database().await;
+    let vars = db_env(&db, &[("DISABLE_HEALTHCHECK_LOGGING", "true")]);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let proc = Proc::start(&vars);
+    let port = proc.addr.port();
+    let healthcheck = move |token: String| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "curl -sSfL --head -o /dev/null -H \"Authorization: Bearer {token}\" http://localhost:{port}/api/tenants/realtime-dev/health"
+            ))
+            .status()
+            .expect("sh")
+    };
+    let ok = tokio::task::spawn_blocking(move || healthcheck(anon_token()));
+    assert!(ok.await.unwrap().success());
+    let expired = sign(
+        &serde_json::json!({"role": "anon", "exp": now() - 1}),
+        JWT_SECRET,
+    );
+    let refused = tokio::task::spawn_blocking(move || healthcheck(expired));
+    assert!(!refused.await.unwrap().success());
+    let (code, _, lines) = proc.terminate();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Tenant set-up successfully")),
+        "{lines:?}"
+    );
 }
