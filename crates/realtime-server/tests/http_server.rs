@@ -192,12 +192,17 @@ async fn responses_are_gzipped_when_accepted() {
     let server = TestServer::standalone(&[]).await;
     let auth = format!("Bearer {}", admin_token());
     let res = server
-        .get("/api/tenants", &[("authorization", &auth), ("accept-encoding", "gzip")])
+        .get(
+            "/api/tenants",
+            &[("authorization", &auth), ("accept-encoding", "gzip")],
+        )
         .await;
     assert_eq!(res.status, 200);
     assert_eq!(res.header("content-encoding"), Some("gzip"));
     assert_eq!(&res.body[..2], &[0x1f, 0x8b], "gzip magic");
-    let res = server.get("/api/tenants", &[("authorization", &auth)]).await;
+    let res = server
+        .get("/api/tenants", &[("authorization", &auth)])
+        .await;
     assert_eq!(res.header("content-encoding"), None);
     assert!(res.json()["data"].is_array());
     server.stop().await;
