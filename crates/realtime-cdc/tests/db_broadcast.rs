@@ -529,6 +529,66 @@ async fn a_dropped_publication_is_recreated_and_streaming_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_the_next_start_delivers_what_was_committed_meanwhile() {
+    let _gate = CLUSTER_GATE.read().await;
+    let env = env().await;
+    let (tenant, crypto, opts) = (env.tenant.clone(), env.crypto.clone(), env.options());
+    // A process that dies without stopping: its runtime goes away with the stream task.
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        let stream = rt
+            .block_on(DbBroadcastStream::start(tenant, crypto, opts, tx))
+            .unwrap();
+        std::mem::forget(stream);
+        std::mem::forget(rx);
+        drop(rt);
+    })
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        if env.slot_row().await == Some((false, false)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(env.slot_row().await, Some((false, false)), "left inactive");
+    send(&env.sql, "while_down".into()).await;
+    let (stream, mut rx) = env.start().await;
+    assert_eq!(next(&mut rx).await.event, "while_down");
+    send(&env.sql, "after".into()).await;
+    assert_eq!(next(&mut rx).await.event, "after");
+    stream.stop().await.unwrap();
+    assert_eq!(env.slot_row().await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_slot_with_our_name_is_left_alone() {
+    let _gate = CLUSTER_GATE.read().await;
+    let env = env().await;
+    env.sql
+        .query_one(
+            "select pg_create_logical_replication_slot($1, 'test_decoding')",
+            &[&env.slot()],
+        )
+        .await
+        .unwrap();
+    let (tx, _rx) = mpsc::channel(1);
+    let err = DbBroadcastStream::start(env.tenant.clone(), env.crypto.clone(), env.options(), tx)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DbBroadcastError::SlotConflict { .. }),
+        "{err:?}"
+    );
+    assert_eq!(env.slot_row().await, Some((false, false)));
+    env.sql
+        .query_one("select pg_drop_replication_slot($1)", &[&env.slot()])
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_returns_the_newest_oldest_first() {
     let _gate = CLUSTER_GATE.read().await;
     let env = env().await;
