@@ -398,3 +398,43 @@ async fn tables_published_after_subscribing_are_delivered() {
     assert_eq!(d["table"], "later");
     assert_eq!(d["record"], json!({"id": 1, "v": "x"}));
 }
+
+#[tokio::test]
+async fn more_operators_and_negations() {
+    let env = env("").await;
+    let entry = |filter: &str| json!({"event": "INSERT", "schema": "public", "table": "test", "filter": filter});
+    let cases: Vec<(&str, Vec<i64>)> = vec![
+        ("id=lt.2", vec![1]),
+        ("id=gte.3", vec![3, 4]),
+        ("details=like.a%", vec![1, 3]),
+        ("details=not.like.a%", vec![2]),
+        ("details=imatch.^B", vec![2]),
+        ("id=not.in.(1,2)", vec![3, 4]),
+        ("details=not.is.null", vec![1, 2, 3]),
+        ("details=not.isdistinct.bb", vec![2]),
+        ("details=in.(\"a,c\",bb)", vec![2, 3]),
+    ];
+    let mut channels = Vec::new();
+    for (filter, want) in &cases {
+        channels.push((
+            filter,
+            want,
+            env.subscribe(anon(), vec![entry(filter)]).await,
+        ));
+    }
+    env.exec("insert into public.test values (1,'ab',null)")
+        .await;
+    env.exec("insert into public.test values (2,'bb',null)")
+        .await;
+    env.exec("insert into public.test values (3,'a,c',null)")
+        .await;
+    env.exec("insert into public.test values (4,null,null)")
+        .await;
+    for (filter, want, ch) in &mut channels {
+        for id in want.iter() {
+            let d = ch.next_data().await;
+            assert_eq!(d["record"]["id"].as_i64(), Some(*id), "filter {filter}");
+        }
+        ch.assert_quiet(200).await;
+    }
+}
