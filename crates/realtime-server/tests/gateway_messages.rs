@@ -465,3 +465,30 @@ async fn case63_channel_closes_when_token_lapses() {
     );
     assert_eq!(event(&a.recv().await), "phx_close");
 }
+
+#[tokio::test]
+async fn replication_ready_opt_in_times_out_without_replication() {
+    let mut settings = fast_settings();
+    settings.replication_ready_timeout = std::time::Duration::from_millis(300);
+    let s = TestGateway::start(settings).await;
+    let mut a = s.client("2.0.0").await;
+    a.join_ok(
+        "room1",
+        "1",
+        join_config(json!({"broadcast":{"replication_ready":"false"}})),
+    )
+    .await;
+    assert_eq!(
+        a.recv().await,
+        json!(["1",null,"realtime:room1","system",{"channel":"room1","extension":"system","message":"Replication connection was not established in time","status":"error"}])
+    );
+    assert_eq!(event(&a.recv().await), "phx_close");
+    let mut b = s.client("2.0.0").await;
+    b.join_ok(
+        "room1",
+        "1",
+        join_config(json!({"broadcast":{"replication_ready":false}})),
+    )
+    .await;
+    b.silent(600).await;
+}

@@ -367,3 +367,23 @@ async fn rest_broadcasts_to_private_topics_need_write_permission() {
     assert_eq!(room1.recv().await[4]["payload"], json!({"n":2}));
     ro.silent(300).await;
 }
+
+#[tokio::test]
+async fn replication_ready_opt_in_reports_the_connection() {
+    let server = server_with_policies().await;
+    let mut c = connect(&server, &user_token("authenticated")).await;
+    c.join_ok(
+        "room1",
+        "1",
+        join_config(json!({"broadcast":{"replication_ready":true}})),
+    )
+    .await;
+    let f = match c.next_within(30_000).await {
+        Seen::Text(f) => f,
+        other => panic!("expected the system message, got {other:?}"),
+    };
+    assert_eq!(
+        f,
+        json!(["1",null,"realtime:room1","system",{"channel":"room1","extension":"system","message":"Replication connection established","status":"ok"}])
+    );
+}

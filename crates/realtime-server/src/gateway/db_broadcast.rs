@@ -2,6 +2,7 @@
 //! its `realtime.messages` inserts runs, and each row is fanned out as a user broadcast with
 //! metadata `{"id": …}` to the channels of its namespace.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,18 +32,31 @@ impl Gateway {
         if self.databases.crypto().is_none() {
             return;
         }
-        if self.db_streams.insert(tenant.to_string(), ()).is_some() {
+        let connected = Arc::new(AtomicBool::new(false));
+        if self
+            .db_streams
+            .insert(tenant.to_string(), connected.clone())
+            .is_some()
+        {
             return;
         }
         let gw = self.clone();
         let tenant = tenant.to_string();
         tokio::spawn(async move {
-            gw.run_db_broadcasts(&tenant).await;
+            gw.run_db_broadcasts(&tenant, &connected).await;
             gw.db_streams.remove(&tenant);
         });
     }
 
-    async fn run_db_broadcasts(self: &Arc<Self>, tenant: &str) {
+    /// Whether the tenant's replication connection (the database broadcast stream) is up.
+    pub fn replication_ready(&self, tenant: &str) -> bool {
+        self.db_streams
+            .get(tenant)
+            .map(|c| c.load(Ordering::SeqCst))
+            .unwrap_or(false)
+    }
+
+    async fn run_db_broadcasts(self: &Arc<Self>, tenant: &str, connected: &AtomicBool) {
         let mut retry = RETRY_MIN;
         while self.tenant_has_sockets(tenant) {
             let (Some(crypto), Some(row)) =
@@ -65,11 +79,15 @@ impl Gateway {
                 }
             };
             retry = RETRY_MIN;
+            connected.store(true, Ordering::SeqCst);
             loop {
                 tokio::select! {
                     b = rx.recv() => match b {
                         Some(b) => self.deliver_database_broadcast(tenant, &b).await,
-                        None => break,
+                        None => {
+                            connected.store(false, Ordering::SeqCst);
+                            break;
+                        }
                     },
                     _ = tokio::time::sleep(IDLE_CHECK) => {
                         if !self.tenant_has_sockets(tenant) {

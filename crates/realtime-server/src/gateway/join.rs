@@ -44,6 +44,7 @@ struct JoinConfig {
     ack: bool,
     self_broadcast: bool,
     replay: Option<Value>,
+    replication_ready: bool,
     presence_enabled: bool,
     presence_key: Option<String>,
     bindings: Vec<Value>,
@@ -79,6 +80,11 @@ fn read_config(sub: &str, payload: &Map<String, Value>) -> JoinConfig {
             .filter(|r| !r.is_null())
             .cloned(),
         presence_enabled: flex_bool(presence.and_then(|p| p.get("enabled"))).unwrap_or(false),
+        // Any value but `false` and `null` opts in (even the string "false").
+        replication_ready: !matches!(
+            broadcast.and_then(|b| b.get("replication_ready")),
+            None | Some(Value::Null) | Some(Value::Bool(false))
+        ),
         presence_key,
         bindings,
     }
@@ -338,6 +344,13 @@ impl Session {
         self.channels.insert(m.topic.clone(), channel);
         if has_bindings {
             self.subscribe_changes(channel_id);
+        }
+        if cfg.replication_ready {
+            let deadline = std::time::Instant::now() + self.gw.settings.replication_ready_timeout;
+            self.link.control(Control::ReplicationCheck {
+                channel_id,
+                deadline,
+            });
         }
         Ok(())
     }

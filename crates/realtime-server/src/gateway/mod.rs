@@ -77,6 +77,8 @@ pub struct GatewaySettings {
     pub rate_tick: Duration,
     /// `SLOT_NAME_SUFFIX` for the database broadcast slot.
     pub slot_name_suffix: Option<String>,
+    /// How long a `replication_ready` opt-in waits for the replication connection.
+    pub replication_ready_timeout: Duration,
 }
 
 impl Default for GatewaySettings {
@@ -94,6 +96,7 @@ impl Default for GatewaySettings {
             default_tenant: None,
             rate_tick: Duration::from_secs(5),
             slot_name_suffix: None,
+            replication_ready_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -126,7 +129,7 @@ pub struct Gateway {
     pub(crate) cdc: Option<Arc<realtime_cdc::Cdc>>,
     rows: Option<Arc<realtime_tenants::TenantCache>>,
     pub(crate) databases: authorization::TenantDatabases,
-    pub(crate) db_streams: DashMap<String, ()>,
+    pub(crate) db_streams: DashMap<String, Arc<AtomicBool>>,
     /// Counted sockets per tenant (joined at least one channel, until they close).
     pub(crate) users: DashMap<String, usize>,
     shutting_down: AtomicBool,

@@ -61,6 +61,13 @@ pub enum Control {
         /// Attempt generation that failed.
         generation: u64,
     },
+    /// Check whether the replication connection is ready (`replication_ready` opt-in).
+    ReplicationCheck {
+        /// The channel.
+        channel_id: u64,
+        /// Give up at this time.
+        deadline: Instant,
+    },
     /// Tenant-wide drain: "Server requested disconnect" on every channel, then close 1012.
     ServerDisconnect,
     /// Close the socket with this code.
@@ -394,6 +401,10 @@ impl Session {
                 channel_id,
                 generation,
             } => self.on_cdc_retry(channel_id, generation),
+            Control::ReplicationCheck {
+                channel_id,
+                deadline,
+            } => self.on_replication_check(channel_id, deadline),
             Control::ServerDisconnect => {
                 for ch in self.channels.values() {
                     self.link.send(&Outbound::Message(Message {
@@ -450,6 +461,28 @@ impl Session {
             tokio::time::sleep(delay).await;
             let _ = tx.send(c).await;
         });
+    }
+
+    fn on_replication_check(&mut self, channel_id: u64, deadline: Instant) {
+        let Some(topic) = self.topic_of(channel_id) else {
+            return;
+        };
+        if self.gw.replication_ready(&self.link.tenant) {
+            if let Some(ch) = self.channels.get(&topic) {
+                self.link
+                    .send(&ch.system("system", "ok", "Replication connection established"));
+            }
+        } else if Instant::now() >= deadline {
+            self.stop_channel(&topic, "Replication connection was not established in time");
+        } else {
+            self.after(
+                Duration::from_millis(500),
+                Control::ReplicationCheck {
+                    channel_id,
+                    deadline,
+                },
+            );
+        }
     }
 
     pub(crate) fn mark_counted(&self) {
