@@ -200,19 +200,12 @@ impl Cluster {
 
     fn pg_ctl_start(&self) -> Result<(), String> {
         let log = self.dir.with_file_name("postgres.log");
-        self.pg_ctl(&[
-            "start",
-            "-w",
-            "-t",
-            "60",
-            "-l",
-            path_str(&log)?,
-        ])
-        .map(|_| ())
-        .map_err(|e| {
-            let tail = std::fs::read_to_string(&log).unwrap_or_default();
-            format!("{e}\npostgres.log:\n{tail}")
-        })
+        self.pg_ctl(&["start", "-w", "-t", "60", "-l", path_str(&log)?])
+            .map(|_| ())
+            .map_err(|e| {
+                let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                format!("{e}\npostgres.log:\n{tail}")
+            })
     }
 
     fn pg_ctl(&self, args: &[&str]) -> Result<Output, String> {

@@ -28,11 +28,18 @@ async fn databases_are_isolated() {
     let a = Cluster::shared().create_database().await;
     let b = Cluster::shared().create_database().await;
     assert_ne!(a.name, b.name);
-    a.connect().await.batch_execute("create table only_in_a(id int)").await.unwrap();
+    a.connect()
+        .await
+        .batch_execute("create table only_in_a(id int)")
+        .await
+        .unwrap();
     let n: i64 = b
         .connect()
         .await
-        .query_one("select count(*) from pg_tables where tablename = 'only_in_a'", &[])
+        .query_one(
+            "select count(*) from pg_tables where tablename = 'only_in_a'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
