@@ -47,19 +47,20 @@ pub(super) fn publication_missing(error: &str) -> bool {
 }
 
 /// Connects, makes sure the publication and the slot exist, and starts streaming from the
-/// slot's confirmed position. `recreate` drops an existing (inactive) slot first.
+/// slot's confirmed position. `recreate` drops an existing (inactive) slot first. A slot this
+/// call created is dropped again when streaming cannot start.
 pub(super) async fn open(t: &Target, recreate: bool) -> Result<LogicalStream, DbBroadcastError> {
     let slot_error = |e: ReplicationError| DbBroadcastError::from_replication(e, &t.slot);
     let mut repl = ReplicationStream::connect(&t.conn)
         .await
         .map_err(slot_error)?;
-    match prepare(t, &mut repl, recreate).await {
-        Ok(()) => {}
+    let created = match prepare(t, &mut repl, recreate).await {
+        Ok(created) => created,
         Err(e) => {
             repl.close().await;
             return Err(e);
         }
-    }
+    };
     let options = StartOptions {
         publications: vec![PUBLICATION.to_string()],
         proto_version: 2,
@@ -67,10 +68,18 @@ pub(super) async fn open(t: &Target, recreate: bool) -> Result<LogicalStream, Db
         binary: true,
         streaming: false,
     };
-    let stream = repl
-        .start_with(&t.slot, Lsn::ZERO, &options)
-        .await
-        .map_err(slot_error)?;
+    let stream = match repl.start_with(&t.slot, Lsn::ZERO, &options).await {
+        Ok(s) => s,
+        Err(e) => {
+            // A slot made by this attempt would otherwise hold WAL for nobody.
+            if created {
+                if let Err(e) = release(t, std::time::Duration::from_secs(2)).await {
+                    tracing::warn!(external_id = %t.external_id, error = %e, "could not release the replication slot");
+                }
+            }
+            return Err(slot_error(e));
+        }
+    };
     tracing::info!(
         external_id = %t.external_id,
         slot = %t.slot,
@@ -80,11 +89,12 @@ pub(super) async fn open(t: &Target, recreate: bool) -> Result<LogicalStream, Db
     Ok(stream)
 }
 
+/// Returns whether the slot was created now.
 async fn prepare(
     t: &Target,
     repl: &mut ReplicationStream,
     recreate: bool,
-) -> Result<(), DbBroadcastError> {
+) -> Result<bool, DbBroadcastError> {
     let slot_error = |e: ReplicationError| DbBroadcastError::from_replication(e, &t.slot);
     // The slot name is `[a-z0-9_]` only (see `slot_name`), so splicing it is safe.
     let rows = repl
@@ -156,7 +166,7 @@ async fn prepare(
     } else {
         tracing::info!(external_id = %t.external_id, slot = %t.slot, "resuming from the existing replication slot");
     }
-    Ok(())
+    Ok(!exists)
 }
 
 /// Creates the publication when missing, and recreates it when it lists anything but
