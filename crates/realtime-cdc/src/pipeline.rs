@@ -90,9 +90,32 @@ pub async fn run(tenant: Arc<TenantCdc>) {
 
 async fn drop_slot_best_effort(tenant: &TenantCdc) {
     if let Ok(db) = TenantDb::connect(&tenant.config.conn, "realtime_rls").await {
-        if let Err(e) = slots::drop_slot_if_exists(&db.client, &tenant.config.slot).await {
-            tracing::warn!(slot = %tenant.config.slot, error = %e, "could not drop the replication slot");
+        drop_slot(&db, &tenant.config.slot).await;
+    }
+}
+
+/// Drops the slot, waiting briefly for the walsender that just closed to release it.
+async fn drop_slot(db: &TenantDb, slot: &str) {
+    let mut last = None;
+    for _ in 0..50 {
+        match slots::drop_slot_if_exists(&db.client, slot).await {
+            Ok(_) => {
+                tracing::info!(slot, "replication slot dropped");
+                return;
+            }
+            // 55006: still active for the exiting walsender.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                last = Some(e);
+                break;
+            }
         }
+    }
+    if let Some(e) = last {
+        tracing::warn!(slot, error = %e, "could not drop the replication slot");
     }
 }
 
@@ -163,9 +186,7 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
             _ = tick.tick() => {
                 if tenant.try_begin_idle_stop() {
                     stream.close().await;
-                    if let Err(e) = slots::drop_slot_if_exists(&db.client, &cfg.slot).await {
-                        tracing::warn!(slot = %cfg.slot, error = %e, "could not drop the replication slot");
-                    }
+                    drop_slot(&db, &cfg.slot).await;
                     return Exit::Idle;
                 }
                 continue;
