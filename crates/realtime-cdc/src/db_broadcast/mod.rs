@@ -7,7 +7,7 @@
 //! - [`setup`]: publication `supabase_realtime_messages_publication`, the slot, and
 //!   `START_REPLICATION` (pgoutput protocol 2, binary values), in upstream's order.
 //! - [`stream`]: the task that reads, hands on, confirms and reconnects.
-//! - [`replay`]: stored messages for `config.broadcast.replay`.
+//! - [`mod@replay`]: stored messages for `config.broadcast.replay`.
 //! - [`error`]: the error type, [`DbBroadcastError`].
 //!
 //! # Public API
@@ -18,7 +18,7 @@
 //!   [`DbBroadcastStream::stop`] (or dropping the handle) ends it and drops the slot. It also
 //!   ends when the receiver is dropped, and after `give_up_after` of failed reconnects; the
 //!   receiver then yields `None` once the caller's other senders are gone.
-//! - [`replay`] reads stored messages for a joining private channel.
+//! - [`replay()`] reads stored messages for a joining private channel.
 //! - [`slot_name`] and [`PUBLICATION`] name the database objects.
 //!
 //! # Which rows, and what the gateway does with them
@@ -43,8 +43,17 @@
 //! - a slot left behind by a crashed process is adopted and drained by the next start for the
 //!   tenant; if it was invalidated (`max_slot_wal_keep_size`) it is recreated, and the loss
 //!   is logged as `ReplicationSlotLost`;
-//! - a slot held by another session (another server, or upstream's temporary slot) is never
-//!   touched: start fails with `replication_slot_in_use` and the caller retries later.
+//! - a slot held by another session (another server, upstream's temporary slot, or the
+//!   walsender of a crashed process until `wal_sender_timeout` ends it) is never touched:
+//!   start fails with `replication_slot_in_use` and the caller retries later;
+//! - a slot whose pending WAL predates a dropped and recreated publication (upstream's
+//!   migration 20250123174212 drops it) can never decode again; it is recreated, and what was
+//!   committed in between is logged as lost (`ReplicationSlotUnusable`).
+//!
+//! To restart a tenant's stream, `stop().await` the old one first: a handle that is only
+//! dropped releases its slot in the background and could race the new stream.
+//!
+//! The tenant's payload limit is read at start; the events-per-second limit is the gateway's.
 //!
 //! Operators switching back to upstream after a crash of this server must drop the inactive
 //! slot (upstream's `replication_slot_teardown` does), since upstream waits while any slot of
