@@ -486,6 +486,55 @@ async fn a_restart_mid_stream_loses_nothing_and_duplicates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn giving_up_ends_the_stream_and_the_next_start_adopts_the_slot() {
+    let _gate = CLUSTER_GATE.write().await;
+    let env = env().await;
+    let (stream, mut rx) = env
+        .start_with(DbBroadcastOptions {
+            give_up_after: Duration::from_secs(1),
+            ..env.options()
+        })
+        .await;
+    tokio::task::spawn_blocking(|| Cluster::shared().stop())
+        .await
+        .unwrap();
+    // The receiver learns that the stream ended.
+    let ended = tokio::time::timeout(WAIT, rx.recv()).await;
+    tokio::task::spawn_blocking(|| Cluster::shared().start_again())
+        .await
+        .unwrap();
+    assert!(matches!(ended, Ok(None)), "{ended:?}");
+    assert!(stream.has_ended() && !stream.is_connected());
+    let err = stream.stop().await.unwrap_err();
+    assert!(matches!(err, DbBroadcastError::GaveUp { .. }), "{err:?}");
+    // The database was unreachable, so the slot could not be dropped; the next start takes
+    // it over and its stop drops it.
+    let sql = env.db.connect().await;
+    let slot = env.slot();
+    let count = |sql: tokio_postgres::Client| {
+        let slot = slot.clone();
+        async move {
+            let n: i64 = sql
+                .query_one(
+                    "select count(*) from pg_replication_slots where slot_name = $1",
+                    &[&slot],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (n, sql)
+        }
+    };
+    let (n, sql) = count(sql).await;
+    assert_eq!(n, 1);
+    send(&sql, "meanwhile".into()).await;
+    let (stream, mut rx) = env.start().await;
+    assert_eq!(next(&mut rx).await.event, "meanwhile");
+    stream.stop().await.unwrap();
+    assert_eq!(count(sql).await.0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_publication_is_recreated_and_streaming_resumes() {
     let _gate = CLUSTER_GATE.read().await;
     let env = env().await;
