@@ -38,9 +38,12 @@ fn user_token(role: &str) -> String {
 /// A server over a fresh database whose seeded tenant's `realtime` schema is migrated, with
 /// policies: `authenticated` reads every topic and writes only `room1`.
 async fn server_with_policies() -> TestServer {
+    // Replication slot names are cluster-wide: each server gets its own suffix.
+    let suffix = format!("t{}", uuid::Uuid::new_v4().simple());
     let server = TestServer::with_db(&[
         ("CHANNEL_ERROR_BACKOFF_MS", "50"),
         ("CONNECT_ERROR_BACKOFF_MS", "50"),
+        ("SLOT_NAME_SUFFIX", &suffix),
     ])
     .await;
     server

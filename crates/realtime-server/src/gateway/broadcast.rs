@@ -6,7 +6,7 @@ use realtime_protocol::{Message, Outbound, UserBroadcast};
 use serde_json::json;
 
 use crate::gateway::authorization::Extension;
-use crate::gateway::hub::{Kind, TopicKey};
+use crate::gateway::hub::{Kind, Subscriber, TopicKey};
 use crate::gateway::session::{Control, Session};
 use crate::gateway::Gateway;
 
@@ -24,7 +24,20 @@ impl Gateway {
         exclude: Option<u64>,
         max_events_per_second: u64,
     ) -> usize {
-        let receivers = self.hub.fan_out(key, msg, Kind::Broadcast, exclude);
+        self.deliver_broadcast_where(key, msg, max_events_per_second, |s| {
+            Some(s.channel_id) != exclude
+        })
+    }
+
+    /// Like [`Gateway::deliver_broadcast`], to the subscribers `keep` accepts.
+    pub(crate) fn deliver_broadcast_where(
+        &self,
+        key: &TopicKey,
+        msg: &Outbound,
+        max_events_per_second: u64,
+        keep: impl Fn(&Subscriber) -> bool,
+    ) -> usize {
+        let receivers = self.hub.fan_out_where(key, msg, Kind::Broadcast, keep);
         let rates = self.limits.rates(&key.tenant);
         rates.events.add(receivers.len() as u64);
         if !receivers.is_empty() && rates.events.triggered(max_events_per_second) {

@@ -135,6 +135,13 @@ impl Gateway {
             private: b.private,
             sub: Arc::from(b.topic.as_str()),
         };
-        self.deliver_broadcast(&key, &msg, None, limit);
+        // A channel that replayed this row at join does not get it again.
+        self.deliver_broadcast_where(&key, &msg, limit, |s| {
+            s.perms
+                .replayed
+                .lock()
+                .map(|ids| !ids.contains(&b.id))
+                .unwrap_or(true)
+        });
     }
 }

@@ -36,6 +36,8 @@ pub struct ChannelPerms {
     pub broadcast_read: AtomicBool,
     /// Receives presence diffs.
     pub presence_read: AtomicBool,
+    /// Ids of database broadcasts this channel already got by replay.
+    pub replayed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl ChannelPerms {
@@ -44,6 +46,7 @@ impl ChannelPerms {
         ChannelPerms {
             broadcast_read: AtomicBool::new(p.broadcast_read == Some(true)),
             presence_read: AtomicBool::new(p.presence_read == Some(true)),
+            replayed: Default::default(),
         }
     }
 
@@ -60,6 +63,7 @@ impl ChannelPerms {
         ChannelPerms {
             broadcast_read: AtomicBool::new(true),
             presence_read: AtomicBool::new(true),
+            replayed: Default::default(),
         }
     }
 }
@@ -164,13 +168,24 @@ impl Hub {
         kind: Kind,
         exclude: Option<u64>,
     ) -> Vec<Subscriber> {
+        self.fan_out_where(key, msg, kind, |s| Some(s.channel_id) != exclude)
+    }
+
+    /// Like [`Hub::fan_out`], to the subscribers `keep` accepts.
+    pub fn fan_out_where(
+        &self,
+        key: &TopicKey,
+        msg: &Outbound,
+        kind: Kind,
+        keep: impl Fn(&Subscriber) -> bool,
+    ) -> Vec<Subscriber> {
         let Some(subs) = self.topics.get(key) else {
             return Vec::new();
         };
         let mut enc = EncodeOnce::new(msg);
         let mut delivered = Vec::new();
         for s in subs.iter() {
-            if Some(s.channel_id) == exclude {
+            if !keep(s) {
                 continue;
             }
             let allowed = match kind {

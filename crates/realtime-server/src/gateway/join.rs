@@ -335,6 +335,9 @@ impl Session {
         let channel_id = channel.id;
         let has_bindings = !channel.bindings.is_empty();
         self.arm_token_timer(&channel);
+        if let Ok(mut ids) = channel.perms.replayed.lock() {
+            ids.extend(replayed.iter().map(|m| m.id.clone()));
+        }
         for msg in replayed {
             self.send(&channel.replayed(msg));
         }

@@ -210,6 +210,8 @@ impl Gateway {
     /// Sends "Server requested disconnect" on every joined channel of the tenant's sockets,
     /// then closes them with 1012.
     pub async fn disconnect_tenant(&self, tenant: &str) {
+        // Its database settings may have changed too.
+        self.databases.forget(tenant);
         let links: Vec<Arc<SessionLink>> = self
             .sessions
             .iter()
