@@ -1,10 +1,7 @@
 //! The stream task: reads pgoutput from the slot, hands decoded broadcasts to the sink,
 //! confirms a transaction only once all its rows were handed on, and reconnects with backoff.
-//!
-//! Resumption: the server restarts from the slot's confirmed position, which can lag behind
-//! what was handed on (status updates go out periodically). Transactions whose commit LSN is
-//! at or below the last fully handed-on one are skipped, as are the rows of a partly handed-on
-//! transaction that already went out, so a reconnect yields neither loss nor duplicates.
+//! What a reconnect re-sends is skipped with [`super::resume`], so there is neither loss nor
+//! duplication.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -15,10 +12,10 @@ use std::time::Duration;
 use chrono::Utc;
 use realtime_pg::pgoutput::{self, LogicalMessage, Relation};
 use realtime_pg::replication::LogicalStream;
-use realtime_pg::Lsn;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::resume::{Resume, Txn};
 use super::setup::{self, Target};
 use super::{row, DbBroadcast, DbBroadcastError, DbBroadcastOptions};
 
@@ -47,26 +44,6 @@ enum Exit {
     SinkClosed,
     /// Connection or server trouble: reconnect.
     Lost(String),
-}
-
-/// Progress that survives reconnects.
-#[derive(Default)]
-struct Resume {
-    /// Commit LSN of the last transaction fully handed on.
-    done_commit: Lsn,
-    /// In a partly handed-on transaction: its commit LSN and how many of its inserts were
-    /// processed.
-    partial: Option<(Lsn, usize)>,
-}
-
-/// The transaction being streamed.
-struct Txn {
-    final_lsn: Lsn,
-    committed_at: chrono::DateTime<Utc>,
-    /// Inserts seen so far in this transaction.
-    index: usize,
-    skip_all: bool,
-    skip_upto: usize,
 }
 
 /// Runs until stopped, until the sink closes, or until reconnecting has failed for
@@ -182,6 +159,7 @@ async fn read(
     let id = &cfg.target.external_id;
     let mut relations: HashMap<u32, Relation> = HashMap::new();
     let mut txn: Option<Txn> = None;
+    let mut committed_at = Utc::now();
     loop {
         let next = tokio::select! {
             biased;
@@ -207,29 +185,19 @@ async fn read(
                 commit_time,
                 ..
             } => {
-                let skip_upto = match resume.partial {
-                    Some((lsn, n)) if lsn == final_lsn => n,
-                    _ => 0,
-                };
-                let skip_all = final_lsn <= resume.done_commit;
-                if skip_all || skip_upto > 0 {
-                    tracing::debug!(external_id = %id, lsn = %final_lsn, skip_all, skip_upto, "transaction re-sent after a reconnect; skipping what was handed on");
+                let t = resume.begin(final_lsn);
+                if t.is_resent() {
+                    tracing::debug!(external_id = %id, lsn = %final_lsn, "transaction re-sent after a reconnect; skipping what was handed on");
                 }
-                txn = Some(Txn {
-                    final_lsn,
-                    committed_at: realtime_pg::time::to_utc(commit_time).unwrap_or_else(Utc::now),
-                    index: 0,
-                    skip_all,
-                    skip_upto,
-                });
+                committed_at = realtime_pg::time::to_utc(commit_time).unwrap_or_else(Utc::now);
+                txn = Some(t);
             }
             LogicalMessage::Commit {
                 commit_lsn,
                 end_lsn,
                 ..
             } => {
-                resume.done_commit = resume.done_commit.max(commit_lsn);
-                resume.partial = None;
+                resume.commit(commit_lsn);
                 txn = None;
                 stream.confirm(end_lsn);
             }
@@ -242,8 +210,7 @@ async fn read(
             }
             LogicalMessage::Insert { relation, new } => {
                 let Some(t) = txn.as_mut() else { continue };
-                t.index += 1;
-                if t.skip_all || t.index <= t.skip_upto {
+                if !resume.next_insert(t) {
                     continue;
                 }
                 let Some(rel) = relations.get(&relation) else {
@@ -252,7 +219,7 @@ async fn read(
                 match row::decode_insert(
                     rel,
                     &new,
-                    t.committed_at,
+                    committed_at,
                     cfg.opts.broadcast_extension_only,
                     cfg.max_body,
                 ) {
@@ -265,7 +232,7 @@ async fn read(
                         tracing::error!(external_id = %id, error = %reason, "UnableToBroadcastChanges");
                     }
                 }
-                resume.partial = Some((t.final_lsn, t.index));
+                resume.processed(t);
             }
             // Updates, deletes, truncates, types, origins and messages are not broadcasts.
             _ => {}
