@@ -226,6 +226,7 @@ async fn case73_single_message_rest_broadcast() {
             ("Authorization", "raw"),
             ("apikey", &token_ok()),
             ("Content-Type", "application/octet-stream"),
+            ("Accept", "application/octet-stream"),
         ],
         &[1, 2, 3],
     )
@@ -380,4 +381,13 @@ async fn ping_reports_rate_headers_and_limits() {
     );
     let (status, _, _) = http(&s, "GET", "/api/ping", &[("Host", "nope.localhost")], b"").await;
     assert_eq!(status, 401);
+    let (status, _, _) = http(
+        &s,
+        "GET",
+        "/api/ping",
+        &[("Host", HOST), ("Accept", "text/html")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 406);
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::gateway::socket::json_error;
 use crate::gateway::tenant_resolve::{resolve, TenantView};
@@ -21,6 +21,9 @@ pub(crate) async fn tenant_gate(
     gw: &Gateway,
     headers: &HeaderMap,
 ) -> Result<(Arc<TenantView>, Vec<(&'static str, HeaderValue)>), Gate> {
+    if !crate::http::accept::accepts_json(headers) {
+        return Err(Gate::Refused(not_acceptable()));
+    }
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -61,6 +64,11 @@ pub(crate) async fn tenant_gate(
         return Err(Gate::Refused(r));
     }
     Ok((tenant, rate_headers))
+}
+
+/// 406 for an `Accept` header that excludes the route's formats.
+pub(crate) fn not_acceptable() -> Response {
+    (axum::http::StatusCode::NOT_ACCEPTABLE, "Not Acceptable").into_response()
 }
 
 pub(crate) fn add_headers(r: &mut Response, h: &[(&'static str, HeaderValue)]) {

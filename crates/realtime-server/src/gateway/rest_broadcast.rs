@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::gateway::authorization::{AuthContext, AuthError, Policies};
 use crate::gateway::hub::TopicKey;
 use crate::gateway::jwt;
-use crate::gateway::ping::{add_headers, tenant_gate, Gate};
+use crate::gateway::ping::{add_headers, not_acceptable, tenant_gate, Gate};
 use crate::gateway::socket::json_error;
 use crate::gateway::tenant_resolve::TenantView;
 use crate::gateway::{Gateway, GatewayState};
@@ -46,6 +46,15 @@ fn authorize(gw: &Gateway, tenant: &TenantView, headers: &HeaderMap) -> Option<j
         jwt::now_secs(),
     )
     .ok()
+}
+
+/// Whether `Accept` names `application/octet-stream`.
+fn accepts_octet_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("application/octet-stream"))
 }
 
 /// The caller's authorisation context for a private topic.
@@ -248,6 +257,13 @@ pub async fn single<S: GatewayState>(
     body: Bytes,
 ) -> Response {
     let gw = state.gateway().clone();
+    // Accept first (JSON or octet-stream), then Content-Type, then the tenant gate, whose own
+    // Accept check is then already satisfied.
+    if !crate::http::accept::accepts_json(&headers) && !accepts_octet_stream(&headers) {
+        return not_acceptable();
+    }
+    let mut headers = headers;
+    headers.remove(header::ACCEPT);
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
