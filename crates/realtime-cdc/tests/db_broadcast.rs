@@ -535,6 +535,47 @@ async fn giving_up_ends_the_stream_and_the_next_start_adopts_the_slot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_receiver_holds_the_stream_without_losing_the_session() {
+    let _gate = CLUSTER_GATE.read().await;
+    let env = env().await;
+    env.sql
+        .batch_execute(&format!(
+            "alter database {} set wal_sender_timeout = '3s'",
+            env.db.name
+        ))
+        .await
+        .unwrap();
+    let (tx, mut rx) = mpsc::channel(1);
+    let stream =
+        DbBroadcastStream::start(env.tenant.clone(), env.crypto.clone(), env.options(), tx)
+            .await
+            .unwrap();
+    let pid = || async {
+        env.sql
+            .query_one(
+                "select active_pid from pg_replication_slots where slot_name = $1",
+                &[&env.slot()],
+            )
+            .await
+            .unwrap()
+            .get::<_, Option<i32>>(0)
+    };
+    let walsender = pid().await;
+    assert!(walsender.is_some());
+    for i in 1..=4 {
+        send(&env.sql, format!("b{i}")).await;
+    }
+    // Nobody reads for longer than the server waits for a sign of life.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(stream.is_connected());
+    assert_eq!(pid().await, walsender, "the same session, never timed out");
+    for i in 1..=4 {
+        assert_eq!(next(&mut rx).await.event, format!("b{i}"));
+    }
+    stream.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_publication_is_recreated_and_streaming_resumes() {
     let _gate = CLUSTER_GATE.read().await;
     let env = env().await;

@@ -20,8 +20,8 @@ use super::setup::{self, Target};
 use super::{row, DbBroadcast, DbBroadcastError, DbBroadcastOptions};
 
 /// While the sink is full, a status update goes out this often so the server does not time
-/// the session out (`wal_sender_timeout`, 60 s by default).
-const STATUS_WHILE_BLOCKED: Duration = Duration::from_secs(10);
+/// the session out (`wal_sender_timeout`, 60 s by default, may be set much lower).
+const STATUS_WHILE_BLOCKED: Duration = Duration::from_secs(1);
 /// How often the confirmed position is reported: short, so that a restart of this process
 /// re-sends little.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
