@@ -44,13 +44,16 @@ impl AppState {
                 ..CdcOptions::default()
             },
         );
+        let gateway = Gateway::new_with_changes(
+            GatewaySettings::from_config(&config),
+            Arc::new(RegistryTenants::new(tenants.clone(), crypto.clone())),
+            cdc.clone(),
+            tenants.clone(),
+        );
+        // Private channels and broadcasts from the database reach the tenant databases.
+        gateway.enable_tenant_databases(crypto.clone());
         AppState {
-            gateway: Gateway::new_with_changes(
-                GatewaySettings::from_config(&config),
-                Arc::new(RegistryTenants::new(tenants.clone(), crypto.clone())),
-                cdc.clone(),
-                tenants.clone(),
-            ),
+            gateway,
             cdc,
             config,
             registry,

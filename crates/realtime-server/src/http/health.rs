@@ -18,10 +18,11 @@ pub async fn healthcheck() -> Response {
 
 /// `GET /api/tenants/:tenant_id/health`: 200 with the health body whenever the tenant exists.
 ///
-/// Without a live database connection, a tenant with connected clients is unhealthy, and one
-/// without is healthy once its tenant migrations are all applied (otherwise they are started
-/// in the background). A tenant with no database extension has nothing to migrate. The route
-/// never opens a database connection itself.
+/// With the tenant's replication connection up, the tenant is healthy and connected. Without
+/// it, a tenant with connected clients is unhealthy, and one without is healthy once its
+/// tenant migrations are all applied (otherwise they are started in the background). A tenant
+/// with no database extension has nothing to migrate. The route never opens a database
+/// connection itself.
 pub async fn tenant_health(
     State(state): State<AppState>,
     Path(tenant_id): Path<String>,
@@ -40,7 +41,12 @@ pub async fn tenant_health(
         Err(e) => return Err(ApiError::Internal(e.to_string())),
     };
     let connected = state.connected_count(&tenant_id);
-    let healthy = if connected > 0 {
+    // The tenant's replication connection (broadcast from the database) stands for upstream's
+    // registered database connection.
+    let replication = state.gateway.replication_ready(&tenant_id);
+    let healthy = if replication {
+        true
+    } else if connected > 0 {
         false
     } else {
         let migrated = tenant.migrations_ran >= tenant_db::TENANT_MIGRATIONS
@@ -52,8 +58,8 @@ pub async fn tenant_health(
     };
     let body = json!({"data": {
         "healthy": healthy,
-        "db_connected": false,
-        "replication_connected": false,
+        "db_connected": replication,
+        "replication_connected": replication,
         "connected_cluster": connected,
         "region": state.config.region,
         "node": state.config.node_name,
