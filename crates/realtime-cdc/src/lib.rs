@@ -258,6 +258,22 @@ impl Cdc {
         t
     }
 
+    /// Stops every pipeline and drops its slot, waiting up to 10 s: call on process
+    /// shutdown. A slot left by a process that did not shut down cleanly is adopted by the
+    /// next pipeline for that tenant, which then delivers the changes committed meanwhile.
+    pub async fn shutdown(&self) {
+        let tenants: Vec<Arc<tenant::TenantCdc>> = match self.tenants.lock() {
+            Ok(g) => g.values().cloned().collect(),
+            Err(p) => p.into_inner().values().cloned().collect(),
+        };
+        for t in &tenants {
+            t.request_shutdown();
+        }
+        for t in &tenants {
+            t.wait_finished(Duration::from_secs(10)).await;
+        }
+    }
+
     /// Registers a channel's bindings with the tenant's pipeline. On success the sink has
     /// already received the `Subscribed to PostgreSQL` system message; on failure the error's
     /// text is what the gateway pushes as a `postgres_changes` system error

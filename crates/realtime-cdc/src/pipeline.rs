@@ -76,12 +76,15 @@ pub async fn run(tenant: Arc<TenantCdc>) {
                     backoff = MIN_BACKOFF;
                 }
                 tracing::warn!(tenant = %tenant.config.external_id, error = %msg, ?backoff, "Postgres Changes pipeline reconnecting");
-                if tenant.idle_stop_due() {
+                if tenant.shutdown_requested() || tenant.idle_stop_due() {
                     drop_slot_best_effort(&tenant).await;
                     tenant.set_state(PipelineState::Stopped);
                     return;
                 }
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tenant.shutdown_signal() => {}
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
@@ -183,7 +186,12 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
     loop {
         let next = tokio::select! {
             n = stream.next() => n,
-            _ = tick.tick() => {
+            _ = async {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = tenant.shutdown_signal() => {}
+                }
+            } => {
                 if tenant.try_begin_idle_stop() {
                     stream.close().await;
                     drop_slot(&db, &cfg.slot).await;

@@ -58,6 +58,7 @@ pub struct TenantCdc {
     idle: Duration,
     empty_since: Mutex<Option<Instant>>,
     registry: Tenants,
+    shutdown: watch::Sender<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -80,6 +81,7 @@ impl TenantCdc {
             idle,
             empty_since: Mutex::new(None),
             registry,
+            shutdown: watch::channel(false).0,
         })
     }
 
@@ -123,6 +125,33 @@ impl TenantCdc {
         }
     }
 
+    /// Asks the pipeline to stop now and drop its slot (process shutdown).
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Whether a shutdown was requested.
+    pub fn shutdown_requested(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Resolves once a shutdown is requested.
+    pub async fn shutdown_signal(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Waits until the pipeline has ended, at most `timeout`.
+    pub async fn wait_finished(&self, timeout: Duration) {
+        let mut rx = self.state.subscribe();
+        let _ = tokio::time::timeout(timeout, async {
+            let _ = rx
+                .wait_for(|s| matches!(s, PipelineState::Failed(_) | PipelineState::Stopped))
+                .await;
+        })
+        .await;
+    }
+
     /// Whether the idle period has passed with no channel and no subscription in progress.
     pub fn idle_stop_due(&self) -> bool {
         let empty = self.router.is_empty() && self.pending.load(Ordering::SeqCst) == 0;
@@ -137,6 +166,9 @@ impl TenantCdc {
     /// Called by the pipeline every second: when the idle period is over, removes this
     /// tenant from the registry (so new subscriptions start a new pipeline) and returns true.
     pub fn try_begin_idle_stop(self: &Arc<Self>) -> bool {
+        if self.shutdown_requested() {
+            return true;
+        }
         if !self.idle_stop_due() {
             return false;
         }

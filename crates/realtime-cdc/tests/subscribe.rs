@@ -303,3 +303,15 @@ async fn bad_credentials_fail_fast_with_a_reason() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn shutdown_drops_the_slot() {
+    let env = env_with("", json!({})).await;
+    let _ch = env
+        .subscribe(anon(), vec![json!({"schema": "public", "table": "test"})])
+        .await;
+    let slot = format!("supabase_realtime_replication_slot_{}", env.db.name);
+    assert_eq!(slot_count(&env.sql, &slot).await, 1);
+    env.cdc.shutdown().await;
+    assert_eq!(slot_count(&env.sql, &slot).await, 0);
+}
