@@ -492,3 +492,48 @@ async fn replication_ready_opt_in_times_out_without_replication() {
     .await;
     b.silent(600).await;
 }
+
+#[tokio::test]
+async fn concurrent_tracks_all_reach_watchers() {
+    let s = TestGateway::start(fast_settings()).await;
+    let mut watcher = s.client("2.0.0").await;
+    watcher
+        .join_ok(
+            "room1",
+            "1",
+            join_config(json!({"presence":{"enabled":true}})),
+        )
+        .await;
+    assert_eq!(event(&watcher.recv().await), "presence_state");
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let mut c = s.client("2.0.0").await;
+        c.join_ok(
+            "room1",
+            "1",
+            join_config(json!({"presence":{"key":format!("k{i}")}})),
+        )
+        .await;
+        clients.push(c);
+    }
+    for c in clients.iter_mut() {
+        c.push(
+            Some("1"),
+            Some("2"),
+            "realtime:room1",
+            "presence",
+            track(json!({"on":true})),
+        )
+        .await;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 20 {
+        let f = watcher.recv().await;
+        assert_eq!(event(&f), "presence_diff");
+        assert_eq!(f[4]["leaves"], json!({}));
+        for k in f[4]["joins"].as_object().unwrap().keys() {
+            assert!(seen.insert(k.clone()), "{k} joined twice");
+        }
+    }
+    watcher.silent(200).await;
+}

@@ -26,6 +26,8 @@ struct Entry {
 #[derive(Default)]
 pub struct PresenceStore {
     topics: DashMap<TopicKey, BTreeMap<String, Vec<Entry>>>,
+    /// Diffs waiting to be fanned out, per topic.
+    pending: DashMap<TopicKey, Value>,
 }
 
 static REF_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -114,6 +116,69 @@ impl PresenceStore {
     }
 }
 
+/// Folds `next` into `acc`: joins accumulate; a leave of a meta that joined within the same
+/// batch cancels that join instead of being reported.
+pub fn merge_diff(acc: &mut Value, next: Value) {
+    let phx_ref = |m: &Value| m.get("phx_ref").cloned();
+    if let Some(leaves) = next.get("leaves").and_then(Value::as_object) {
+        for (pkey, entry) in leaves {
+            for meta in entry
+                .get("metas")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let r = phx_ref(meta);
+                let joined = acc
+                    .get_mut("joins")
+                    .and_then(|j| j.get_mut(pkey.as_str()))
+                    .and_then(|e| e.get_mut("metas"))
+                    .and_then(Value::as_array_mut)
+                    .and_then(|list| {
+                        let pos = list.iter().position(|m| phx_ref(m) == r)?;
+                        list.remove(pos);
+                        Some(list.is_empty())
+                    });
+                match joined {
+                    Some(now_empty) => {
+                        if now_empty {
+                            if let Some(j) = acc["joins"].as_object_mut() {
+                                j.remove(pkey);
+                            }
+                        }
+                    }
+                    None => push_meta(acc, "leaves", pkey, meta.clone()),
+                }
+            }
+        }
+    }
+    if let Some(joins) = next.get("joins").and_then(Value::as_object) {
+        for (pkey, entry) in joins {
+            for meta in entry
+                .get("metas")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                push_meta(acc, "joins", pkey, meta.clone());
+            }
+        }
+    }
+}
+
+fn push_meta(acc: &mut Value, side: &str, pkey: &str, meta: Value) {
+    if !acc[side].is_object() {
+        acc[side] = json!({});
+    }
+    let entry = &mut acc[side][pkey];
+    if !entry.is_object() {
+        *entry = json!({"metas": []});
+    }
+    if let Some(list) = entry["metas"].as_array_mut() {
+        list.push(meta);
+    }
+}
+
 /// Outcome of a presence message that ends the channel.
 const CLIENT_RATE: &str = "Client presence rate limit exceeded";
 const TRACK_SIZE: &str = "Track message size exceeded";
@@ -127,16 +192,43 @@ impl Session {
         self.gw.limits.rates(&self.link.tenant).presence.add(1);
     }
 
+    /// Queues a diff for the topic; diffs queued before the flush runs go out as one frame.
     fn fan_out_diff(&self, key: &TopicKey, diff: Value) {
-        let msg = Outbound::Message(Message {
-            join_ref: None,
-            msg_ref: None,
-            topic: key.topic(),
-            event: "presence_diff".into(),
-            payload: diff,
-        });
-        let n = self.gw.hub.fan_out(key, &msg, Kind::Presence, None).len();
-        self.gw.limits.rates(&key.tenant).presence.add(n as u64);
+        let first = {
+            let mut pending = self
+                .gw
+                .presence
+                .pending
+                .entry(key.clone())
+                .or_insert(Value::Null);
+            let first = pending.is_null();
+            if first {
+                *pending = diff;
+            } else {
+                merge_diff(&mut pending, diff);
+            }
+            first
+        };
+        if first {
+            let gw = self.gw.clone();
+            let key = key.clone();
+            tokio::spawn(async move {
+                // Let concurrent tracks of this topic join the batch.
+                tokio::task::yield_now().await;
+                let Some((_, diff)) = gw.presence.pending.remove(&key) else {
+                    return;
+                };
+                let msg = Outbound::Message(Message {
+                    join_ref: None,
+                    msg_ref: None,
+                    topic: key.topic(),
+                    event: "presence_diff".into(),
+                    payload: diff,
+                });
+                let n = gw.hub.fan_out(&key, &msg, Kind::Presence, None).len();
+                gw.limits.rates(&key.tenant).presence.add(n as u64);
+            });
+        }
     }
 
     /// Leave diff for a channel that goes away with a tracked presence.
@@ -312,5 +404,26 @@ mod tests {
         assert_eq!(d["leaves"]["k"]["metas"][0]["u"], "b");
         assert_eq!(store.state(&key), json!({}));
         assert!(store.untrack(&key, "k", 1).is_none());
+    }
+
+    #[test]
+    fn merging_diffs() {
+        let mut acc = json!({"joins":{"a":{"metas":[{"phx_ref":"1"}]}},"leaves":{}});
+        merge_diff(
+            &mut acc,
+            json!({"joins":{"b":{"metas":[{"phx_ref":"2"}]}},"leaves":{}}),
+        );
+        merge_diff(
+            &mut acc,
+            json!({"joins":{},"leaves":{"a":{"metas":[{"phx_ref":"1"}]}}}),
+        );
+        merge_diff(
+            &mut acc,
+            json!({"joins":{},"leaves":{"c":{"metas":[{"phx_ref":"0"}]}}}),
+        );
+        assert_eq!(
+            acc,
+            json!({"joins":{"b":{"metas":[{"phx_ref":"2"}]}},"leaves":{"c":{"metas":[{"phx_ref":"0"}]}}})
+        );
     }
 }
