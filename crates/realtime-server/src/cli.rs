@@ -146,7 +146,7 @@ async fn run(command: Command, config: Config) -> ExitCode {
                 match realtime_tenants::Registry::connect(&startup::registry_config(&config)).await
                 {
                     Ok(r) => r,
-                    Err(e) => return fail(e),
+                    Err(e) => return fail(startup::StartupError::RegistryConnect(e)),
                 };
             match registry.migrate().await {
                 Ok(report) => {

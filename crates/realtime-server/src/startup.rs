@@ -34,6 +34,9 @@ pub enum StartupError {
     #[error(transparent)]
     Crypto(#[from] CryptoError),
     /// The registry database could not be reached.
+    #[error("{0}; check DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD and DB_SSL")]
+    RegistryConnect(RegistryError),
+    /// A registry query failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
     /// The registry migrations failed.
@@ -64,7 +67,9 @@ pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
         Arc::new(Registry::memory())
     } else {
         tracing::info!("Running migrations");
-        let registry = Registry::connect(&registry_config(&config)).await?;
+        let registry = Registry::connect(&registry_config(&config))
+            .await
+            .map_err(StartupError::RegistryConnect)?;
         let report = registry.migrate().await?;
         if !report.applied.is_empty() {
             tracing::info!(

@@ -487,3 +487,29 @@ async fn literal_compose_healthcheck_passes_after_seed() {
         "{lines:?}"
     );
 }
+
+#[tokio::test]
+async fn wrong_registry_password_fails_fast_with_a_hint() {
+    let db = realtime_testkit::Cluster::shared().create_database().await;
+    let owned = db_env(&db, &[("DB_PASSWORD", "not-the-password")]);
+    let started = Instant::now();
+    let (code, lines) = tokio::task::spawn_blocking(move || {
+        let vars: Vec<(&str, &str)> = owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        run(&vars, &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{lines:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let errors: Vec<&String> = lines.iter().filter(|l| l.contains("[error]")).collect();
+    assert_eq!(errors.len(), 1, "{lines:?}");
+    assert!(errors[0].contains("DB_PASSWORD"), "{lines:?}");
+    assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:?}");
+}
