@@ -77,7 +77,9 @@ pub fn native_jsonb(type_oid: u32, text: &str) -> Option<String> {
             "f" => Some("false".into()),
             _ => None,
         },
-        oid::INT2 | oid::INT4 | oid::INT8 | oid::OID => is_integer(text).then(|| text.to_string()),
+        oid::INT2 | oid::INT4 | oid::INT8 => is_integer(text).then(|| text.to_string()),
+        // `to_jsonb` renders oid as a string.
+        oid::OID => is_integer(text).then(|| crate::jsonb::string(text)),
         oid::NUMERIC | oid::FLOAT4 | oid::FLOAT8 => number(text),
         oid::TEXT | oid::VARCHAR | oid::NAME | oid::BPCHAR | oid::UUID => {
             Some(crate::jsonb::string(text))
@@ -119,7 +121,14 @@ pub fn number(text: &str) -> Option<String> {
         return None;
     }
     if exp == 0 {
-        return Some(text.to_string()).filter(|_| !int_part.is_empty());
+        if int_part.is_empty() {
+            return None;
+        }
+        // `-0` (float) becomes numeric zero.
+        if neg && mantissa.bytes().all(|b| b == b'0' || b == b'.') {
+            return Some(mantissa.trim_start_matches('-').to_string());
+        }
+        return Some(text.to_string());
     }
     if exp.abs() > 1000 {
         return None;
