@@ -150,7 +150,6 @@ pub struct Session {
     tenant_read_at: Instant,
     pub(crate) connect_token: String,
     /// The `x-` headers, handed to RLS checks of private channels.
-    #[allow(dead_code)]
     pub(crate) headers: Map<String, Value>,
     pub(crate) channels: HashMap<String, Channel>,
     pub(crate) attempted_join: bool,
@@ -195,8 +194,15 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
     }
     drop(session);
     drop(link);
-    // The writer drains what is queued (a close frame, typically), then ends.
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // The writer drains what is queued (a close frame, typically), then ends; a client that
+    // does not take it within the grace period is dropped.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 async fn write_loop(
@@ -212,7 +218,12 @@ async fn write_loop(
                 None => break,
                 Some(m) => {
                     let is_close = matches!(m, WsMessage::Close(_));
-                    if sink.send(m).await.is_err() {
+                    // A client that stops reading blocks the send; a kill must still end it.
+                    let sent = tokio::select! {
+                        r = sink.send(m) => r.is_ok(),
+                        _ = kill.cancelled() => false,
+                    };
+                    if !sent {
                         kill.cancel();
                         break;
                     }
