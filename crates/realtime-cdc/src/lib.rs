@@ -23,6 +23,20 @@
 //!
 //! The entry point is [`Cdc`]: the gateway calls [`Cdc::subscribe`] per joined channel and
 //! receives [`CdcEvent`]s on the channel's sink until the [`Subscription`] is dropped.
+//!
+//! How it differs from upstream's wal2json polling, and why:
+//! - Changes are streamed from a **persistent** pgoutput slot (upstream: a temporary wal2json
+//!   slot polled over SQL). The slot's position only advances once a transaction's events are
+//!   in the sinks, so reconnects and database restarts lose nothing; replayed transactions
+//!   are skipped, so nothing arrives twice. The slot is dropped after the idle period and by
+//!   [`Cdc::shutdown`]; one left by a crash is adopted by the next pipeline.
+//! - The per-change work of upstream's `realtime.apply_rls` runs here, with SQL only where
+//!   PostgreSQL semantics matter: filters and uncommon types are evaluated by the database in
+//!   one statement per change, RLS checks for all distinct claims are pipelined in one round
+//!   trip. A policy that raises affects only the subscribers whose claims triggered it.
+//! - `character(n)`/`bit(n)` values and filters keep every character (upstream truncates to
+//!   one); bytea filters compare bytes; stored generated columns are read from the current
+//!   row; tables added to the publication after subscribing are delivered.
 
 pub mod catalog;
 pub mod change;

@@ -21,7 +21,8 @@ use crate::slot::{self, SlotError};
 use crate::tenant::{PipelineState, TenantCdc};
 use crate::{Action, CdcEvent};
 
-const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a full sink may hold up the pipeline before its event is dropped.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
