@@ -46,10 +46,6 @@ async fn server_with_policies() -> TestServer {
         ("SLOT_NAME_SUFFIX", &suffix),
     ])
     .await;
-    server
-        .state
-        .gateway
-        .enable_tenant_databases(server.state.crypto.clone());
     let db = server.db.as_ref().unwrap().connect().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

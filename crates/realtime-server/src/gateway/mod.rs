@@ -79,6 +79,9 @@ pub struct GatewaySettings {
     pub slot_name_suffix: Option<String>,
     /// How long a `replication_ready` opt-in waits for the replication connection.
     pub replication_ready_timeout: Duration,
+    /// Keys that decrypt tenants' database settings (private channels, database broadcasts);
+    /// `None` leaves tenant databases unreached until [`Gateway::enable_tenant_databases`].
+    pub crypto: Option<Arc<realtime_tenants::Crypto>>,
 }
 
 impl Default for GatewaySettings {
@@ -97,14 +100,29 @@ impl Default for GatewaySettings {
             rate_tick: Duration::from_secs(5),
             slot_name_suffix: None,
             replication_ready_timeout: Duration::from_secs(60),
+            crypto: None,
         }
     }
 }
 
 impl GatewaySettings {
-    /// Settings taken from the server configuration.
+    /// Settings taken from the server configuration. The keys follow the server's rule: the
+    /// configured `DB_ENC_KEY`, or in standalone mode the self-hosted default.
     pub fn from_config(config: &Config) -> GatewaySettings {
+        let ecb = config.db_enc_key.clone().or_else(|| {
+            config
+                .standalone
+                .then(|| crate::config::STANDALONE_ENC_KEY.as_bytes().to_vec())
+        });
+        let crypto = realtime_tenants::Crypto::new(
+            ecb,
+            config.db_enc_key_gcm.clone(),
+            config.db_enc_write_gcm,
+        )
+        .ok()
+        .map(Arc::new);
         GatewaySettings {
+            crypto,
             connect_error_backoff: config.connect_error_backoff,
             channel_error_backoff: config.channel_error_backoff,
             no_channel_timeout: config.no_channel_timeout,
@@ -165,6 +183,10 @@ impl Gateway {
         rows: Option<Arc<realtime_tenants::TenantCache>>,
     ) -> Gateway {
         let limits = Limits::new(settings.rate_tick);
+        let databases = authorization::TenantDatabases::default();
+        if let Some(crypto) = &settings.crypto {
+            databases.set_crypto(crypto.clone());
+        }
         Gateway {
             settings,
             tenants,
@@ -174,7 +196,7 @@ impl Gateway {
             sessions: DashMap::new(),
             cdc,
             rows,
-            databases: authorization::TenantDatabases::default(),
+            databases,
             db_streams: DashMap::new(),
             users: DashMap::new(),
             shutting_down: AtomicBool::new(false),
