@@ -496,6 +496,7 @@ async fn replication_ready_opt_in_times_out_without_replication() {
 #[tokio::test]
 async fn concurrent_tracks_all_reach_watchers() {
     let s = TestGateway::start(fast_settings()).await;
+    s.update(|t| t.limits.max_joins_per_second = 100_000);
     let mut watcher = s.client("2.0.0").await;
     watcher
         .join_ok(
@@ -536,4 +537,62 @@ async fn concurrent_tracks_all_reach_watchers() {
         }
     }
     watcher.silent(200).await;
+}
+
+#[tokio::test]
+async fn oversized_track_and_tenant_presence_rate_stop_the_channel() {
+    let s = TestGateway::start(fast_settings()).await;
+    s.update(|t| t.limits.max_payload_size_in_kb = 1);
+    let mut a = s.client("1.0.0").await;
+    a.join_ok("room1", "1", join_config(json!({}))).await;
+    let big = "x".repeat(2000);
+    a.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room1",
+        "presence",
+        track(json!({"b":big})),
+    )
+    .await;
+    let sys = a.recv().await;
+    assert_eq!(sys["event"], "system");
+    assert_eq!(sys["payload"]["message"], "Track message size exceeded");
+    assert!(sys.get("join_ref").is_none());
+    assert_eq!(a.recv().await["event"], "phx_close");
+
+    s.update(|t| t.limits.max_presence_events_per_second = 1);
+    let mut b = s.client("2.0.0").await;
+    b.join_ok("room2", "1", join_config(json!({}))).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut i = 0;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "presence limiter never triggered"
+        );
+        b.push(
+            Some("1"),
+            Some("t"),
+            "realtime:room2",
+            "presence",
+            track(json!({"i":i})),
+        )
+        .await;
+        i += 1;
+        let f = b.recv().await;
+        if event(&f) == "system" {
+            assert_eq!(f[4]["message"], "Too many presence messages per second");
+            assert_eq!(event(&b.recv().await), "phx_close");
+            break;
+        }
+        // ok reply, then our own diff
+        assert_eq!(status(&f), "ok");
+        assert_eq!(event(&b.recv().await), "presence_diff");
+        if i == 4 {
+            // Stay under the client window of 5 by re-joining.
+            b.join_ok("room2", "2", join_config(json!({}))).await;
+            assert_eq!(event(&b.recv().await), "phx_close");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    }
 }

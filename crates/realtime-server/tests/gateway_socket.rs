@@ -506,3 +506,65 @@ async fn disconnect_tenant_sends_system_then_1012() {
     );
     assert_eq!(c.closed().await, Some(1012));
 }
+
+#[tokio::test]
+async fn sockets_without_channels_after_a_join_are_swept() {
+    let mut settings = fast_settings();
+    settings.no_channel_timeout = Duration::from_millis(200);
+    let s = TestGateway::start(settings).await;
+    let mut idle = s.client("2.0.0").await;
+    let mut left = s.client("2.0.0").await;
+    left.join_ok("room1", "1", join_config(json!({}))).await;
+    left.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room1",
+        "phx_leave",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status(&left.recv().await), "ok");
+    assert_eq!(event(&left.recv().await), "phx_close");
+    // Dropped without a close frame.
+    match left.next_within(2000).await {
+        Seen::Closed(code) => assert_eq!(code, None),
+        other => panic!("expected the socket to be dropped, got {other:?}"),
+    }
+    // A socket that never joined is left alone.
+    idle.push(None, Some("1"), "phoenix", "heartbeat", json!({}))
+        .await;
+    assert_eq!(status(&idle.recv().await), "ok");
+}
+
+#[tokio::test]
+async fn shutdown_closes_1012_and_refuses_joins() {
+    let s = TestGateway::start(fast_settings()).await;
+    let mut a = s.client("2.0.0").await;
+    let mut b = s.client("2.0.0").await;
+    a.join_ok("room1", "1", join_config(json!({}))).await;
+    b.push(None, Some("1"), "phoenix", "heartbeat", json!({}))
+        .await;
+    assert_eq!(status(&b.recv().await), "ok");
+    s.gw.shutdown();
+    assert_eq!(a.closed().await, Some(1012));
+    assert_eq!(b.closed().await, Some(1012));
+    let mut c = s.client("2.0.0").await;
+    let r = c.join("room1", "1", join_config(json!({}))).await;
+    assert_eq!(
+        payload(&r)["response"]["reason"],
+        "RealtimeRestarting: Realtime is restarting, please standby"
+    );
+}
+
+#[tokio::test]
+async fn join_after_tenant_removal_closes_1001() {
+    let s = TestGateway::start(fast_settings()).await;
+    let mut c = s.client("2.0.0").await;
+    s.tenants.remove(TENANT);
+    let r = c.join("room1", "1", join_config(json!({}))).await;
+    assert_eq!(
+        payload(&r)["response"]["reason"],
+        "TenantNotFound: Tenant with the given ID does not exist"
+    );
+    assert_eq!(c.closed().await, Some(1001));
+}
