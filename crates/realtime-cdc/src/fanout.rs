@@ -12,7 +12,7 @@ use crate::db::TenantDb;
 use crate::error::postgrex_message;
 use crate::params::Filter;
 use crate::payload::{self, RowError};
-use crate::router::{Candidate, Subscriber};
+use crate::router::{Candidate, Claims, Subscriber};
 use crate::{filter, rls_gate, Action, CdcEvent};
 
 /// One event for one channel.
@@ -196,30 +196,80 @@ async fn fill_generated(db: &mut TenantDb, change: &mut Change) -> Result<(), Fa
     Ok(())
 }
 
-/// Computes the events for `candidates` (all on the change's table, action already matched).
-pub async fn fan_out(
+/// Select groups: `None` first, then by the sorted column list joined with commas.
+fn group_key(sub: &Subscriber, b: usize) -> Option<Vec<String>> {
+    sub.bindings[b].params.select.as_ref().map(|s| {
+        let mut s = s.clone();
+        s.sort();
+        s
+    })
+}
+
+/// One role's share of a change (upstream processes roles in role-name order).
+struct RoleShare {
+    role: String,
+    selectable: Arc<HashSet<String>>,
+    row_error: Option<RowError>,
+    /// Candidate indexes with their claims.
+    members: Vec<(usize, Arc<Claims>)>,
+    /// Bindings that pass the filters, per candidate index.
+    passing: Vec<(usize, Vec<usize>)>,
+    groups: Vec<Option<Vec<String>>>,
+}
+
+/// A change with typed values, filter results and per-role shares, waiting for RLS verdicts.
+pub struct Prepared {
+    change: Change,
+    candidates: Vec<Candidate>,
+    roles: Vec<RoleShare>,
+}
+
+impl Prepared {
+    fn needs_rls(&self) -> bool {
+        self.change.table.rls_enabled && self.change.action != Action::Delete
+    }
+
+    /// Distinct claims whose visibility decides this change.
+    fn rls_claims(&self) -> Vec<Arc<Claims>> {
+        let mut out: Vec<Arc<Claims>> = Vec::new();
+        if !self.needs_rls() {
+            return out;
+        }
+        for r in self.roles.iter().filter(|r| r.row_error.is_none()) {
+            for (c, _) in &r.passing {
+                if let Some((_, claims)) = r.members.iter().find(|(m, _)| m == c) {
+                    if !out.iter().any(|o| o.text == claims.text) {
+                        out.push(claims.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Types the change, evaluates filters and computes privileges and 400/401 per role.
+pub async fn prepare(
     db: &mut TenantDb,
     mut change: Change,
     candidates: Vec<Candidate>,
-) -> Result<Vec<Delivery>, FanoutError> {
-    if candidates.is_empty() {
-        return Ok(Vec::new());
-    }
+) -> Result<Prepared, FanoutError> {
     // Distinct filters across all bindings, evaluated once.
-    let mut filter_index: HashMap<&Filter, usize> = HashMap::new();
-    let mut distinct: Vec<&Filter> = Vec::new();
+    let mut filter_index: HashMap<Filter, usize> = HashMap::new();
+    let mut distinct: Vec<Filter> = Vec::new();
     for c in &candidates {
         for &b in &c.bindings {
             for f in &c.subscriber.bindings[b].params.filters {
-                filter_index.entry(f).or_insert_with(|| {
-                    distinct.push(f);
-                    distinct.len() - 1
-                });
+                if !filter_index.contains_key(f) {
+                    filter_index.insert(f.clone(), distinct.len());
+                    distinct.push(f.clone());
+                }
             }
         }
     }
     fill_generated(db, &mut change).await?;
-    let filter_results = type_and_filter(db, &mut change, &distinct).await?;
+    let refs: Vec<&Filter> = distinct.iter().collect();
+    let filter_results = type_and_filter(db, &mut change, &refs).await?;
     let passes = |sub: &Subscriber, b: usize| {
         sub.bindings[b]
             .params
@@ -228,20 +278,17 @@ pub async fn fan_out(
             .all(|f| filter_index.get(f).is_some_and(|&i| filter_results[i]))
     };
 
-    // Group channels by role, in role-name order as upstream.
-    let mut by_role: BTreeMap<String, Vec<(&Candidate, Arc<crate::router::Claims>)>> =
-        BTreeMap::new();
-    for c in &candidates {
+    let mut by_role: BTreeMap<String, Vec<(usize, Arc<Claims>)>> = BTreeMap::new();
+    for (i, c) in candidates.iter().enumerate() {
         let claims = c.subscriber.claims();
         by_role
             .entry(claims.role.clone())
             .or_default()
-            .push((c, claims));
+            .push((i, claims));
     }
-
-    let mut out = Vec::new();
     let oid = change.table.oid;
     let has_pk = change.columns.iter().any(|c| c.is_pkey);
+    let mut roles = Vec::with_capacity(by_role.len());
     for (role, members) in by_role {
         let selectable = match db.catalog.selectable(&db.client, oid, &role).await {
             Ok(s) => s,
@@ -251,25 +298,16 @@ pub async fn fan_out(
                 continue;
             }
         };
-        // Select groups: `None` first, then by the sorted column list joined with commas.
-        let group_key = |sub: &Subscriber, b: usize| -> Option<Vec<String>> {
-            sub.bindings[b].params.select.as_ref().map(|s| {
-                let mut s = s.clone();
-                s.sort();
-                s
-            })
-        };
         let mut groups: Vec<Option<Vec<String>>> = Vec::new();
         for (c, _) in &members {
-            for &b in &c.bindings {
-                let k = group_key(&c.subscriber, b);
+            for &b in &candidates[*c].bindings {
+                let k = group_key(&candidates[*c].subscriber, b);
                 if !groups.contains(&k) {
                     groups.push(k);
                 }
             }
         }
         groups.sort_by_key(|g| g.as_ref().map(|s| s.join(",")).unwrap_or_default());
-
         let row_error = if change.action != Action::Delete && !has_pk {
             Some(RowError::NoPrimaryKey)
         } else if change.action != Action::Delete
@@ -282,111 +320,103 @@ pub async fn fan_out(
         } else {
             None
         };
-
-        // Visibility per binding: filters, then RLS once per distinct claims.
-        let mut visible: HashSet<(u64, usize)> = HashSet::new();
+        let mut passing = Vec::new();
         if row_error.is_none() {
-            let needs_rls = change.table.rls_enabled && change.action != Action::Delete;
-            let mut passing: Vec<(&Candidate, &crate::router::Claims, Vec<usize>)> = Vec::new();
-            for (c, claims) in &members {
-                let p: Vec<usize> = c
+            for (c, _) in &members {
+                let cand = &candidates[*c];
+                let p: Vec<usize> = cand
                     .bindings
                     .iter()
                     .copied()
-                    .filter(|&b| passes(&c.subscriber, b))
+                    .filter(|&b| passes(&cand.subscriber, b))
                     .collect();
                 if !p.is_empty() {
-                    passing.push((c, claims, p));
-                }
-            }
-            let mut verdicts: HashMap<&str, bool> = HashMap::new();
-            if needs_rls && !passing.is_empty() {
-                let mut distinct: Vec<&crate::router::Claims> = Vec::new();
-                for (_, claims, _) in &passing {
-                    if !distinct.iter().any(|d| d.text == claims.text) {
-                        distinct.push(claims);
-                    }
-                }
-                let results = match rls_gate::visible_many(db, &change, &distinct).await {
-                    Ok(r) => r,
-                    Err(e) if is_fatal(db, &e) => return Err(e.into()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, role, "RLS checks unavailable, change withheld");
-                        distinct.iter().map(|_| Ok(false)).collect()
-                    }
-                };
-                for (claims, result) in distinct.iter().zip(results) {
-                    let v = match result {
-                        Ok(v) => v,
-                        Err(e) if is_fatal(db, &e) => return Err(e.into()),
-                        Err(e) => {
-                            let text = format!(
-                                "Unable to check row level security for a change on {}.{}: {}",
-                                change.table.schema,
-                                change.table.name,
-                                postgrex_message(&e)
-                            );
-                            tracing::warn!(error = %text, role, "RLS check failed for a subscriber");
-                            for (other, oc) in &members {
-                                if oc.text == claims.text {
-                                    out.push(Delivery {
-                                        subscriber: other.subscriber.clone(),
-                                        event: CdcEvent::System(crate::error::system_message(
-                                            &other.subscriber.topic,
-                                            "error",
-                                            &text,
-                                        )),
-                                    });
-                                }
-                            }
-                            false
-                        }
-                    };
-                    verdicts.insert(claims.text.as_str(), v);
-                }
-            }
-            for (c, claims, p) in passing {
-                let ok = !needs_rls || verdicts.get(claims.text.as_str()).copied().unwrap_or(false);
-                if ok {
-                    for b in p {
-                        visible.insert((c.subscriber.key, b));
-                    }
+                    passing.push((*c, p));
                 }
             }
         }
+        roles.push(RoleShare {
+            role,
+            selectable,
+            row_error,
+            members,
+            passing,
+            groups,
+        });
+    }
+    Ok(Prepared {
+        change,
+        candidates,
+        roles,
+    })
+}
 
-        for group in &groups {
+/// The events of a prepared change, given the RLS verdict per claims text (`Err` carries the
+/// text reported to those subscribers).
+fn finish(p: Prepared, verdicts: &HashMap<String, Result<bool, String>>) -> Vec<Delivery> {
+    let mut out = Vec::new();
+    let needs_rls = p.needs_rls();
+    for share in &p.roles {
+        let mut visible: HashSet<(usize, usize)> = HashSet::new();
+        for (c, bindings) in &share.passing {
+            let ok = if !needs_rls {
+                true
+            } else {
+                let claims = share.members.iter().find(|(m, _)| m == c).map(|(_, cl)| cl);
+                match claims.and_then(|cl| verdicts.get(&cl.text)) {
+                    Some(Ok(v)) => *v,
+                    Some(Err(text)) => {
+                        let sub = &p.candidates[*c].subscriber;
+                        out.push(Delivery {
+                            subscriber: sub.clone(),
+                            event: CdcEvent::System(crate::error::system_message(
+                                &sub.topic, "error", text,
+                            )),
+                        });
+                        false
+                    }
+                    None => false,
+                }
+            };
+            if ok {
+                for &b in bindings {
+                    visible.insert((*c, b));
+                }
+            }
+        }
+        for group in &share.groups {
             let mut data: Option<Arc<RawValue>> = None;
-            for (c, _) in &members {
+            for (c, _) in &share.members {
+                let cand = &p.candidates[*c];
                 // Reverse join order, as upstream's dispatcher builds the list by prepending.
-                let ids: Vec<u32> = c
+                let ids: Vec<u32> = cand
                     .bindings
                     .iter()
                     .rev()
                     .copied()
-                    .filter(|&b| group_key(&c.subscriber, b) == *group)
-                    .filter(|&b| row_error.is_some() || visible.contains(&(c.subscriber.key, b)))
-                    .map(|b| c.subscriber.bindings[b].id)
+                    .filter(|&b| group_key(&cand.subscriber, b) == *group)
+                    .filter(|&b| share.row_error.is_some() || visible.contains(&(*c, b)))
+                    .map(|b| cand.subscriber.bindings[b].id)
                     .collect();
                 if ids.is_empty() {
                     continue;
                 }
                 if data.is_none() {
-                    let text = match row_error {
-                        Some(e) => payload::error_row(&change, e),
-                        None => payload::row(&change, &selectable, group.as_deref()),
+                    let text = match share.row_error {
+                        Some(e) => payload::error_row(&p.change, e),
+                        None => payload::row(&p.change, &share.selectable, group.as_deref()),
                     };
                     match RawValue::from_string(text) {
                         Ok(raw) => data = Some(Arc::from(raw)),
                         Err(e) => {
-                            tracing::error!(error = %e, "built an invalid change payload");
+                            tracing::error!(error = %e, role = %share.role, "built an invalid change payload");
                             break;
                         }
                     }
                 }
                 if let Some(d) = &data {
                     out.push(Delivery {
-                        subscriber: c.subscriber.clone(),
+                        subscriber: cand.subscriber.clone(),
                         event: CdcEvent::Change {
                             ids,
                             data: d.clone(),
@@ -395,6 +425,100 @@ pub async fn fan_out(
                 }
             }
         }
+    }
+    out
+}
+
+/// Computes the events for one change (all candidates on its table, action matched).
+pub async fn fan_out(
+    db: &mut TenantDb,
+    change: Change,
+    candidates: Vec<Candidate>,
+) -> Result<Vec<Delivery>, FanoutError> {
+    fan_out_batch(db, vec![(change, candidates)]).await
+}
+
+/// Claims with the indexes of the prepared changes they must see.
+type ClaimsRows = (Arc<Claims>, Vec<usize>);
+
+/// Computes the events for consecutive changes (normally one transaction), in order. RLS is
+/// checked once per table and distinct claims for all the rows of the batch.
+pub async fn fan_out_batch(
+    db: &mut TenantDb,
+    items: Vec<(Change, Vec<Candidate>)>,
+) -> Result<Vec<Delivery>, FanoutError> {
+    let mut prepared = Vec::with_capacity(items.len());
+    for (change, candidates) in items {
+        if !candidates.is_empty() {
+            prepared.push(prepare(db, change, candidates).await?);
+        }
+    }
+    let mut verdicts: Vec<HashMap<String, Result<bool, String>>> =
+        prepared.iter().map(|_| HashMap::new()).collect();
+    // table → claims → rows (prepared indexes) to check.
+    let mut needs: BTreeMap<u32, Vec<ClaimsRows>> = BTreeMap::new();
+    for (i, p) in prepared.iter().enumerate() {
+        for claims in p.rls_claims() {
+            let per_table = needs.entry(p.change.table.oid).or_default();
+            match per_table.iter_mut().find(|(c, _)| c.text == claims.text) {
+                Some((_, rows)) => rows.push(i),
+                None => per_table.push((claims, vec![i])),
+            }
+        }
+    }
+    for checks in needs.values() {
+        let batch: Vec<(&Claims, Vec<&Change>)> = checks
+            .iter()
+            .map(|(c, rows)| {
+                (
+                    c.as_ref(),
+                    rows.iter().map(|&i| &prepared[i].change).collect(),
+                )
+            })
+            .collect();
+        let results = match rls_gate::visible_rows(db, &batch).await {
+            Ok(r) => r,
+            Err(e) if is_fatal(db, &e) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "RLS checks unavailable, changes withheld");
+                batch
+                    .iter()
+                    .map(|(_, rows)| Ok(vec![false; rows.len()]))
+                    .collect()
+            }
+        };
+        for ((claims, rows), result) in checks.iter().zip(results) {
+            match result {
+                Ok(seen) => {
+                    for (&i, v) in rows
+                        .iter()
+                        .zip(seen.into_iter().chain(std::iter::repeat(false)))
+                    {
+                        verdicts[i].insert(claims.text.clone(), Ok(v));
+                    }
+                }
+                Err(e) if is_fatal(db, &e) => return Err(e.into()),
+                Err(e) => {
+                    let table = &prepared[rows[0]].change.table;
+                    let text = format!(
+                        "Unable to check row level security for a change on {}.{}: {}",
+                        table.schema,
+                        table.name,
+                        postgrex_message(&e)
+                    );
+                    tracing::warn!(error = %text, role = %claims.role, "RLS check failed for a subscriber");
+                    for (k, &i) in rows.iter().enumerate() {
+                        // Reported once per batch; the other rows are simply withheld.
+                        let v = if k == 0 { Err(text.clone()) } else { Ok(false) };
+                        verdicts[i].insert(claims.text.clone(), v);
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (p, v) in prepared.into_iter().zip(verdicts) {
+        out.extend(finish(p, &v));
     }
     Ok(out)
 }

@@ -183,6 +183,7 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
 
     let mut relations: HashMap<u32, Relation> = HashMap::new();
     let mut txn: Option<Txn> = None;
+    let mut batch: Vec<(change::Change, Vec<crate::router::Candidate>)> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let next = tokio::select! {
@@ -245,6 +246,9 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
                 end_lsn,
                 ..
             } => {
+                if let Err(e) = flush(tenant, &mut db, &mut batch).await {
+                    return retry(e);
+                }
                 resume.done_commit = resume.done_commit.max(commit_lsn);
                 resume.partial = None;
                 txn = None;
@@ -310,13 +314,31 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
             table,
             cfg.max_record_bytes,
         );
-        let deliveries = match fanout::fan_out(&mut db, change, candidates).await {
-            Ok(d) => d,
-            Err(e) => return retry(e),
-        };
-        deliver(tenant, deliveries).await;
-        resume.partial = Some((t.final_lsn, t.index));
+        batch.push((change, candidates));
+        if batch.len() >= BATCH_MAX {
+            if let Err(e) = flush(tenant, &mut db, &mut batch).await {
+                return retry(e);
+            }
+            resume.partial = Some((t.final_lsn, t.index));
+        }
     }
+}
+
+/// Changes of one transaction processed together (RLS checked per table and claims for all
+/// of them); a longer transaction is handled in slices of this size.
+const BATCH_MAX: usize = 256;
+
+async fn flush(
+    tenant: &TenantCdc,
+    db: &mut TenantDb,
+    batch: &mut Vec<(change::Change, Vec<crate::router::Candidate>)>,
+) -> Result<(), fanout::FanoutError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let deliveries = fanout::fan_out_batch(db, std::mem::take(batch)).await?;
+    deliver(tenant, deliveries).await;
+    Ok(())
 }
 
 /// Hands events to the sinks; a closed sink unsubscribes its channel, a full one for longer

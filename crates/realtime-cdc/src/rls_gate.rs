@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::catalog::quote_ident;
+use crate::catalog::{quote_ident, TableInfo};
 use crate::change::Change;
 use crate::db::TenantDb;
 use crate::router::Claims;
@@ -30,58 +30,106 @@ pub fn pk_condition(change: &Change) -> (String, Vec<Option<String>>) {
     (conditions.join(" and "), params)
 }
 
-/// The visibility probe for a change's table and primary-key values, with its parameters.
-pub fn probe_sql(change: &Change) -> (String, Vec<Option<String>>) {
-    let (condition, params) = pk_condition(change);
-    let sql = format!(
-        "select exists(select 1 from {} where {condition})",
-        change.table.quoted_name()
-    );
-    (sql, params)
+/// `select coalesce(array_agg(exists(<row visible>) order by i), '{}')` over the primary-key
+/// values passed as one text array per key column, for a batch of rows of one table.
+pub fn batch_probe_sql(table: &TableInfo) -> Option<String> {
+    let pk: Vec<&crate::catalog::CatalogColumn> =
+        table.columns.iter().filter(|c| c.is_pkey).collect();
+    if pk.is_empty() {
+        return None;
+    }
+    let conditions: Vec<String> = pk
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("t.{} = u.k{}::{}", quote_ident(&c.name), i + 1, c.cast_type))
+        .collect();
+    let arrays: Vec<String> = (1..=pk.len()).map(|i| format!("${i}::text[]")).collect();
+    let names: Vec<String> = (1..=pk.len()).map(|i| format!("k{i}")).collect();
+    Some(format!(
+        "select coalesce(array_agg(exists(select 1 from {} t where {}) order by u.i), '{{}}'::boolean[]) \
+         from unnest({}) with ordinality as u({}, i)",
+        table.quoted_name(),
+        conditions.join(" and "),
+        arrays.join(", "),
+        names.join(", ")
+    ))
 }
 
-/// Whether the row is visible to each of `claims` (one result per entry, in order). A
-/// database error (e.g. a policy that raises) is that entry's result only.
+/// Checks, for each `(claims, rows)` entry, which rows (all of one table) the claims can see;
+/// one result per entry, in order. A database error (e.g. a policy that raises) is that
+/// entry's result only.
 ///
-/// Every check runs in its own transaction (`BEGIN`, `set_config` of role and claims, the
-/// probe, `ROLLBACK`), and all of them are pipelined on the connection: one round trip per
-/// change, however many distinct claims there are. An error aborts only its own transaction.
-pub async fn visible_many(
+/// Every entry runs in its own transaction (`BEGIN`, `set_config` of role and claims, the
+/// probe, `ROLLBACK`), and all of them are pipelined on the connection: one round trip
+/// however many claims and rows there are. An error aborts only its own transaction.
+pub async fn visible_rows(
     db: &mut TenantDb,
-    change: &Change,
-    claims: &[&Claims],
-) -> Result<Vec<Result<bool, tokio_postgres::Error>>, tokio_postgres::Error> {
-    let (sql, params) = probe_sql(change);
+    checks: &[(&Claims, Vec<&Change>)],
+) -> Result<Vec<Result<Vec<bool>, tokio_postgres::Error>>, tokio_postgres::Error> {
+    let Some(first) = checks.iter().find_map(|(_, rows)| rows.first()) else {
+        return Ok(checks.iter().map(|_| Ok(Vec::new())).collect());
+    };
+    let table = first.table.clone();
+    let Some(sql) = batch_probe_sql(&table) else {
+        return Ok(checks
+            .iter()
+            .map(|(_, rows)| Ok(vec![false; rows.len()]))
+            .collect());
+    };
+    let pk: Vec<String> = table
+        .columns
+        .iter()
+        .filter(|c| c.is_pkey)
+        .map(|c| c.name.clone())
+        .collect();
     let set = db
         .prepare("select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)")
         .await?;
     let probe = db.prepare(&sql).await?;
-    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+    // Per entry: one text array per key column.
+    let params: Vec<Vec<Vec<Option<String>>>> = checks
         .iter()
-        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .map(|(_, rows)| {
+            pk.iter()
+                .map(|name| {
+                    rows.iter()
+                        .map(|ch| {
+                            ch.columns
+                                .iter()
+                                .find(|c| &c.name == name)
+                                .and_then(|c| c.text.clone())
+                        })
+                        .collect()
+                })
+                .collect()
+        })
         .collect();
     let client = &db.client;
     type Step<'a> =
-        Pin<Box<dyn Future<Output = Option<Result<bool, tokio_postgres::Error>>> + Send + 'a>>;
-    let mut steps: Vec<Step<'_>> = Vec::with_capacity(claims.len() * 4);
-    for c in claims {
-        let (set, probe, refs) = (&set, &probe, &refs);
+        Pin<Box<dyn Future<Output = Option<Result<Vec<bool>, tokio_postgres::Error>>> + Send + 'a>>;
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(checks.len() * 4);
+    for ((claims, _), arrays) in checks.iter().zip(&params) {
+        let (set, probe) = (&set, &probe);
         steps.push(Box::pin(async move {
             client.batch_execute("BEGIN").await.err().map(Err)
         }));
         steps.push(Box::pin(async move {
             client
-                .execute(set, &[&c.role, &c.text])
+                .execute(set, &[&claims.role, &claims.text])
                 .await
                 .err()
                 .map(Err)
         }));
         steps.push(Box::pin(async move {
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = arrays
+                .iter()
+                .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
             Some(
                 client
-                    .query_one(probe, refs)
+                    .query_one(probe, &refs)
                     .await
-                    .map(|row| row.get::<_, bool>(0)),
+                    .map(|row| row.get::<_, Vec<bool>>(0)),
             )
         }));
         // Nothing was written; ROLLBACK also discards the role switch.
@@ -90,9 +138,9 @@ pub async fn visible_many(
         }));
     }
     let outcomes = futures_util::future::join_all(steps).await;
-    let mut results = Vec::with_capacity(claims.len());
+    let mut results = Vec::with_capacity(checks.len());
     let mut outcomes = outcomes.into_iter();
-    for _ in claims {
+    for _ in checks {
         let begin = outcomes.next().flatten();
         let set = outcomes.next().flatten();
         let probe = outcomes.next().flatten();
@@ -101,7 +149,7 @@ pub async fn visible_many(
         let result = match (begin, set, probe) {
             (Some(Err(e)), _, _) | (None, Some(Err(e)), _) => Err(e),
             (None, None, Some(r)) => r,
-            _ => Ok(false),
+            _ => Ok(Vec::new()),
         };
         if let Some(Err(e)) = rollback {
             return Err(e);

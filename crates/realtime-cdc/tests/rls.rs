@@ -119,3 +119,40 @@ async fn service_role_bypasses_rls() {
         .await;
     assert_eq!(ch.next_data().await["record"]["id"], 1);
 }
+
+#[tokio::test]
+async fn a_transaction_is_checked_as_a_batch_with_composite_keys() {
+    let env = env("create table public.pairs (a int, b text, owner text, primary key (a, b));
+                   alter table public.pairs enable row level security;
+                   create policy p on public.pairs for select to authenticated using (owner = auth.jwt() ->> 'sub');
+                   grant select on public.pairs to authenticated;
+                   alter publication supabase_realtime add table public.pairs;").await;
+    let entry = vec![json!({"event": "INSERT", "schema": "public", "table": "pairs"})];
+    let mut a = env.subscribe(user(UA), entry.clone()).await;
+    let mut b = env.subscribe(user(UB), entry).await;
+    env.exec(&format!(
+        "begin;
+         insert into public.pairs values (1, 'x', '{UA}');
+         insert into public.pairs values (1, 'y', '{UB}');
+         insert into public.pairs values (2, 'x', '{UA}');
+         commit;"
+    ))
+    .await;
+    let d = a.next_data().await;
+    assert_eq!(
+        (d["record"]["a"].clone(), d["record"]["b"].clone()),
+        (json!(1), json!("x"))
+    );
+    let d = a.next_data().await;
+    assert_eq!(
+        (d["record"]["a"].clone(), d["record"]["b"].clone()),
+        (json!(2), json!("x"))
+    );
+    let d = b.next_data().await;
+    assert_eq!(
+        (d["record"]["a"].clone(), d["record"]["b"].clone()),
+        (json!(1), json!("y"))
+    );
+    a.assert_quiet(300).await;
+    b.assert_quiet(300).await;
+}
