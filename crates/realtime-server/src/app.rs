@@ -100,7 +100,7 @@ impl AppState {
                     project = %id,
                     external_id = %id,
                     error_code = "MigrationsFailedToRun",
-                    "MigrationsFailedToRun: {e}"
+                    "{e}"
                 ),
             }
             state.tenants.invalidate(&id);

@@ -399,7 +399,7 @@ async fn run_locked(
         }
         tx.batch_execute(&insert).await?;
         tx.commit().await?;
-        tracing::info!(
+        tracing::debug!(
             version = m.version,
             name = m.name,
             "registry migration applied"

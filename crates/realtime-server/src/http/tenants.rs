@@ -164,7 +164,7 @@ async fn upsert(state: &AppState, external_id: &str, params: &Value) -> Result<R
                 external_id = %external_id,
                 project = %external_id,
                 error_code = "MigrationsFailedToRun",
-                "MigrationsFailedToRun: {e}"
+                "{e}"
             ),
         }
     } else if let Some(before) = &before {

@@ -71,7 +71,8 @@ pub(super) async fn migrate(
             if let Err(rollback) = client.batch_execute("rollback").await {
                 tracing::debug!(error = %rollback, "rollback after failed migration");
             }
-            tracing::error!(error = %error, "realtime schema migration failed");
+            // The caller reports the failure with the tenant it concerns.
+            tracing::debug!(error = %error, "realtime schema migration failed");
             Err(error)
         }
     }
