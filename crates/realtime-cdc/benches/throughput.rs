@@ -36,6 +36,35 @@ fn report(name: &str, rows: usize, channels: usize, took: Duration) {
     );
 }
 
+async fn scenario_per_row(
+    name: &str,
+    setup: &str,
+    claims: Vec<serde_json::Value>,
+    rows: usize,
+    owner: &str,
+) {
+    let env = env(setup).await;
+    let mut channels = Vec::new();
+    for c in claims {
+        channels.push(
+            env.subscribe(
+                c,
+                vec![json!({"event": "INSERT", "schema": "public", "table": "notes"})],
+            )
+            .await,
+        );
+    }
+    let start = Instant::now();
+    for i in 1..=rows {
+        env.exec(&format!(
+            "insert into public.notes values ({i}, '{owner}', 'x')"
+        ))
+        .await;
+    }
+    let took = drain(&mut channels, rows, start).await;
+    report(name, rows, channels.len(), took);
+}
+
 async fn scenario(
     name: &str,
     setup: &str,
@@ -110,6 +139,16 @@ async fn main() {
             .collect(),
         500,
         &format!("insert into public.notes select g, '{owner}', 'x' from generate_series(1, {{n}}) g"),
+    )
+    .await;
+    scenario_per_row(
+        "RLS, 20 channels, one row per transaction",
+        NOTES,
+        (0..20)
+            .map(|_| json!({"role": "authenticated", "sub": owner, "n": uuid::Uuid::new_v4().to_string()}))
+            .collect(),
+        300,
+        owner,
     )
     .await;
 }
