@@ -13,6 +13,10 @@ use support::{now, sign, TestServer, JWT_SECRET};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
+/// Creating a logical slot waits for every transaction running in the cluster, which on a
+/// loaded machine (other tests migrating their databases) can take tens of seconds.
+const REPLICATION_START_WAIT_MS: u64 = 120_000;
+
 async fn connect(server: &TestServer) -> Client {
     let token = sign(
         &json!({"role": "authenticated", "exp": now() + 3600, "sub": "u1"}),
@@ -34,7 +38,7 @@ async fn connect(server: &TestServer) -> Client {
 
 /// Waits for the next `system` push, skipping nothing else.
 async fn system(c: &mut Client) -> serde_json::Value {
-    let f = match c.next_within(30_000).await {
+    let f = match c.next_within(REPLICATION_START_WAIT_MS).await {
         gateway_common::Seen::Text(f) => f,
         other => panic!("expected a system message, got {other:?}"),
     };

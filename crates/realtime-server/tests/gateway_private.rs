@@ -13,6 +13,10 @@ use support::{now, sign, TestServer, JWT_SECRET};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
+/// Creating a logical slot waits for every transaction running in the cluster, which on a
+/// loaded machine (other tests migrating their databases) can take tens of seconds.
+const REPLICATION_START_WAIT_MS: u64 = 120_000;
+
 async fn connect(server: &TestServer, token: &str) -> Client {
     let mut req = server
         .ws_url(&format!("/socket/websocket?apikey={token}&vsn=2.0.0"))
@@ -377,7 +381,7 @@ async fn replication_ready_opt_in_reports_the_connection() {
         join_config(json!({"broadcast":{"replication_ready":true}})),
     )
     .await;
-    let f = match c.next_within(30_000).await {
+    let f = match c.next_within(REPLICATION_START_WAIT_MS).await {
         Seen::Text(f) => f,
         other => panic!("expected the system message, got {other:?}"),
     };
