@@ -94,6 +94,37 @@ pub fn pretty_list(elements: &[String]) -> String {
     out
 }
 
+/// `inspect(list, pretty: true)` of a list of simple elements (strings): Elixir's "flex"
+/// layout, filling each line up to 80 columns and continuing with a one-space indent.
+pub fn pretty_flex_list(elements: &[String]) -> String {
+    let mut out = String::from("[");
+    let mut col = 1usize;
+    for (i, e) in elements.iter().enumerate() {
+        let last = i + 1 == elements.len();
+        let piece = if last {
+            format!("{e}]")
+        } else {
+            format!("{e},")
+        };
+        if i == 0 {
+            out.push_str(&piece);
+            col += piece.len();
+        } else if col + 1 + piece.len() <= 80 {
+            out.push(' ');
+            out.push_str(&piece);
+            col += 1 + piece.len();
+        } else {
+            out.push_str("\n ");
+            out.push_str(&piece);
+            col = 1 + piece.len();
+        }
+    }
+    if elements.is_empty() {
+        out.push(']');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +149,18 @@ mod tests {
             .map(|i| format!("{{\"column{i}\", \"eq\", \"value{i}\", false}}"))
             .collect();
         assert!(pretty_list(&long).starts_with("[\n  {\"column0\""));
+        assert!(pretty_list(&long).ends_with("false}\n]"));
+    }
+
+    #[test]
+    fn flex_fills_lines() {
+        let short: Vec<String> = ["a", "b"].iter().map(|s| string(s)).collect();
+        assert_eq!(pretty_flex_list(&short), r#"["a", "b"]"#);
+        let many: Vec<String> = (0..12).map(|i| string(&format!("column_{i:02}"))).collect();
+        let text = pretty_flex_list(&many);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l.len() <= 80));
+        assert!(lines[1].starts_with(" \"column_"));
     }
 }

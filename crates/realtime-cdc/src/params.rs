@@ -160,9 +160,9 @@ impl ChangeParams {
             .collect();
         let select = match &self.select {
             None => "nil".to_string(),
-            Some(cols) => {
-                inspect::pretty_list(&cols.iter().map(|c| inspect::string(c)).collect::<Vec<_>>())
-            }
+            Some(cols) => inspect::pretty_flex_list(
+                &cols.iter().map(|c| inspect::string(c)).collect::<Vec<_>>(),
+            ),
         };
         format!(
             "event: {}, schema: {}, table: {}, filters: {}, select: {}",
