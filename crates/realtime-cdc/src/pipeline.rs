@@ -77,7 +77,7 @@ pub async fn run(tenant: Arc<TenantCdc>) {
                     backoff = MIN_BACKOFF;
                 }
                 tracing::warn!(tenant = %tenant.config.external_id, error = %msg, ?backoff, "Postgres Changes pipeline reconnecting");
-                if tenant.shutdown_requested() || tenant.idle_stop_due() {
+                if tenant.try_begin_idle_stop() {
                     drop_slot_best_effort(&tenant).await;
                     tenant.set_state(PipelineState::Stopped);
                     return;
