@@ -232,6 +232,9 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
                     Some((lsn, n)) if lsn == final_lsn => n,
                     _ => 0,
                 };
+                if final_lsn <= resume.done_commit || skip_upto > 0 {
+                    tracing::debug!(%final_lsn, skip_upto, "skipping a transaction already delivered");
+                }
                 txn = Some(Txn {
                     final_lsn,
                     commit_time,
