@@ -438,3 +438,51 @@ async fn more_operators_and_negations() {
         ch.assert_quiet(200).await;
     }
 }
+
+#[tokio::test]
+async fn more_type_rendering() {
+    let env = env("create type public.mood as enum ('sad', 'happy');
+                   create type public.pair as (a int, b text);
+                   create domain public.posint as int check (value > 0);
+                   create table public.more (id int primary key, m public.mood, p public.pair, d public.posint,
+                       j json, iv interval, ta text[], nn numeric, fi float8, bits bit(3), b bytea);
+                   grant all on public.more to anon;
+                   alter publication supabase_realtime add table public.more;").await;
+    let mut ch = env
+        .subscribe(
+            anon(),
+            vec![json!({"event": "INSERT", "schema": "public", "table": "more"})],
+        )
+        .await;
+    env.exec(r#"insert into public.more values (1, 'happy', '(1,x)', 5, '{"b":1,"a":[1,2],"a":3}', '1 day 02:00:00',
+                 '{a,"b c","q\"t"}', 'NaN', 'Infinity', B'101', '\x00ff')"#)
+        .await;
+    let (_, text) = ch.next_change().await;
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let r = &d["record"];
+    assert_eq!(r["m"], "happy");
+    assert_eq!(r["p"], json!({"a": 1, "b": "x"}));
+    assert_eq!(r["d"], 5);
+    // json is normalised as jsonb: duplicate keys collapse, keys reorder.
+    assert!(text.contains(r#""j": {"a": 3, "b": 1}"#), "{text}");
+    assert_eq!(r["iv"], "1 day 02:00:00");
+    assert_eq!(r["ta"], json!(["a", "b c", "q\"t"]));
+    assert_eq!(r["nn"], json!(null));
+    assert_eq!(r["fi"], json!(null));
+    // bit(n) keeps every bit (upstream cuts it to one).
+    assert_eq!(r["bits"], "101");
+    assert_eq!(r["b"], "00ff");
+    let types: Vec<&str> = d["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "int4", "mood", "pair", "posint", "json", "interval", "_text", "numeric", "float8",
+            "bit", "bytea"
+        ]
+    );
+}
