@@ -13,8 +13,10 @@
 //! - [`payload`]: the `data` object, byte-identical to upstream.
 //! - [`rls_gate`]: row visibility under the subscriber's role and claims.
 //! - [`router`]: the tenant's channels and which of them a change concerns.
+//! - [`evaluate`]: typing, filters and generated columns of one change, in SQL.
 //! - [`fanout`]: one change → the events each channel receives.
 //! - [`subscribe`]: resolving and validating join entries against the tenant database.
+//! - [`subscription`]: a channel's live registration ([`Subscription`]).
 //! - [`subscription_table`]: upstream's `realtime.subscription` rows, kept in step.
 //! - [`slot`]: the persistent slot's name, creation and adoption.
 //! - [`pipeline`]: the per-tenant streaming loop with reconnects and exact resumption.
@@ -43,6 +45,7 @@ pub mod change;
 pub mod db;
 pub mod db_broadcast;
 pub mod error;
+pub mod evaluate;
 pub mod fanout;
 pub mod filter;
 pub mod inspect;
@@ -54,6 +57,7 @@ pub mod rls_gate;
 pub mod router;
 pub mod slot;
 pub mod subscribe;
+pub mod subscription;
 pub mod subscription_table;
 pub mod tenant;
 pub mod value;
@@ -65,6 +69,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub use error::{system_message, SubscribeError};
+pub use subscription::Subscription;
 
 /// A row change kind that reaches subscribers (TRUNCATE never does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -379,86 +384,6 @@ async fn register(
         .send(CdcEvent::System(error::subscribed_message(&req.topic)))
         .await;
     Ok(key)
-}
-
-/// A live subscription; dropping it unsubscribes the channel.
-pub struct Subscription {
-    tenant: Arc<tenant::TenantCdc>,
-    key: u64,
-}
-
-impl std::fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription")
-            .field("tenant", &self.tenant.config.external_id)
-            .field("key", &self.key)
-            .finish()
-    }
-}
-
-impl Subscription {
-    /// Replaces the claims after an `access_token` refresh: privileges and RLS use them for
-    /// subsequent changes. Claims without a `role` are ignored (the gateway refuses such
-    /// tokens).
-    ///
-    /// Like upstream's re-subscription after a token change, the channel then receives
-    /// `Subscribed to PostgreSQL` again.
-    pub fn update_claims(&self, claims: Value) {
-        let Some(new) = router::Claims::new(&claims) else {
-            return;
-        };
-        let Some(s) = self
-            .tenant
-            .router
-            .all()
-            .into_iter()
-            .find(|s| s.key == self.key)
-        else {
-            return;
-        };
-        match s.claims.write() {
-            Ok(mut c) => *c = Arc::new(new),
-            Err(p) => *p.into_inner() = Arc::new(new),
-        }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let sink = s.sink.clone();
-            let message = error::subscribed_message(&s.topic);
-            handle.spawn(async move {
-                let _ = sink.send(CdcEvent::System(message)).await;
-            });
-        }
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        let Some(sub) = self
-            .tenant
-            .router
-            .all()
-            .into_iter()
-            .find(|s| s.key == self.key)
-        else {
-            return;
-        };
-        self.tenant.router.remove(self.key);
-        let ids: Vec<uuid::Uuid> = sub.bindings.iter().map(|b| b.uuid).collect();
-        let tenant = self.tenant.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            // Registered as pending so the pipeline does not stop before the rows are gone.
-            tenant
-                .pending
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            handle.spawn(async move {
-                if let Some(db) = tenant.control.lock().await.as_ref() {
-                    subscription_table::delete(&db.client, &ids).await;
-                }
-                tenant
-                    .pending
-                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            });
-        }
-    }
 }
 
 #[cfg(test)]

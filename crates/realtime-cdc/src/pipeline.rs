@@ -335,7 +335,7 @@ async fn flush(
     tenant: &TenantCdc,
     db: &mut TenantDb,
     batch: &mut Vec<(change::Change, Vec<crate::router::Candidate>)>,
-) -> Result<(), fanout::FanoutError> {
+) -> Result<(), crate::evaluate::FanoutError> {
     if batch.is_empty() {
         return Ok(());
     }
