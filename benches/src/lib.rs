@@ -1,0 +1,23 @@
+//! Load generators and benchmarks that print figures, each against a baseline measured in the
+//! same run on the same machine.
+//!
+//! Layout:
+//! - [`server`]: the `realtime` release binary and the baseline server as child processes
+//!   (spawn, readiness, resident memory, stop).
+//! - [`baseline`]: a minimal tokio-tungstenite broadcast server with no protocol, the
+//!   reference every WebSocket figure is compared with.
+//! - [`client`]: WebSocket clients speaking the Phoenix protocol (vsn 1.0.0 and 2.0.0).
+//! - [`http`]: a one-request HTTP/1.1 client for health checks.
+//! - [`stats`]: percentiles and table rows.
+//! - [`args`]: `--name value` flags; [`rlimit`]: the open-files limit; [`error`]: [`BenchError`].
+
+pub mod args;
+pub mod baseline;
+pub mod client;
+pub mod error;
+pub mod http;
+pub mod rlimit;
+pub mod server;
+pub mod stats;
+
+pub use error::BenchError;
