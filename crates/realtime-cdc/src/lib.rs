@@ -265,9 +265,15 @@ impl Cdc {
             Err(p) => p.into_inner(),
         };
         if let Some(t) = reg.get(&config.external_id) {
-            if !t.is_finished() {
+            if !t.is_finished() && t.config == config {
                 t.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 return t.clone();
+            }
+            if t.config != config {
+                // The tenant's settings changed: the old pipeline stops (its channels keep
+                // their subscriptions to it until they re-subscribe) and a new one starts.
+                tracing::info!(tenant = %config.external_id, "Postgres Changes settings changed, restarting the pipeline");
+                t.request_shutdown();
             }
         }
         let t = tenant::TenantCdc::new(config, self.opts.idle_shutdown, self.tenants.clone());

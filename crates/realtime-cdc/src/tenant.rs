@@ -13,7 +13,7 @@ use crate::db::TenantDb;
 use crate::router::Router;
 
 /// Connection and slot settings of a tenant.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantConfig {
     /// Tenant external id (for logs and the registry of pipelines).
     pub external_id: String,
