@@ -315,3 +315,50 @@ async fn shutdown_drops_the_slot() {
     env.cdc.shutdown().await;
     assert_eq!(slot_count(&env.sql, &slot).await, 0);
 }
+
+#[tokio::test]
+async fn changed_settings_start_a_new_pipeline() {
+    let env = env("").await;
+    let _old = env
+        .subscribe(
+            anon(),
+            vec![json!({"event": "INSERT", "schema": "public", "table": "test"})],
+        )
+        .await;
+    // Same tenant, now with a 100-byte record limit.
+    let mut tenant = (*env.tenant).clone();
+    if let Some(m) = tenant.extensions[0].settings.as_object_mut() {
+        m.insert("poll_max_record_bytes".into(), json!(100));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let _sub = env
+        .cdc
+        .subscribe(
+            std::sync::Arc::new(tenant),
+            realtime_cdc::SubscribeRequest {
+                topic: "realtime:any".into(),
+                claims: anon(),
+                bindings: vec![(
+                    7,
+                    json!({"event": "INSERT", "schema": "public", "table": "test"}),
+                )],
+                sink: tx,
+            },
+        )
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first, realtime_cdc::CdcEvent::System(_)));
+    env.exec("insert into public.test values (60, repeat('x',200), null)")
+        .await;
+    match tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await {
+        Ok(Some(realtime_cdc::CdcEvent::Change { ids, data })) => {
+            assert_eq!(ids, vec![7]);
+            assert!(data.get().contains("Error 413"), "{}", data.get());
+        }
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
