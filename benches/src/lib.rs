@@ -7,6 +7,7 @@
 //! - [`baseline`]: a minimal tokio-tungstenite broadcast server with no protocol, the
 //!   reference every WebSocket figure is compared with.
 //! - [`client`]: WebSocket clients speaking the Phoenix protocol (vsn 1.0.0 and 2.0.0).
+//! - [`db`]: the database of the benchmarks that need one (given, or the test cluster).
 //! - [`http`]: a one-request HTTP/1.1 client for health checks.
 //! - [`stats`]: percentiles and table rows.
 //! - [`args`]: `--name value` flags; [`rlimit`]: the open-files limit; [`error`]: [`BenchError`].
@@ -14,6 +15,7 @@
 pub mod args;
 pub mod baseline;
 pub mod client;
+pub mod db;
 pub mod error;
 pub mod http;
 pub mod rlimit;

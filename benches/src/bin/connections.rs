@@ -1,3 +1,165 @@
-//! Placeholder until the benchmark lands.
+//! Memory per idle connection: resident memory of the server process before and after K
+//! WebSocket clients connect, each joined to its own channel on `realtime`; the baseline
+//! server gets the same K raw WebSocket connections.
 
-fn main() {}
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use futures_util::{stream, StreamExt, TryStreamExt};
+use realtime_benches::args::Args;
+use realtime_benches::client::{self, Vsn, Ws};
+use realtime_benches::rlimit::raise_nofile;
+use realtime_benches::server::{free_port, set_var, standalone_env, ServerProcess, JWT_SECRET};
+use realtime_benches::stats::ratio;
+use realtime_benches::{baseline, BenchError};
+use serde_json::json;
+
+const USAGE: &str = "\
+connections [--connections K]
+  Opens K WebSockets (default 5000) to each server and prints the growth of its VmRSS per
+  connection. On realtime each socket (vsn 2.0.0) joins its own channel. Needs
+  target/release/realtime (or REALTIME_BIN).";
+
+const CONNECT_CONCURRENCY: usize = 64;
+/// Time for allocations of the last connections to settle before RSS is read.
+const SETTLE: Duration = Duration::from_secs(1);
+
+struct Outcome {
+    before_kib: u64,
+    after_kib: u64,
+    connect_secs: f64,
+}
+
+impl Outcome {
+    fn per_connection_kib(&self, k: usize) -> f64 {
+        self.after_kib.saturating_sub(self.before_kib) as f64 / k as f64
+    }
+}
+
+fn main() -> ExitCode {
+    if let Some(code) = baseline::run_if_requested() {
+        return code;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("connections: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("connections: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BenchError> {
+    let args = Args::from_env(USAGE)?;
+    let k = args.number("connections", 5000)?.max(1) as usize;
+    let limit = raise_nofile(k as u64 + 1024);
+    if limit < k as u64 + 64 {
+        return Err(BenchError::Setup(format!(
+            "the open-files limit is {limit}, too low for {k} connections; raise it (ulimit -n) or pass a smaller --connections"
+        )));
+    }
+
+    let port = free_port()?;
+    let mut vars = standalone_env(port);
+    set_var(
+        &mut vars,
+        "RLIMIT_NOFILE",
+        (k as u64 * 2 + 4096).to_string(),
+    );
+    let mut server = ServerProcess::realtime(port, &vars)?;
+    server
+        .wait_http_ok("GET", "/healthcheck", &[], Duration::from_secs(30))
+        .await?;
+    let token = client::token(JWT_SECRET, "authenticated")?;
+    let realtime = measure(&server, k, |i| {
+        let token = token.clone();
+        let addr = server.addr();
+        async move { joined(addr, &token, i).await }
+    })
+    .await?;
+    server.stop();
+
+    let port = free_port()?;
+    let mut base = ServerProcess::baseline(port)?;
+    base.wait_tcp(Duration::from_secs(10)).await?;
+    let addr = base.addr();
+    let baseline = measure(&base, k, |_| async move {
+        client::connect(&format!("ws://{addr}/"), "localhost").await
+    })
+    .await?;
+    base.stop();
+
+    println!("connections: {k} idle WebSockets per server (realtime: vsn 2.0.0, one channel joined each)");
+    println!(
+        "{:<20} {:>14} {:>14} {:>12} {:>12}",
+        "server", "RSS before MiB", "RSS after MiB", "KiB/conn", "connect s"
+    );
+    for (name, o) in [("realtime", &realtime), ("baseline", &baseline)] {
+        println!(
+            "{:<20} {:>14.1} {:>14.1} {:>12.1} {:>12.2}",
+            name,
+            o.before_kib as f64 / 1024.0,
+            o.after_kib as f64 / 1024.0,
+            o.per_connection_kib(k),
+            o.connect_secs
+        );
+    }
+    println!(
+        "{:<20} {:>14} {:>14} {:>12}",
+        "realtime/baseline",
+        "",
+        "",
+        ratio(
+            realtime.per_connection_kib(k),
+            baseline.per_connection_kib(k)
+        )
+    );
+    Ok(())
+}
+
+/// A vsn 2.0.0 socket joined to `realtime:conn-<i>`.
+async fn joined(addr: SocketAddr, token: &str, i: usize) -> Result<Ws, BenchError> {
+    let mut ws = client::connect(&client::socket_url(addr, token, Vsn::V2), "localhost").await?;
+    client::join(
+        &mut ws,
+        Vsn::V2,
+        &format!("realtime:conn-{i}"),
+        "1",
+        client::join_payload(json!([])),
+        Duration::from_secs(30),
+    )
+    .await?;
+    Ok(ws)
+}
+
+async fn measure<F, Fut>(server: &ServerProcess, k: usize, open: F) -> Result<Outcome, BenchError>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Ws, BenchError>>,
+{
+    tokio::time::sleep(SETTLE).await;
+    let before_kib = server.rss_kib()?;
+    let start = Instant::now();
+    let sockets: Vec<Ws> = stream::iter(0..k)
+        .map(open)
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let connect_secs = start.elapsed().as_secs_f64();
+    tokio::time::sleep(SETTLE).await;
+    let after_kib = server.rss_kib()?;
+    drop(sockets);
+    Ok(Outcome {
+        before_kib,
+        after_kib,
+        connect_secs,
+    })
+}
