@@ -24,4 +24,4 @@ pub mod v1;
 pub mod v2;
 
 pub use codec::{decode, encode, DecodeError, Frame, InFrame, Vsn};
-pub use message::{BroadcastEncoding, Inbound, Message, Outbound, UserBroadcast};
+pub use message::{BroadcastEncoding, Inbound, Message, Outbound, RawMessage, UserBroadcast};

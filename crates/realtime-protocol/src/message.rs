@@ -1,6 +1,9 @@
 //! The Phoenix message model (PROTOCOL.md §2.1) and what the server sends.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::codec::DecodeError;
@@ -65,6 +68,34 @@ pub enum Outbound {
     /// A user broadcast: binary kind 4 on vsn 2.0.0; on vsn 1.0.0 a JSON `broadcast` event when
     /// the encoding is JSON, nothing when it is binary.
     UserBroadcast(UserBroadcast),
+    /// A message whose payload text is sent exactly as given (postgres_changes, whose `data`
+    /// must keep the database's jsonb rendering).
+    Raw(RawMessage),
+}
+
+/// A Phoenix message whose payload is already-encoded JSON, written out byte for byte.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// The channel's join reference, when the message carries one.
+    pub join_ref: Option<String>,
+    /// The message reference.
+    pub msg_ref: Option<String>,
+    /// Topic, e.g. `realtime:room1`.
+    pub topic: String,
+    /// Event name, e.g. `postgres_changes`.
+    pub event: String,
+    /// The payload's JSON text (normally an object).
+    pub payload: Arc<RawValue>,
+}
+
+impl PartialEq for RawMessage {
+    fn eq(&self, other: &RawMessage) -> bool {
+        self.join_ref == other.join_ref
+            && self.msg_ref == other.msg_ref
+            && self.topic == other.topic
+            && self.event == other.event
+            && self.payload.get() == other.payload.get()
+    }
 }
 
 impl Message {
@@ -89,6 +120,12 @@ impl Message {
 impl From<Message> for Outbound {
     fn from(msg: Message) -> Outbound {
         Outbound::Message(msg)
+    }
+}
+
+impl From<RawMessage> for Outbound {
+    fn from(msg: RawMessage) -> Outbound {
+        Outbound::Raw(msg)
     }
 }
 

@@ -55,6 +55,15 @@ pub fn encode(msg: &Outbound) -> Option<Frame> {
             // Serializing a `Value` into a Vec cannot fail (string keys only).
             serde_json::to_vec(&obj).ok().map(|v| Frame::Text(v.into()))
         }
+        Outbound::Raw(m) => {
+            let obj = Object {
+                event: &m.event,
+                payload: &*m.payload,
+                msg_ref: m.msg_ref.as_deref(),
+                topic: &m.topic,
+            };
+            serde_json::to_vec(&obj).ok().map(|v| Frame::Text(v.into()))
+        }
         Outbound::UserBroadcast(ub) => encode_user_broadcast(ub),
     }
 }
@@ -272,6 +281,24 @@ mod tests {
         assert_eq!(
             encode(&user_broadcast(BroadcastEncoding::Json, "[1]", b"{}")),
             None
+        );
+    }
+
+    #[test]
+    fn raw_payload_text_is_written_byte_for_byte() {
+        let payload: Box<RawValue> =
+            RawValue::from_string(r#"{"data":{"record":{"j": {"a": 1}}},"ids":[7]}"#.into())
+                .unwrap();
+        let out = Outbound::Raw(crate::message::RawMessage {
+            join_ref: Some("1".into()),
+            msg_ref: None,
+            topic: "realtime:room1".into(),
+            event: "postgres_changes".into(),
+            payload: payload.into(),
+        });
+        assert_eq!(
+            text(encode(&out)),
+            r#"{"event":"postgres_changes","payload":{"data":{"record":{"j": {"a": 1}}},"ids":[7]},"ref":null,"topic":"realtime:room1"}"#
         );
     }
 }

@@ -57,6 +57,12 @@ pub fn encode(msg: &Outbound) -> Option<Frame> {
                 .ok()
                 .map(|v| Frame::Text(v.into()))
         }
+        Outbound::Raw(m) => {
+            let array = (&m.join_ref, &m.msg_ref, &m.topic, &m.event, &*m.payload);
+            serde_json::to_vec(&array)
+                .ok()
+                .map(|v| Frame::Text(v.into()))
+        }
         Outbound::UserBroadcast(ub) => binary::encode_user_broadcast(ub).map(Frame::Binary),
     }
 }
@@ -157,5 +163,24 @@ mod tests {
             Some(Frame::Binary(b)) => assert_eq!(b[0], 4),
             other => panic!("expected binary, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn raw_payload_text_is_written_byte_for_byte() {
+        let payload: Box<serde_json::value::RawValue> = serde_json::value::RawValue::from_string(
+            r#"{"data":{"j": [1, 2]},"ids":[3,1]}"#.into(),
+        )
+        .unwrap();
+        let out = Outbound::Raw(crate::message::RawMessage {
+            join_ref: None,
+            msg_ref: None,
+            topic: "realtime:room1".into(),
+            event: "postgres_changes".into(),
+            payload: payload.into(),
+        });
+        assert_eq!(
+            text(encode(&out)),
+            r#"[null,null,"realtime:room1","postgres_changes",{"data":{"j": [1, 2]},"ids":[3,1]}]"#
+        );
     }
 }

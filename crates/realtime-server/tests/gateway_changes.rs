@@ -46,10 +46,8 @@ async fn system(c: &mut Client) -> serde_json::Value {
     f
 }
 
-#[tokio::test]
-async fn case65_66_changes_reach_the_channel() {
-    let server = TestServer::with_db(&[("CHANNEL_ERROR_BACKOFF_MS", "50")]).await;
-    let db = server.db.as_ref().unwrap().connect().await;
+/// Waits until the tenant migrations created `realtime.subscription`.
+async fn wait_migrated(db: &tokio_postgres::Client) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while db
         .query_one(
@@ -66,6 +64,13 @@ async fn case65_66_changes_reach_the_channel() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn case65_66_changes_reach_the_channel() {
+    let server = TestServer::with_db(&[("CHANNEL_ERROR_BACKOFF_MS", "50")]).await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    wait_migrated(&db).await;
     db.batch_execute(
         "create table public.todos (id bigint primary key, title text);
          grant select on public.todos to authenticated;
@@ -125,4 +130,59 @@ async fn case65_66_changes_reach_the_channel() {
     c.push(None, Some("9"), "phoenix", "heartbeat", json!({}))
         .await;
     assert_eq!(c.recv().await[1], "9");
+}
+
+/// The frame carries the pipeline's `data` text unchanged: jsonb keeps PostgreSQL's rendering
+/// (`{"a": 1, "b": [1, 2]}`), which a decode/re-encode round trip would compact.
+#[tokio::test]
+async fn change_frames_keep_the_jsonb_text() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let server = TestServer::with_db(&[("CHANNEL_ERROR_BACKOFF_MS", "50")]).await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    wait_migrated(&db).await;
+    db.batch_execute(
+        "create table public.docs (id bigint primary key, j jsonb);
+         grant select on public.docs to authenticated;
+         alter publication supabase_realtime add table public.docs;",
+    )
+    .await
+    .unwrap();
+    let mut c = connect(&server).await;
+    let binding = json!({"event":"INSERT","schema":"public","table":"docs"});
+    let r = c
+        .join(
+            "docs",
+            "1",
+            join_config(json!({"postgres_changes":[binding]})),
+        )
+        .await;
+    let id = payload(&r)["response"]["postgres_changes"][0]["id"]
+        .as_u64()
+        .expect("binding id");
+    assert_eq!(system(&mut c).await[4]["status"], "ok");
+
+    db.execute(
+        r#"insert into public.docs values (1, '{"b":[1,2],"a":1}')"#,
+        &[],
+    )
+    .await
+    .unwrap();
+    let text = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), c.ws.next())
+            .await
+            .expect("a change within 10 s")
+            .expect("socket open")
+            .expect("frame");
+        if let WsMessage::Text(t) = msg {
+            break t.as_str().to_string();
+        }
+    };
+    assert!(
+        text.starts_with(r#"[null,null,"realtime:docs","postgres_changes",{"data":{"#),
+        "{text}"
+    );
+    assert!(text.ends_with(&format!(r#"}},"ids":[{id}]}}]"#)), "{text}");
+    assert!(text.contains(r#""j": {"a": 1, "b": [1, 2]}"#), "{text}");
 }
