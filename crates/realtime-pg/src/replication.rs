@@ -108,7 +108,7 @@ impl ReplicationStream {
     /// `opts.tls`, addresses tried IPv6 first, each within `opts.connect_timeout`; then runs
     /// `opts.after_connect_query` if set.
     pub async fn connect(opts: &ConnectOptions) -> Result<Self, ReplicationError> {
-        let addrs = connect::resolve(&opts.host, opts.port)
+        let addrs = connect::resolve_family(&opts.host, opts.port, opts.ip_version)
             .await
             .map_err(|e| match e {
                 ConnectError::Resolve { host, reason } => {
@@ -333,17 +333,16 @@ impl LogicalStream {
                     let _ = self.wire.flush().await;
                     return Ok(None);
                 }
-                Backend::Message(postgres_protocol::message::backend::Message::ErrorResponse(
-                    body,
-                )) => {
-                    let error = ServerError::from_body(&body);
-                    return Err(self.wire.server_error(&error));
-                }
                 Backend::Message(
                     postgres_protocol::message::backend::Message::NoticeResponse(_)
                     | postgres_protocol::message::backend::Message::ParameterStatus(_),
                 ) => continue,
-                _ => {
+                Backend::Message(other) => {
+                    let error = streaming_interrupted(&other, |e| self.wire.server_error(e));
+                    tracing::info!(slot = %self.slot, %error, "replication stream interrupted");
+                    return Err(error);
+                }
+                Backend::CopyBothResponse => {
                     return Err(ReplicationError::Protocol(
                         "unexpected message during streaming".into(),
                     ))
@@ -429,6 +428,29 @@ impl LogicalStream {
     }
 }
 
+/// What a message other than CopyData/CopyDone/notices means while streaming. A server that
+/// shuts down (smart or fast) may end the command with CommandComplete/ReadyForQuery or send
+/// an ErrorResponse such as 57P01 `admin_shutdown` instead of CopyDone: the connection is
+/// going away and the caller should reconnect, so these are [`ReplicationError::ConnectionLost`].
+/// ErrorResponses go through `classify` (the session's [`ReplicationError::from_server`]).
+fn streaming_interrupted(
+    message: &postgres_protocol::message::backend::Message,
+    classify: impl FnOnce(&ServerError) -> ReplicationError,
+) -> ReplicationError {
+    use postgres_protocol::message::backend::Message;
+    match message {
+        Message::ErrorResponse(body) => classify(&ServerError::from_body(body)),
+        Message::CommandComplete(body) => ReplicationError::ConnectionLost(format!(
+            "the server completed the replication command ({}) without CopyDone",
+            body.tag().unwrap_or("?")
+        )),
+        Message::ReadyForQuery(_) => ReplicationError::ConnectionLost(
+            "the server left the replication stream (ReadyForQuery)".into(),
+        ),
+        _ => ReplicationError::Protocol("unexpected message during streaming".into()),
+    }
+}
+
 /// Slot names the server accepts: `[a-z0-9_]{1,63}`; checked here because they are spliced
 /// into replication commands.
 fn check_slot_name(slot: &str) -> Result<(), ReplicationError> {
@@ -470,6 +492,41 @@ fn bad_reply(what: &str) -> ReplicationError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::{BufMut, BytesMut};
+    use postgres_protocol::message::backend::Message;
+
+    /// One backend message from its tag and body.
+    fn backend(tag: u8, body: &[u8]) -> Message {
+        let mut buf = BytesMut::new();
+        buf.put_u8(tag);
+        buf.put_i32(body.len() as i32 + 4);
+        buf.put_slice(body);
+        Message::parse(&mut buf).unwrap().unwrap()
+    }
+
+    fn classify(e: &ServerError) -> ReplicationError {
+        ReplicationError::from_server(e.clone(), "u")
+    }
+
+    #[test]
+    fn server_shutdown_during_streaming_is_a_lost_connection() {
+        let done = backend(b'C', b"START_REPLICATION\0");
+        let e = streaming_interrupted(&done, classify);
+        assert!(matches!(e, ReplicationError::ConnectionLost(_)), "{e:?}");
+        assert!(e.is_retryable());
+        let ready = backend(b'Z', b"I");
+        let e = streaming_interrupted(&ready, classify);
+        assert!(matches!(e, ReplicationError::ConnectionLost(_)), "{e:?}");
+        let fields =
+            b"SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0";
+        let e = streaming_interrupted(&backend(b'E', fields), classify);
+        assert!(matches!(e, ReplicationError::ConnectionLost(_)), "{e:?}");
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("57P01"), "{e}");
+        // Anything else stays a protocol error.
+        let e = streaming_interrupted(&backend(b'n', b""), classify);
+        assert!(matches!(e, ReplicationError::Protocol(_)), "{e:?}");
+    }
 
     #[test]
     fn slot_names() {
