@@ -528,6 +528,19 @@ mod tests {
         assert!(matches!(e, ReplicationError::Protocol(_)), "{e:?}");
     }
 
+    #[tokio::test]
+    async fn connect_honours_the_ip_version() {
+        // 127.0.0.1 has no IPv6 address: forcing IPv6 must fail before any connection attempt.
+        let mut opts = ConnectOptions::new("127.0.0.1", 9, "db", "u", "p");
+        opts.ip_version = Some(connect::IpVersion::V6);
+        let err = ReplicationStream::connect(&opts)
+            .await
+            .err()
+            .expect("no address");
+        assert!(matches!(err, ReplicationError::Resolve { .. }), "{err:?}");
+        assert!(err.to_string().contains("IPv6"), "{err}");
+    }
+
     #[test]
     fn slot_names() {
         assert!(check_slot_name("realtime_slot_1").is_ok());

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{opts, slot_name};
+use common::{opts, slot_name, wait_slot_inactive};
 use realtime_pg::replication::{ReplicationError, ReplicationStream};
 use realtime_pg::slots::{drop_slot_if_exists, slot_info, WalStatus};
 use realtime_pg::Lsn;
@@ -54,6 +54,9 @@ async fn invalidated_slot_is_lost_and_cannot_start() {
     }
     assert!(lost, "slot never invalidated");
 
+    // The walsender that created the slot exits asynchronously after the session closed;
+    // until it has, starting reports "in use" rather than the invalidation under test.
+    wait_slot_inactive(&admin, &slot).await;
     let session = ReplicationStream::connect(&opts(&db)).await.unwrap();
     let err = session
         .start(&slot, Lsn::ZERO, "pub_lost")
@@ -66,6 +69,8 @@ async fn invalidated_slot_is_lost_and_cannot_start() {
     );
     assert!(!err.is_retryable());
 
+    // Same for the walsender that refused to start: the slot can only be dropped once it is gone.
+    wait_slot_inactive(&admin, &slot).await;
     assert!(drop_slot_if_exists(&admin, &slot).await.unwrap());
     admin
         .batch_execute("alter system reset max_slot_wal_keep_size")
