@@ -2,14 +2,17 @@
 //! frame a client sends is relayed, as the same bytes, to every other connected client. It is
 //! what a WebSocket fan-out costs before channels, tokens, serializers and limits.
 //!
-//! Each benchmark binary becomes this server when run as `<bench> baseline-server <port>`, so
-//! the baseline is measured as its own process, like the `realtime` binary.
+//! Each benchmark binary becomes this server when run as `<bench> baseline-server <port>
+//! [<read buffer bytes>]`, so the baseline is measured as its own process, like the `realtime`
+//! binary. Without a size, tungstenite's default read buffer (128 KiB per socket) is used, as
+//! axum's WebSocket upgrade does.
 
 use std::process::ExitCode;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 /// First argument that turns a benchmark binary into the baseline server.
@@ -29,6 +32,7 @@ pub fn run_if_requested() -> Option<ExitCode> {
         eprintln!("usage: {ARG} <port>");
         return Some(ExitCode::from(2));
     };
+    let read_buffer = args.next().and_then(|b| b.parse::<usize>().ok());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -38,7 +42,7 @@ pub fn run_if_requested() -> Option<ExitCode> {
     };
     let served = runtime.block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-        serve(listener).await;
+        serve(listener, read_buffer).await;
         Ok::<(), std::io::Error>(())
     });
     match served {
@@ -50,8 +54,13 @@ pub fn run_if_requested() -> Option<ExitCode> {
     }
 }
 
-/// Accepts WebSocket clients forever and relays their frames to each other.
-pub async fn serve(listener: TcpListener) {
+/// Accepts WebSocket clients forever and relays their frames to each other; `read_buffer`
+/// overrides tungstenite's per-socket read buffer size.
+pub async fn serve(listener: TcpListener, read_buffer: Option<usize>) {
+    let mut config = WebSocketConfig::default();
+    if let Some(size) = read_buffer {
+        config = config.read_buffer_size(size);
+    }
     let (tx, _) = broadcast::channel::<(u64, Message)>(QUEUE);
     let mut next_id = 0u64;
     loop {
@@ -60,12 +69,17 @@ pub async fn serve(listener: TcpListener) {
         };
         let _ = stream.set_nodelay(true);
         next_id += 1;
-        tokio::spawn(connection(stream, next_id, tx.clone()));
+        tokio::spawn(connection(stream, next_id, tx.clone(), config));
     }
 }
 
-async fn connection(stream: TcpStream, id: u64, tx: broadcast::Sender<(u64, Message)>) {
-    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+async fn connection(
+    stream: TcpStream,
+    id: u64,
+    tx: broadcast::Sender<(u64, Message)>,
+    config: WebSocketConfig,
+) {
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
     let (mut sink, mut source) = ws.split();

@@ -92,8 +92,20 @@ impl ServerProcess {
 
     /// Starts the baseline server (this executable, re-run) on `port`.
     pub fn baseline(port: u16) -> Result<ServerProcess, BenchError> {
+        ServerProcess::baseline_with(port, None)
+    }
+
+    /// Starts the baseline server with a per-socket read buffer of `read_buffer` bytes
+    /// (tungstenite's 128 KiB default when `None`).
+    pub fn baseline_with(
+        port: u16,
+        read_buffer: Option<usize>,
+    ) -> Result<ServerProcess, BenchError> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg(crate::baseline::ARG).arg(port.to_string());
+        if let Some(size) = read_buffer {
+            cmd.arg(size.to_string());
+        }
         ServerProcess::spawn(cmd, port, "baseline")
     }
 

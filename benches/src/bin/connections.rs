@@ -22,6 +22,9 @@ connections [--connections K]
   target/release/realtime (or REALTIME_BIN).";
 
 const CONNECT_CONCURRENCY: usize = 64;
+/// A second baseline row: the same server with a small per-socket read buffer, to show how
+/// much of a connection's memory is tungstenite's default 128 KiB buffer.
+const SMALL_READ_BUFFER: usize = 4 * 1024;
 /// Time for allocations of the last connections to settle before RSS is read.
 const SETTLE: Duration = Duration::from_secs(1);
 
@@ -87,24 +90,22 @@ async fn run() -> Result<(), BenchError> {
     .await?;
     server.stop();
 
-    let port = free_port()?;
-    let mut base = ServerProcess::baseline(port)?;
-    base.wait_tcp(Duration::from_secs(10)).await?;
-    let addr = base.addr();
-    let baseline = measure(&base, k, |_| async move {
-        client::connect(&format!("ws://{addr}/"), "localhost").await
-    })
-    .await?;
-    base.stop();
+    let baseline = measure_baseline(k, None).await?;
+    let small = measure_baseline(k, Some(SMALL_READ_BUFFER)).await?;
 
     println!("connections: {k} idle WebSockets per server (realtime: vsn 2.0.0, one channel joined each)");
     println!(
-        "{:<20} {:>14} {:>14} {:>12} {:>12}",
+        "{:<26} {:>14} {:>14} {:>12} {:>12}",
         "server", "RSS before MiB", "RSS after MiB", "KiB/conn", "connect s"
     );
-    for (name, o) in [("realtime", &realtime), ("baseline", &baseline)] {
+    let small_name = format!("baseline, {} KiB read buf", SMALL_READ_BUFFER / 1024);
+    for (name, o) in [
+        ("realtime", &realtime),
+        ("baseline", &baseline),
+        (small_name.as_str(), &small),
+    ] {
         println!(
-            "{:<20} {:>14.1} {:>14.1} {:>12.1} {:>12.2}",
+            "{:<26} {:>14.1} {:>14.1} {:>12.1} {:>12.2}",
             name,
             o.before_kib as f64 / 1024.0,
             o.after_kib as f64 / 1024.0,
@@ -113,7 +114,7 @@ async fn run() -> Result<(), BenchError> {
         );
     }
     println!(
-        "{:<20} {:>14} {:>14} {:>12}",
+        "{:<26} {:>14} {:>14} {:>12}",
         "realtime/baseline",
         "",
         "",
@@ -123,6 +124,20 @@ async fn run() -> Result<(), BenchError> {
         )
     );
     Ok(())
+}
+
+/// The same K raw WebSockets to the baseline server.
+async fn measure_baseline(k: usize, read_buffer: Option<usize>) -> Result<Outcome, BenchError> {
+    let port = free_port()?;
+    let mut base = ServerProcess::baseline_with(port, read_buffer)?;
+    base.wait_tcp(Duration::from_secs(10)).await?;
+    let addr = base.addr();
+    let outcome = measure(&base, k, |_| async move {
+        client::connect(&format!("ws://{addr}/"), "localhost").await
+    })
+    .await?;
+    base.stop();
+    Ok(outcome)
 }
 
 /// A vsn 2.0.0 socket joined to `realtime:conn-<i>`.
