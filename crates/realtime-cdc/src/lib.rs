@@ -264,19 +264,27 @@ impl Cdc {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
+        let mut previous = None;
         if let Some(t) = reg.get(&config.external_id) {
-            if !t.is_finished() && t.config == config {
+            if !t.is_finished() && !t.shutdown_requested() && t.config == config {
                 t.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 return t.clone();
             }
             if t.config != config {
-                // The tenant's settings changed: the old pipeline stops (its channels keep
-                // their subscriptions to it until they re-subscribe) and a new one starts.
+                // The tenant's settings changed: the old pipeline stops (its channels are
+                // told to re-subscribe) and a new one starts.
                 tracing::info!(tenant = %config.external_id, "Postgres Changes settings changed, restarting the pipeline");
                 t.request_shutdown();
             }
+            if !t.is_finished() {
+                previous = Some(t.clone());
+            }
         }
         let t = tenant::TenantCdc::new(config, self.opts.idle_shutdown, self.tenants.clone());
+        if let Some(previous) = previous {
+            // The stopping pipeline drops the slot; the new one creates it afterwards.
+            t.follow(previous);
+        }
         t.pending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         reg.insert(t.config.external_id.clone(), t.clone());
         tokio::spawn(pipeline::run(t.clone()));
@@ -297,6 +305,24 @@ impl Cdc {
         for t in &tenants {
             t.wait_finished(Duration::from_secs(10)).await;
         }
+    }
+
+    /// Stops one tenant's pipeline and drops its slot, waiting up to 10 s (the tenant was
+    /// reloaded, shut down, deleted, or its settings changed). Its channels' sinks are closed,
+    /// which tells them to subscribe again (upstream's `postgres_cdc_rls_down`); a new
+    /// pipeline starts on the next subscription, once this one has finished.
+    pub async fn stop_tenant(&self, external_id: &str) {
+        let t = match self.tenants.lock() {
+            Ok(g) => g.get(external_id).cloned(),
+            Err(p) => p.into_inner().get(external_id).cloned(),
+        };
+        let Some(t) = t else {
+            return;
+        };
+        tracing::info!(tenant = %external_id, "stopping the Postgres Changes pipeline");
+        t.request_shutdown();
+        t.wait_finished(Duration::from_secs(10)).await;
+        t.leave_registry();
     }
 
     /// Registers a channel's bindings with the tenant's pipeline. On success the sink has

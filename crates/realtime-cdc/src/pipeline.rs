@@ -56,15 +56,21 @@ struct Txn {
 
 /// Runs the pipeline until it stops (idle or fatal).
 pub async fn run(tenant: Arc<TenantCdc>) {
+    tenant.wait_predecessor(Duration::from_secs(10)).await;
     let mut resume = Resume::default();
     let mut backoff = MIN_BACKOFF;
     let mut busy = 0u32;
     loop {
+        if tenant.shutdown_requested() {
+            drop_slot_best_effort(&tenant).await;
+            stopped(&tenant);
+            return;
+        }
         let started = Instant::now();
         match session(&tenant, &mut resume, &mut busy).await {
             Exit::Idle => {
-                tracing::info!(tenant = %tenant.config.external_id, "Postgres Changes pipeline stopped (idle)");
-                tenant.set_state(PipelineState::Stopped);
+                tracing::info!(tenant = %tenant.config.external_id, "Postgres Changes pipeline stopped");
+                stopped(&tenant);
                 return;
             }
             Exit::Fatal(msg) => {
@@ -79,7 +85,7 @@ pub async fn run(tenant: Arc<TenantCdc>) {
                 tracing::warn!(tenant = %tenant.config.external_id, error = %msg, ?backoff, "Postgres Changes pipeline reconnecting");
                 if tenant.try_begin_idle_stop() {
                     drop_slot_best_effort(&tenant).await;
-                    tenant.set_state(PipelineState::Stopped);
+                    stopped(&tenant);
                     return;
                 }
                 tokio::select! {
@@ -90,6 +96,15 @@ pub async fn run(tenant: Arc<TenantCdc>) {
             }
         }
     }
+}
+
+/// Marks the pipeline stopped. After a requested stop the channels still registered lose
+/// their sinks, which is how the gateway learns to subscribe them again.
+fn stopped(tenant: &TenantCdc) {
+    if tenant.shutdown_requested() {
+        tenant.router.clear();
+    }
+    tenant.set_state(PipelineState::Stopped);
 }
 
 async fn drop_slot_best_effort(tenant: &TenantCdc) {

@@ -142,6 +142,11 @@ impl Router {
         g.len()
     }
 
+    /// Removes every channel, closing their sinks (the pipeline was stopped under them).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     /// Number of channels.
     pub fn len(&self) -> usize {
         self.lock().len()

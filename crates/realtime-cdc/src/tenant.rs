@@ -59,6 +59,8 @@ pub struct TenantCdc {
     empty_since: Mutex<Option<Instant>>,
     registry: Tenants,
     shutdown: watch::Sender<bool>,
+    /// A stopping pipeline of the same tenant that must finish (and drop the slot) first.
+    predecessor: Mutex<Option<Arc<TenantCdc>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -82,7 +84,32 @@ impl TenantCdc {
             empty_since: Mutex::new(None),
             registry,
             shutdown: watch::channel(false).0,
+            predecessor: Mutex::new(None),
         })
+    }
+
+    /// Makes this pipeline wait for `previous` (being stopped) before touching the slot.
+    pub fn follow(&self, previous: Arc<TenantCdc>) {
+        *lock(&self.predecessor) = Some(previous);
+    }
+
+    /// Waits (at most `timeout`) for the pipeline this one replaces to finish.
+    pub async fn wait_predecessor(&self, timeout: Duration) {
+        let previous = lock(&self.predecessor).take();
+        if let Some(previous) = previous {
+            previous.wait_finished(timeout).await;
+        }
+    }
+
+    /// Removes this tenant from the registry if it is still the registered one.
+    pub fn leave_registry(self: &Arc<Self>) {
+        let mut reg = lock(&self.registry);
+        if reg
+            .get(&self.config.external_id)
+            .is_some_and(|t| Arc::ptr_eq(t, self))
+        {
+            reg.remove(&self.config.external_id);
+        }
     }
 
     /// A fresh subscriber key.

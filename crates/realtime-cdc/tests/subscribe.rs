@@ -362,3 +362,38 @@ async fn changed_settings_start_a_new_pipeline() {
         other => panic!("expected a change, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn stopping_a_tenant_drops_its_slot_and_closes_its_channels() {
+    let env = env("").await;
+    let mut ch = env
+        .subscribe(
+            anon(),
+            vec![json!({"event": "INSERT", "schema": "public", "table": "test"})],
+        )
+        .await;
+    let slot = format!("supabase_realtime_replication_slot_{}", env.db.name);
+    assert_eq!(slot_count(&env.sql, &slot).await, 1);
+    env.cdc.stop_tenant(&env.tenant.external_id).await;
+    assert_eq!(slot_count(&env.sql, &slot).await, 0);
+    // The channel's sink is closed: that is its cue to subscribe again.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), ch.rx.recv())
+        .await
+        .expect("sink still open");
+    assert!(closed.is_none(), "{closed:?}");
+    // Stopping a tenant without a pipeline is a no-op.
+    env.cdc.stop_tenant("no-such-tenant").await;
+
+    let mut again = env
+        .subscribe(
+            anon(),
+            vec![json!({"event": "INSERT", "schema": "public", "table": "test"})],
+        )
+        .await;
+    assert_eq!(slot_count(&env.sql, &slot).await, 1);
+    env.exec("insert into public.test values (61, 'after', null)")
+        .await;
+    let data = again.next_data().await;
+    assert_eq!(data["record"]["id"], 61);
+    env.cdc.shutdown().await;
+}
