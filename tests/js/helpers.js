@@ -1,15 +1,22 @@
-// Shared pieces of the supabase-js end-to-end tests: start the server binary in standalone mode
-// on a free port, mint HS256 tokens, build clients, and wait for channel events.
+// Shared pieces of the supabase-js end-to-end tests: start the server binary (standalone or on a
+// database) on a free port, mint HS256 tokens, build clients, and wait for channel events.
 'use strict';
 
 const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const net = require('node:net');
+const os = require('node:os');
 const path = require('node:path');
 const { setTimeout: sleep } = require('node:timers/promises');
 const WebSocket = require('ws');
 const { createClient } = require('@supabase/supabase-js');
 const { RealtimeClient } = require('@supabase/realtime-js');
+
+// A signal would end this process without running 'exit' listeners, which stop the processes
+// the tests started (the server, the database cluster); exit normally instead.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => process.exit(128 + os.constants.signals[signal]));
+}
 
 // Standalone mode seeds the `realtime-dev` tenant with API_JWT_SECRET as its JWT secret.
 const JWT_SECRET = 'end-to-end-test-secret-with-at-least-32-characters';
@@ -45,14 +52,16 @@ function freePort() {
 }
 
 /**
- * Starts the `realtime` binary (REALTIME_BIN, default ../../target/debug/realtime) in standalone
- * mode and waits until `/healthcheck` answers. Returns `{ port, httpUrl, wsUrl, stop, logs }`.
+ * Starts the `realtime` binary (REALTIME_BIN, default ../../target/debug/realtime) and waits until
+ * `/healthcheck` answers. Standalone mode unless `extraEnv` sets DB_HOST. Returns
+ * `{ port, httpUrl, wsUrl, stop, logs }`; the process is killed if this test process exits first.
  */
 async function startServer(extraEnv = {}) {
   const bin = path.resolve(process.env.REALTIME_BIN || path.join(__dirname, '../../target/debug/realtime'));
   const port = await freePort();
   const env = { ...process.env, API_JWT_SECRET: JWT_SECRET, PORT: String(port), ...extraEnv };
-  delete env.DB_HOST;
+  // Standalone unless the caller points the registry at a database.
+  if (!('DB_HOST' in extraEnv)) delete env.DB_HOST;
   env.RUST_LOG = env.RUST_LOG || 'warn';
 
   const child = spawn(bin, [], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -69,6 +78,11 @@ async function startServer(extraEnv = {}) {
     resolve(exited);
   }));
   child.on('error', (e) => lines.push(`spawn error: ${e.message}`));
+  // A test process that ends without running `stop()` (a crash, a cancelled run) still takes
+  // the server with it.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.on('exit', killOnExit);
+  exit.then(() => process.off('exit', killOnExit));
 
   const httpUrl = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
