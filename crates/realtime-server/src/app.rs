@@ -73,6 +73,16 @@ impl AppState {
         self.gateway.disconnect_tenant(external_id).await;
     }
 
+    /// Stops the tenant's database work: its Postgres Changes pipeline (dropping the slot),
+    /// its database broadcast stream and its authorization connection, each within 10 s.
+    /// Whatever still needs them starts them again on the next join.
+    pub async fn stop_tenant_work(&self, external_id: &str) {
+        tokio::join!(
+            self.cdc.stop_tenant(external_id),
+            self.gateway.stop_tenant_databases(external_id),
+        );
+    }
+
     /// Sockets of a tenant with at least one joined channel.
     pub fn connected_count(&self, external_id: &str) -> usize {
         self.gateway.connected_count(external_id)

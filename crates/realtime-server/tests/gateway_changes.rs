@@ -186,3 +186,90 @@ async fn change_frames_keep_the_jsonb_text() {
     assert!(text.ends_with(&format!(r#"}},"ids":[{id}]}}]"#)), "{text}");
     assert!(text.contains(r#""j": {"a": 1, "b": [1, 2]}"#), "{text}");
 }
+
+/// The tenant's replication slots in its own database (slot names are cluster-wide).
+async fn realtime_slots(db: &tokio_postgres::Client) -> Vec<String> {
+    db.query(
+        "select slot_name::text from pg_replication_slots \
+         where database = current_database() and slot_name like 'supabase_realtime%' \
+         order by 1",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// `POST /api/tenants/:id/reload` stops the tenant's pipeline and database broadcast stream
+/// (their slots are gone when it answers) and a new join subscribes again; after `shutdown`
+/// the open channel subscribes again by itself.
+#[tokio::test]
+async fn reload_releases_the_slots_and_a_new_join_subscribes_again() {
+    let server = TestServer::with_db(&[("CHANNEL_ERROR_BACKOFF_MS", "50")]).await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    wait_migrated(&db).await;
+    db.batch_execute(
+        "create table public.items (id bigint primary key);
+         grant select on public.items to authenticated;
+         alter publication supabase_realtime add table public.items;",
+    )
+    .await
+    .unwrap();
+    let binding = json!({"event":"INSERT","schema":"public","table":"items"});
+    let mut c = connect(&server).await;
+    c.join_ok(
+        "items",
+        "1",
+        join_config(json!({"postgres_changes":[binding]})),
+    )
+    .await;
+    assert_eq!(system(&mut c).await[4]["status"], "ok");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while realtime_slots(&db).await.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "slots: {:?}",
+            realtime_slots(&db).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let r = server
+        .admin("POST", "/api/tenants/realtime-dev/reload", None)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(realtime_slots(&db).await, Vec::<String>::new());
+    c.closed().await;
+
+    let mut c = connect(&server).await;
+    c.join_ok(
+        "items",
+        "1",
+        join_config(json!({"postgres_changes":[binding]})),
+    )
+    .await;
+    assert_eq!(system(&mut c).await[4]["status"], "ok");
+    db.execute("insert into public.items values (1)", &[])
+        .await
+        .unwrap();
+    let change = c.recv().await;
+    assert_eq!(change[3], "postgres_changes", "{change}");
+    assert_eq!(change[4]["data"]["record"], json!({"id": 1}));
+
+    // `shutdown` stops the database work but keeps the sockets: the channel subscribes
+    // again on its own and keeps receiving changes.
+    let r = server
+        .admin("POST", "/api/tenants/realtime-dev/shutdown", None)
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(realtime_slots(&db).await, Vec::<String>::new());
+    let sys = system(&mut c).await;
+    assert_eq!(sys[4]["message"], "Subscribed to PostgreSQL", "{sys}");
+    db.execute("insert into public.items values (2)", &[])
+        .await
+        .unwrap();
+    let change = c.recv().await;
+    assert_eq!(change[4]["data"]["record"], json!({"id": 2}), "{change}");
+}

@@ -11,6 +11,7 @@ use realtime_cdc::db_broadcast::{DbBroadcast, DbBroadcastOptions, DbBroadcastStr
 use realtime_protocol::{BroadcastEncoding, Outbound, UserBroadcast};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::gateway::hub::TopicKey;
 use crate::gateway::Gateway;
@@ -21,7 +22,39 @@ const IDLE_CHECK: Duration = Duration::from_secs(10);
 const RETRY_MIN: Duration = Duration::from_secs(5);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 
+/// A tenant's running database broadcast stream, as the gateway holds it.
+#[derive(Default)]
+pub(crate) struct DbStreamHandle {
+    /// The replication connection is up.
+    connected: AtomicBool,
+    /// Asks the stream to stop and release its slot.
+    stop: CancellationToken,
+    /// Cancelled once the stream task has ended.
+    done: CancellationToken,
+}
+
+/// How long stopping a tenant's database work may take.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 impl Gateway {
+    /// Stops the tenant's database broadcast stream (releasing its slot, waiting up to 10 s)
+    /// and closes its private-channel authorization connection (reload, shutdown, delete).
+    pub async fn stop_tenant_databases(&self, tenant: &str) {
+        self.databases.forget(tenant);
+        let handle = self.db_streams.remove(tenant).map(|(_, h)| h);
+        if let Some(h) = handle {
+            h.stop.cancel();
+            let _ = tokio::time::timeout(STOP_WAIT, h.done.cancelled()).await;
+        }
+    }
+
+    /// Stops every tenant's database broadcast stream, in parallel (process shutdown).
+    pub async fn stop_all_databases(&self) {
+        let tenants: Vec<String> = self.db_streams.iter().map(|e| e.key().clone()).collect();
+        let stops = tenants.iter().map(|t| self.stop_tenant_databases(t));
+        futures_util::future::join_all(stops).await;
+    }
+
     fn tenant_has_sockets(&self, tenant: &str) -> bool {
         self.sessions.iter().any(|s| &*s.tenant == tenant)
     }
@@ -32,19 +65,21 @@ impl Gateway {
         if self.databases.crypto().is_none() {
             return;
         }
-        let connected = Arc::new(AtomicBool::new(false));
-        if self
-            .db_streams
-            .insert(tenant.to_string(), connected.clone())
-            .is_some()
-        {
-            return;
+        let handle = Arc::new(DbStreamHandle::default());
+        match self.db_streams.entry(tenant.to_string()) {
+            dashmap::mapref::entry::Entry::Occupied(_) => return,
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                v.insert(handle.clone());
+            }
         }
         let gw = self.clone();
         let tenant = tenant.to_string();
         tokio::spawn(async move {
-            gw.run_db_broadcasts(&tenant, &connected).await;
-            gw.db_streams.remove(&tenant);
+            gw.run_db_broadcasts(&tenant, &handle).await;
+            // A stream started after this one was stopped keeps its entry.
+            gw.db_streams
+                .remove_if(&tenant, |_, h| Arc::ptr_eq(h, &handle));
+            handle.done.cancel();
         });
     }
 
@@ -52,13 +87,14 @@ impl Gateway {
     pub fn replication_ready(&self, tenant: &str) -> bool {
         self.db_streams
             .get(tenant)
-            .map(|c| c.load(Ordering::SeqCst))
+            .map(|h| h.connected.load(Ordering::SeqCst))
             .unwrap_or(false)
     }
 
-    async fn run_db_broadcasts(self: &Arc<Self>, tenant: &str, connected: &AtomicBool) {
+    async fn run_db_broadcasts(self: &Arc<Self>, tenant: &str, handle: &DbStreamHandle) {
+        let connected = &handle.connected;
         let mut retry = RETRY_MIN;
-        while self.tenant_has_sockets(tenant) {
+        while self.tenant_has_sockets(tenant) && !handle.stop.is_cancelled() {
             let (Some(crypto), Some(row)) =
                 (self.databases.crypto(), self.registry_row(tenant).await)
             else {
@@ -73,7 +109,10 @@ impl Gateway {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(tenant, error = %e, "UnableToStartBroadcastChanges");
-                    tokio::time::sleep(retry).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(retry) => {}
+                        _ = handle.stop.cancelled() => return,
+                    }
                     retry = (retry * 2).min(RETRY_MAX);
                     continue;
                 }
@@ -82,6 +121,13 @@ impl Gateway {
             connected.store(true, Ordering::SeqCst);
             loop {
                 tokio::select! {
+                    _ = handle.stop.cancelled() => {
+                        connected.store(false, Ordering::SeqCst);
+                        if let Err(e) = stream.stop().await {
+                            tracing::warn!(tenant, error = %e, "broadcast stream stop failed");
+                        }
+                        return;
+                    }
                     b = rx.recv() => match b {
                         Some(b) => self.deliver_database_broadcast(tenant, &b).await,
                         None => {

@@ -147,7 +147,7 @@ pub struct Gateway {
     pub(crate) cdc: Option<Arc<realtime_cdc::Cdc>>,
     rows: Option<Arc<realtime_tenants::TenantCache>>,
     pub(crate) databases: authorization::TenantDatabases,
-    pub(crate) db_streams: DashMap<String, Arc<AtomicBool>>,
+    pub(crate) db_streams: DashMap<String, Arc<db_broadcast::DbStreamHandle>>,
     /// Counted sockets per tenant (joined at least one channel, until they close).
     pub(crate) users: DashMap<String, usize>,
     shutting_down: AtomicBool,

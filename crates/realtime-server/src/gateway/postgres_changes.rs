@@ -94,6 +94,7 @@ impl Session {
         let push_ref = ch.push_ref.clone();
         let legacy = ch.legacy;
         let fwd_topic = topic.clone();
+        let control = self.link.control.clone();
         tokio::spawn(async move {
             while let Some(ev) = events.recv().await {
                 let msg = match ev {
@@ -112,8 +113,18 @@ impl Session {
                     }
                 };
                 if !link.send(&msg) && link.kill.is_cancelled() {
-                    break;
+                    return;
                 }
+            }
+            // Every sender is gone: the subscription failed or was dropped (the session
+            // ignores those), or the pipeline stopped under a live subscription.
+            if !link.kill.is_cancelled() {
+                let _ = control
+                    .send(Control::CdcDown {
+                        channel_id,
+                        generation,
+                    })
+                    .await;
             }
         });
         let link = self.link.clone();
@@ -170,6 +181,30 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The pipeline stopped under this channel's live subscription: like upstream's
+    /// `postgres_cdc_rls_down`, subscribe again after 1–3 s.
+    pub(crate) fn on_cdc_down(&mut self, channel_id: u64, generation: u64) {
+        let Some(topic) = self.topic_of(channel_id) else {
+            return;
+        };
+        let Some(ch) = self.channels.get_mut(&topic) else {
+            return;
+        };
+        if ch.cdc_generation != generation || ch.cdc.is_none() || self.gw.is_shutting_down() {
+            return;
+        }
+        tracing::info!(tenant = %self.link.tenant, topic = %topic, "Postgres Changes pipeline stopped, subscribing again");
+        ch.cdc = None;
+        let delay = Duration::from_millis(rand::thread_rng().gen_range(1000..3000));
+        self.after(
+            delay,
+            Control::CdcRetry {
+                channel_id,
+                generation,
+            },
+        );
     }
 
     /// A scheduled retry, unless the channel re-subscribed or left meanwhile.

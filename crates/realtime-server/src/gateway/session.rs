@@ -61,6 +61,14 @@ pub enum Control {
         /// Attempt generation that failed.
         generation: u64,
     },
+    /// The change pipeline closed a live subscription's sink (the tenant's pipeline was
+    /// stopped): subscribe again after upstream's 1–3 s (`postgres_cdc_rls_down`).
+    CdcDown {
+        /// The channel.
+        channel_id: u64,
+        /// Attempt generation whose sink closed.
+        generation: u64,
+    },
     /// Check whether the replication connection is ready (`replication_ready` opt-in).
     ReplicationCheck {
         /// The channel.
@@ -412,6 +420,10 @@ impl Session {
                 channel_id,
                 generation,
             } => self.on_cdc_retry(channel_id, generation),
+            Control::CdcDown {
+                channel_id,
+                generation,
+            } => self.on_cdc_down(channel_id, generation),
             Control::ReplicationCheck {
                 channel_id,
                 deadline,

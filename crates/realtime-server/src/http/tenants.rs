@@ -74,6 +74,7 @@ pub async fn delete(
     state.disconnect_tenant(&tenant_id).await;
     state.registry.delete(&tenant_id).await.map_err(internal)?;
     state.tenants.invalidate(&tenant_id);
+    state.stop_tenant_work(&tenant_id).await;
     // The row is gone; teardown problems are logged, the answer stays 204.
     let teardown = tokio::time::timeout(
         std::time::Duration::from_secs(5),
@@ -96,7 +97,7 @@ pub async fn delete(
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
-/// `POST /api/tenants/:tenant_id/reload`: drop the tenant's sockets (and database work).
+/// `POST /api/tenants/:tenant_id/reload`: stop the tenant's database work, drop its sockets.
 pub async fn reload(
     State(state): State<AppState>,
     Path(tenant_id): Path<String>,
@@ -105,11 +106,13 @@ pub async fn reload(
     authorize(&state, &headers, AdminAccess::Write)?;
     find_fresh(&state, &tenant_id).await?;
     state.tenants.invalidate(&tenant_id);
+    state.stop_tenant_work(&tenant_id).await;
     state.disconnect_tenant(&tenant_id).await;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
-/// `POST /api/tenants/:tenant_id/shutdown`: stop the tenant's database connection.
+/// `POST /api/tenants/:tenant_id/shutdown`: stop the tenant's database connections (they
+/// reopen on demand; sockets stay).
 pub async fn shutdown(
     State(state): State<AppState>,
     Path(tenant_id): Path<String>,
@@ -117,6 +120,7 @@ pub async fn shutdown(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, AdminAccess::Write)?;
     find_fresh(&state, &tenant_id).await?;
+    state.stop_tenant_work(&tenant_id).await;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
@@ -168,6 +172,11 @@ async fn upsert(state: &AppState, external_id: &str, params: &Value) -> Result<R
             ),
         }
     } else if let Some(before) = &before {
+        if needs_restart(before, &tenant) {
+            // Database settings or the tokens subscriptions were checked with changed.
+            state.tenants.invalidate(external_id);
+            state.stop_tenant_work(external_id).await;
+        }
         if needs_disconnect(before, &tenant) {
             state.disconnect_tenant(external_id).await;
         }
@@ -189,18 +198,31 @@ async fn upsert(state: &AppState, external_id: &str, params: &Value) -> Result<R
     Ok(res)
 }
 
+/// Whether an update invalidates the tenant's database work: its extensions (connection
+/// settings), the keys its subscriptions' tokens were verified with, or its suspension.
+fn needs_restart(before: &Tenant, after: &Tenant) -> bool {
+    before.suspend != after.suspend
+        || before.jwt_secret != after.jwt_secret
+        || before.jwt_jwks != after.jwt_jwks
+        || extensions_changed(before, after)
+}
+
+fn extensions_changed(before: &Tenant, after: &Tenant) -> bool {
+    before.extensions.len() != after.extensions.len()
+        || before
+            .extensions
+            .iter()
+            .zip(&after.extensions)
+            .any(|(a, b)| a.r#type != b.r#type || a.settings != b.settings)
+}
+
 /// Whether an update changes what every open socket of the tenant was admitted under.
 fn needs_disconnect(before: &Tenant, after: &Tenant) -> bool {
     before.suspend != after.suspend
         || before.jwt_secret != after.jwt_secret
         || before.jwt_jwks != after.jwt_jwks
         || before.private_only != after.private_only
-        || before.extensions.len() != after.extensions.len()
-        || before
-            .extensions
-            .iter()
-            .zip(&after.extensions)
-            .any(|(a, b)| a.r#type != b.r#type || a.settings != b.settings)
+        || extensions_changed(before, after)
 }
 
 fn upsert_error(e: UpsertError) -> ApiError {
