@@ -95,12 +95,22 @@ async fn connection(
                 Some(Ok(_)) => {}
             },
             outbound = rx.recv() => match outbound {
-                Ok((from, m)) if from != id => {
-                    if sink.send(m).await.is_err() {
+                Ok(first) => {
+                    // Queue everything already waiting, then write it with one flush.
+                    let mut queued = Some(first);
+                    let mut failed = false;
+                    while let Some((from, m)) = queued.take() {
+                        if from != id && sink.feed(m).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                        queued = rx.try_recv().ok();
+                    }
+                    if failed || sink.flush().await.is_err() {
                         break;
                     }
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
         }

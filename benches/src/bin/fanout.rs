@@ -21,7 +21,7 @@ use serde_json::json;
 const USAGE: &str = "\
 fanout [--subscribers N] [--messages M] [--burst B] [--interval-ms I]
   N subscribers (default 1000, half vsn 2.0.0, half 1.0.0) on one topic; one publisher sends
-  M broadcasts one every I ms (default 200 every 10 ms) for latency, then B back to back
+  M broadcasts one every I ms (default 200 every 20 ms) for latency, then B back to back
   (default 200) for throughput. Needs target/release/realtime (or REALTIME_BIN).";
 
 const TOPIC: &str = "realtime:bench";
@@ -79,7 +79,7 @@ async fn run() -> Result<(), BenchError> {
         subscribers: args.number("subscribers", 1000)?.max(1) as usize,
         paced: args.number("messages", 200)? as usize,
         burst: args.number("burst", 200)? as usize,
-        interval: Duration::from_millis(args.number("interval-ms", 10)?),
+        interval: Duration::from_millis(args.number("interval-ms", 20)?),
     };
     raise_nofile(plan.subscribers as u64 * 2 + 1024);
 
