@@ -222,22 +222,40 @@ impl Running {
     }
 
     /// Stops accepting, closes the gateway's sockets and waits up to [`SHUTDOWN_GRACE`] for
-    /// open connections to finish.
+    /// open connections to finish; meanwhile every Postgres Changes pipeline and database
+    /// broadcast stream stops and drops its replication slot (slots left behind would hold
+    /// WAL on the tenant databases until the next start adopts them).
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.state.gateway.shutdown();
         let tasks = self.tasks;
         let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
         let all = futures_util::future::join_all(tasks);
-        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
-            tracing::warn!(
-                "Open connections did not finish within {}s, closing them",
-                SHUTDOWN_GRACE.as_secs()
-            );
-            for a in aborts {
-                a.abort();
+        let drain = async {
+            if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+                tracing::warn!(
+                    "Open connections did not finish within {}s, closing them",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+                for a in aborts {
+                    a.abort();
+                }
             }
-        }
+        };
+        let cdc = self.state.cdc.clone();
+        let gateway = self.state.gateway.clone();
+        let release = async move {
+            let both = async {
+                tokio::join!(cdc.shutdown(), gateway.stop_all_databases());
+            };
+            if tokio::time::timeout(SHUTDOWN_GRACE, both).await.is_err() {
+                tracing::warn!(
+                    "Replication slots were not all released within {}s",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+            }
+        };
+        tokio::join!(drain, release);
     }
 }
 

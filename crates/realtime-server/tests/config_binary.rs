@@ -513,3 +513,106 @@ async fn wrong_registry_password_fails_fast_with_a_hint() {
     assert!(errors[0].contains("DB_PASSWORD"), "{lines:?}");
     assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:?}");
 }
+
+/// The tenant's `supabase_realtime%` slots in its own database.
+async fn realtime_slots(sql: &tokio_postgres::Client) -> Vec<String> {
+    sql.query(
+        "select slot_name::text from pg_replication_slots \
+         where database = current_database() and slot_name like 'supabase_realtime%'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[tokio::test]
+async fn sigterm_releases_the_replication_slots() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let db = realtime_testkit::Cluster::shared().create_database().await;
+    let vars = db_env(&db, &[]);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let proc = Proc::start(&vars);
+    let sql = db.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sql
+        .query_one(
+            "select to_regclass('realtime.subscription') is not null",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "tenant migrations did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    sql.batch_execute(
+        "create table public.notes (id bigint primary key);
+         grant select on public.notes to anon;
+         alter publication supabase_realtime add table public.notes;",
+    )
+    .await
+    .unwrap();
+
+    let mut req = format!(
+        "ws://{}/socket/websocket?apikey={}&vsn=1.0.0",
+        proc.addr,
+        anon_token()
+    )
+    .into_client_request()
+    .unwrap();
+    req.headers_mut().insert(
+        "host",
+        "realtime-dev.supabase-realtime:4000".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade");
+    let join = serde_json::json!({
+        "topic": "realtime:notes", "event": "phx_join", "ref": "1", "join_ref": "1",
+        "payload": {"config": {"postgres_changes": [{"event": "*", "schema": "public", "table": "notes"}]}}
+    });
+    ws.send(WsMessage::text(join.to_string())).await.unwrap();
+    let subscribed = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let WsMessage::Text(t) = m {
+                if t.as_str().contains("Subscribed to PostgreSQL") {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(subscribed, Ok(true), "{:?}", proc.lines.lock().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while realtime_slots(&sql).await.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "slots: {:?}",
+            realtime_slots(&sql).await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (code, took, lines) = tokio::task::spawn_blocking(move || proc.terminate())
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert_eq!(
+        realtime_slots(&sql).await,
+        Vec::<String>::new(),
+        "{lines:?}"
+    );
+    drop(ws);
+}
