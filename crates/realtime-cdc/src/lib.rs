@@ -31,7 +31,7 @@
 //!   slot polled over SQL). The slot's position only advances once a transaction's events are
 //!   in the sinks, so reconnects and database restarts lose nothing; replayed transactions
 //!   are skipped, so nothing arrives twice. The slot is dropped after the idle period and by
-//!   [`Cdc::shutdown`]; one left by a crash is adopted by the next pipeline.
+//!   [`Cdc::shutdown`] or [`Cdc::stop_tenant`]; one left by a crash is adopted by the next pipeline.
 //! - The per-change work of upstream's `realtime.apply_rls` runs here, with SQL only where
 //!   PostgreSQL semantics matter: filters and uncommon types are evaluated by the database in
 //!   one statement per change, RLS checks for all distinct claims are pipelined in one round
