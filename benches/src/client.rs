@@ -62,13 +62,20 @@ pub fn socket_url(addr: SocketAddr, token: &str, vsn: Vsn) -> String {
     )
 }
 
-/// Opens a WebSocket to `url` with `host` as the Host header, Nagle off.
+/// Longest wait for a WebSocket upgrade.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens a WebSocket to `url` with `host` as the Host header, Nagle off, within
+/// [`CONNECT_TIMEOUT`].
 pub async fn connect(url: &str, host: &str) -> Result<Ws, BenchError> {
     let mut req = url.into_client_request()?;
     let host = HeaderValue::from_str(host)
         .map_err(|e| BenchError::Setup(format!("host header {host:?}: {e}")))?;
     req.headers_mut().insert("host", host);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    let connecting = tokio_tungstenite::connect_async_with_config(req, None, true);
+    let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| BenchError::Timeout(format!("WebSocket upgrade of {url}")))??;
     Ok(ws)
 }
 

@@ -40,6 +40,9 @@ const ROW_WAIT: Duration = Duration::from_secs(5);
 /// A throughput receiver that hears nothing for this long has received everything it will.
 const IDLE: Duration = Duration::from_secs(10);
 
+/// Upper bound of a whole run, whatever hangs.
+const OVERALL: Duration = Duration::from_secs(300);
+
 /// A row id and when it arrived.
 type Arrival = (i64, Instant);
 
@@ -54,7 +57,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run()) {
+    match runtime.block_on(async {
+        tokio::time::timeout(OVERALL, run())
+            .await
+            .unwrap_or_else(|_| {
+                Err(BenchError::Timeout(format!(
+                    "the run took over {OVERALL:?}"
+                )))
+            })
+    }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("changes_latency: {e}");
@@ -91,7 +102,13 @@ async fn run() -> Result<(), BenchError> {
     )
     .await?;
 
-    let mut raw_rx = raw_stream(&db).await?;
+    let mut raw_rx = tokio::time::timeout(SUBSCRIBE_WAIT, raw_stream(&db))
+        .await
+        .map_err(|_| {
+            BenchError::Timeout(format!(
+                "the baseline replication slot was not ready within {SUBSCRIBE_WAIT:?}"
+            ))
+        })??;
     let token = client::token(JWT_SECRET, "authenticated")?;
     let addr = server.addr();
     let mut first = match subscribe(addr, &token).await {
