@@ -219,30 +219,47 @@ async fn write_loop(
     kill: CancellationToken,
 ) {
     loop {
-        tokio::select! {
+        let first = tokio::select! {
             biased;
             _ = kill.cancelled() => break,
             m = rx.recv() => match m {
                 None => break,
-                Some(m) => {
-                    let is_close = matches!(m, WsMessage::Close(_));
-                    // A client that stops reading blocks the send; a kill must still end it.
-                    let sent = tokio::select! {
-                        r = sink.send(m) => r.is_ok(),
-                        _ = kill.cancelled() => false,
-                    };
-                    if !sent {
-                        kill.cancel();
+                Some(m) => m,
+            },
+        };
+        // Everything already queued goes out in one flush: a fan-out burst then costs one
+        // write per socket instead of one per frame.
+        let mut closing = false;
+        let mut next = Some(first);
+        // A client that stops reading blocks the write; a kill must still end it.
+        let sent = tokio::select! {
+            r = async {
+                let mut batch = 0;
+                while let Some(m) = next.take() {
+                    closing = matches!(m, WsMessage::Close(_));
+                    sink.feed(m).await?;
+                    batch += 1;
+                    if closing || batch == WRITE_BATCH {
                         break;
                     }
-                    if is_close {
-                        break;
-                    }
+                    next = rx.try_recv().ok();
                 }
-            }
+                sink.flush().await
+            } => r.is_ok(),
+            _ = kill.cancelled() => false,
+        };
+        if !sent {
+            kill.cancel();
+            break;
+        }
+        if closing {
+            break;
         }
     }
 }
+
+/// Most frames written before a flush.
+const WRITE_BATCH: usize = 256;
 
 impl Session {
     async fn read_loop(

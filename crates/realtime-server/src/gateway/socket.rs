@@ -17,6 +17,9 @@ use crate::gateway::session::{self, ConnectInfo};
 use crate::gateway::tenant_resolve::resolve;
 use crate::gateway::GatewayState;
 
+/// Initial read buffer of a socket; it grows on demand up to the frame limit.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// A JSON error body with upstream's content type.
 pub fn json_error(status: u16, key: &str, message: &str) -> Response {
     let body = json!({ key: message }).to_string();
@@ -133,6 +136,9 @@ pub async fn upgrade<S: GatewayState>(
     let max = gw.settings.max_message_size;
     // Frames may be larger than a message's limit: the whole oversized message is read, then
     // refused with 1009 at a frame boundary.
+    // tungstenite reserves its whole read buffer per socket up front (128 KiB by default); a
+    // small initial buffer that grows for large frames keeps idle sockets cheap.
     ws.max_message_size(max)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| session::run(gw, socket, info))
 }
