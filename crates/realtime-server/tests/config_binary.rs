@@ -535,7 +535,8 @@ async fn sigterm_releases_the_replication_slots() {
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
     let db = realtime_testkit::Cluster::shared().create_database().await;
-    let vars = db_env(&db, &[]);
+    // Slot names are cluster-wide: keep this test's apart from other tests'.
+    let vars = db_env(&db, &[("SLOT_NAME_SUFFIX", db.name.as_str())]);
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let proc = Proc::start(&vars);
     let sql = db.connect().await;

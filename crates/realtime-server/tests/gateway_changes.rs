@@ -46,6 +46,21 @@ async fn system(c: &mut Client) -> serde_json::Value {
     f
 }
 
+/// A server over a fresh database. Slot names are cluster-wide and the tests of this file
+/// run at once, so each server gets its own `SLOT_NAME_SUFFIX`.
+async fn server() -> TestServer {
+    let db = realtime_testkit::Cluster::shared().create_database().await;
+    let suffix = db.name.clone();
+    TestServer::on_db(
+        db,
+        &[
+            ("CHANNEL_ERROR_BACKOFF_MS", "50"),
+            ("SLOT_NAME_SUFFIX", suffix.as_str()),
+        ],
+    )
+    .await
+}
+
 /// Waits until the tenant migrations created `realtime.subscription`.
 async fn wait_migrated(db: &tokio_postgres::Client) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -68,7 +83,7 @@ async fn wait_migrated(db: &tokio_postgres::Client) {
 
 #[tokio::test]
 async fn case65_66_changes_reach_the_channel() {
-    let server = TestServer::with_db(&[("CHANNEL_ERROR_BACKOFF_MS", "50")]).await;
+    let server = server().await;
     let db = server.db.as_ref().unwrap().connect().await;
     wait_migrated(&db).await;
     db.batch_execute(
@@ -139,7 +154,7 @@ async fn change_frames_keep_the_jsonb_text() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-    let server = TestServer::with_db(&[("CHANNEL_ERROR_BACKOFF_MS", "50")]).await;
+    let server = server().await;
     let db = server.db.as_ref().unwrap().connect().await;
     wait_migrated(&db).await;
     db.batch_execute(
@@ -207,7 +222,7 @@ async fn realtime_slots(db: &tokio_postgres::Client) -> Vec<String> {
 /// the open channel subscribes again by itself.
 #[tokio::test]
 async fn reload_releases_the_slots_and_a_new_join_subscribes_again() {
-    let server = TestServer::with_db(&[("CHANNEL_ERROR_BACKOFF_MS", "50")]).await;
+    let server = server().await;
     let db = server.db.as_ref().unwrap().connect().await;
     wait_migrated(&db).await;
     db.batch_execute(
