@@ -156,6 +156,9 @@ pub fn db_env(db: &TestDb, env: &[(&str, &str)]) -> Vec<(String, String)> {
         ("DB_ENC_KEY", "supabaserealtime".to_string()),
         ("API_JWT_SECRET", JWT_SECRET.to_string()),
         ("SEED_SELF_HOST", "true".to_string()),
+        // Replication slot names are cluster-wide and the tests of a binary share one cluster:
+        // without a suffix of its own, each server would fight the others for the same slots.
+        ("SLOT_NAME_SUFFIX", db.name.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
