@@ -231,7 +231,14 @@ impl DbBroadcastStream {
             opts,
             max_body: tenant.max_payload_bytes(),
         };
-        let first = setup::open(&cfg.target, false).await?;
+        let first = match setup::open(&cfg.target, false).await {
+            // The slot vanished between its creation and the start (dropped by an operator, or
+            // by the clean-up of a stream this process just ended): make it again, once.
+            Err(DbBroadcastError::Replication(
+                realtime_pg::replication::ReplicationError::SlotNotFound(_),
+            )) => setup::open(&cfg.target, false).await?,
+            other => other?,
+        };
         let (stop, stop_rx) = watch::channel(false);
         let connected = Arc::new(AtomicBool::new(true));
         let task = tokio::spawn(stream::run(cfg, first, sink, stop_rx, connected.clone()));
