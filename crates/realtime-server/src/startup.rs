@@ -185,7 +185,7 @@ async fn create_standalone_tenant(state: &AppState) -> Result<(), StartupError> 
         if config.api_jwt_secret.is_some() {
             "API_JWT_SECRET"
         } else {
-            "the default secret `super-secret-jwt-token-with-at-least-32-characters-long` (set API_JWT_SECRET to choose your own)"
+            "upstream's default self-host secret (README.md; set API_JWT_SECRET to choose your own)"
         }
     );
     tracing::info!(
