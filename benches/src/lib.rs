@@ -10,12 +10,14 @@
 //! - [`db`]: the database of the benchmarks that need one (given, or the test cluster).
 //! - [`http`]: a one-request HTTP/1.1 client for health checks.
 //! - [`stats`]: percentiles and table rows.
+//! - [`entry`]: the `main` of every benchmark binary.
 //! - [`args`]: `--name value` flags; [`rlimit`]: the open-files limit; [`error`]: [`BenchError`].
 
 pub mod args;
 pub mod baseline;
 pub mod client;
 pub mod db;
+pub mod entry;
 pub mod error;
 pub mod http;
 pub mod rlimit;

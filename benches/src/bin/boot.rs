@@ -10,7 +10,7 @@ use realtime_benches::client;
 use realtime_benches::db::DbSettings;
 use realtime_benches::server::{free_port, standalone_env, ServerProcess, JWT_SECRET, TENANT};
 use realtime_benches::stats::{ms, Samples};
-use realtime_benches::{baseline, BenchError};
+use realtime_benches::{entry, BenchError};
 
 const USAGE: &str = "\
 boot [--runs R] [--db on|off]
@@ -26,23 +26,7 @@ struct Row {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = baseline::run_if_requested() {
-        return code;
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("boot: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("boot: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    entry::main("boot", run)
 }
 
 async fn run() -> Result<(), BenchError> {

@@ -16,7 +16,7 @@ use realtime_benches::db::DbSettings;
 use realtime_benches::rlimit::raise_nofile;
 use realtime_benches::server::{free_port, ServerProcess, JWT_SECRET, TENANT};
 use realtime_benches::stats::{ms, ratio, Samples};
-use realtime_benches::{baseline, BenchError};
+use realtime_benches::{entry, BenchError};
 use realtime_pg::pgoutput::{self, LogicalMessage, TupleValue};
 use realtime_pg::replication::ReplicationStream;
 use serde_json::{json, Value};
@@ -47,17 +47,7 @@ const OVERALL: Duration = Duration::from_secs(300);
 type Arrival = (i64, Instant);
 
 fn main() -> ExitCode {
-    if let Some(code) = baseline::run_if_requested() {
-        return code;
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("changes_latency: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(async {
+    entry::main("changes_latency", || async {
         tokio::time::timeout(OVERALL, run())
             .await
             .unwrap_or_else(|_| {
@@ -65,13 +55,7 @@ fn main() -> ExitCode {
                     "the run took over {OVERALL:?}"
                 )))
             })
-    }) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("changes_latency: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn run() -> Result<(), BenchError> {

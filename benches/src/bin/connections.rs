@@ -12,7 +12,7 @@ use realtime_benches::client::{self, Vsn, Ws};
 use realtime_benches::rlimit::raise_nofile;
 use realtime_benches::server::{free_port, set_var, standalone_env, ServerProcess, JWT_SECRET};
 use realtime_benches::stats::ratio;
-use realtime_benches::{baseline, BenchError};
+use realtime_benches::{entry, BenchError};
 use serde_json::json;
 
 const USAGE: &str = "\
@@ -41,23 +41,7 @@ impl Outcome {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = baseline::run_if_requested() {
-        return code;
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("connections: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("connections: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    entry::main("connections", run)
 }
 
 async fn run() -> Result<(), BenchError> {

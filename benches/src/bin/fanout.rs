@@ -15,7 +15,7 @@ use realtime_benches::client::{self, Vsn, Ws};
 use realtime_benches::rlimit::raise_nofile;
 use realtime_benches::server::{free_port, standalone_env, ServerProcess, JWT_SECRET};
 use realtime_benches::stats::{ms, ratio, Samples};
-use realtime_benches::{baseline, BenchError};
+use realtime_benches::{entry, BenchError};
 use serde_json::json;
 
 const USAGE: &str = "\
@@ -54,23 +54,7 @@ struct Outcome {
 type Seen = (u64, u64, u64);
 
 fn main() -> ExitCode {
-    if let Some(code) = baseline::run_if_requested() {
-        return code;
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("fanout: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fanout: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    entry::main("fanout", run)
 }
 
 async fn run() -> Result<(), BenchError> {
