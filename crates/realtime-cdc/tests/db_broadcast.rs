@@ -2,6 +2,8 @@
 //! `broadcast_changes` rows streamed from a real cluster, the slot's lifecycle, a cluster
 //! restart mid-stream, and replay.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +13,9 @@ use realtime_cdc::db_broadcast::{
     DbPayload,
 };
 use realtime_tenants::tenant_migrations::{create_partitions, migrate};
-use realtime_tenants::{Crypto, Extension, Tenant};
-use realtime_testkit::{Cluster, TestDb, SUPERUSER, SUPERUSER_PASSWORD};
-use serde_json::{json, Value};
+use realtime_tenants::{Crypto, Tenant};
+use realtime_testkit::{Cluster, TestDb};
+use serde_json::json;
 use tokio::sync::{mpsc, RwLock};
 
 /// The restart test takes this exclusively; every other test shares it, so no test sees the
@@ -29,78 +31,17 @@ struct Env {
     crypto: Arc<Crypto>,
 }
 
-fn tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "realtime_cdc=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-fn tenant_for(db: &TestDb, crypto: &Crypto) -> Tenant {
-    let enc = |s: &str| Value::String(crypto.encrypt_ecb(s).unwrap());
-    let settings = json!({
-        "region": "local",
-        "db_host": enc(db.host()),
-        "db_port": enc(&db.port.to_string()),
-        "db_name": enc(&db.name),
-        "db_user": enc(SUPERUSER),
-        "db_password": enc(SUPERUSER_PASSWORD),
-        "publication": "supabase_realtime",
-        "slot_name": "supabase_realtime_replication_slot",
-        "ssl_enforced": false,
-    });
-    let now = Utc::now().naive_utc();
-    Tenant {
-        id: uuid::Uuid::new_v4(),
-        name: Some(db.name.clone()),
-        external_id: db.name.clone(),
-        jwt_secret: None,
-        jwt_jwks: None,
-        max_concurrent_users: 200,
-        max_events_per_second: 100,
-        max_bytes_per_second: 100_000,
-        max_channels_per_client: 100,
-        max_joins_per_second: 100,
-        postgres_cdc_default: Some("postgres_cdc_rls".into()),
-        suspend: false,
-        notify_private_alpha: false,
-        private_only: false,
-        migrations_ran: 0,
-        broadcast_adapter: None,
-        max_presence_events_per_second: None,
-        max_payload_size_in_kb: None,
-        max_client_presence_events_per_window: None,
-        client_presence_window_ms: None,
-        presence_enabled: false,
-        feature_flags: json!({}),
-        gcm_migrated_at: None,
-        inserted_at: now,
-        updated_at: now,
-        extensions: vec![Extension {
-            id: uuid::Uuid::new_v4(),
-            r#type: Some("postgres_cdc_rls".into()),
-            settings,
-            tenant_external_id: db.name.clone(),
-            inserted_at: now,
-            updated_at: now,
-        }],
-    }
-}
-
 /// A database with upstream's `realtime` schema and today's partitions, and a tenant on it.
 async fn env() -> Env {
-    tracing();
+    common::tracing();
     let db = Cluster::shared().create_database().await;
     let sql = db.connect().await;
     migrate(&sql).await.unwrap();
     create_partitions(&sql, Utc::now().date_naive())
         .await
         .unwrap();
-    let crypto = Arc::new(Crypto::new(Some(b"supabaserealtime".to_vec()), None, false).unwrap());
-    let tenant = Arc::new(tenant_for(&db, &crypto));
+    let crypto = common::crypto();
+    let tenant = Arc::new(common::tenant_for(&db, &crypto, json!({})));
     Env {
         db,
         sql,
@@ -767,7 +708,7 @@ async fn replay_returns_the_newest_oldest_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_failure_is_reported_in_upstream_words() {
     let _gate = CLUSTER_GATE.read().await;
-    tracing();
+    common::tracing();
     // A database without the realtime schema.
     let db = Cluster::shared().create_database().await;
     let sql = db.connect().await;
@@ -799,7 +740,7 @@ async fn start_errors_are_typed() {
 
     // Without the realtime schema the publication cannot be created.
     let bare = Cluster::shared().create_database().await;
-    let tenant = tenant_for(&bare, &env.crypto);
+    let tenant = common::tenant_for(&bare, &env.crypto, json!({}));
     let (tx, _rx) = mpsc::channel(1);
     let err = DbBroadcastStream::start(
         Arc::new(tenant),

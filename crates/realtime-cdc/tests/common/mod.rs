@@ -18,6 +18,17 @@ pub struct Env {
     pub tenant: Arc<Tenant>,
 }
 
+/// Logs of the crate under test (RUST_LOG overrides), once per test process.
+pub fn tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "realtime_cdc=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
 pub fn crypto() -> Arc<Crypto> {
     Arc::new(Crypto::new(Some(b"supabaserealtime".to_vec()), None, false).unwrap())
 }
@@ -83,13 +94,7 @@ alter publication supabase_realtime add table public.test;";
 
 /// A database with fixture F plus `extra_sql`, and a CDC service whose slot is unique to it.
 pub async fn env_with(extra_sql: &str, tenant_extra: Value) -> Env {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "realtime_cdc=info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    tracing();
     let db = Cluster::shared().create_database().await;
     let sql = db.connect().await;
     sql.batch_execute(FIXTURE).await.unwrap();
