@@ -20,16 +20,7 @@ pub const APPLICATION_NAME: &str = "realtime_replication_connection";
 /// suffix (CONTROL-PLANE §1.3 F). Characters slot names cannot hold become `_`, upper case
 /// becomes lower case, and the name is cut at PostgreSQL's 63 bytes.
 pub fn slot_name(suffix: Option<&str>) -> String {
-    let mut name: String = format!("{SLOT_BASE}_{}", suffix.unwrap_or(""))
-        .chars()
-        .map(|c| match c {
-            'a'..='z' | '0'..='9' | '_' => c,
-            'A'..='Z' => c.to_ascii_lowercase(),
-            _ => '_',
-        })
-        .collect();
-    name.truncate(63);
-    name
+    crate::slot::slot_name(SLOT_BASE, suffix)
 }
 
 /// What a stream needs to (re)open its session.
