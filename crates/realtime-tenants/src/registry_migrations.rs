@@ -4,7 +4,7 @@
 //! Every statement is unqualified: the session search_path (usually set by
 //! `DB_AFTER_CONNECT_QUERY`) decides the schema, exactly as for the Elixir server.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 /// One registry migration.
 #[derive(Debug, Clone, Copy)]
@@ -314,8 +314,9 @@ async fn prepare_schema_migrations(
     Ok(kind)
 }
 
-async fn recorded_versions(
-    client: &Client,
+/// Versions recorded in `table`, read on a plain connection or inside the migration transaction.
+async fn recorded_versions<C: GenericClient>(
+    client: &C,
     table: &str,
 ) -> Result<std::collections::BTreeSet<i64>, RegistryMigrationError> {
     let rows = client
@@ -388,7 +389,7 @@ async fn run_locked(
         // The lock serialises with another server (Elixir or Rust) migrating concurrently;
         // re-reading under it avoids applying a step twice.
         tx.batch_execute(&lock).await?;
-        let done = recorded_versions_tx(&tx, &table).await?;
+        let done = recorded_versions(&tx, &table).await?;
         if done.contains(&m.version) {
             tx.commit().await?;
             report.already_applied += 1;
@@ -407,20 +408,6 @@ async fn run_locked(
         report.applied.push(m.version);
     }
     Ok(report)
-}
-
-async fn recorded_versions_tx(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
-) -> Result<std::collections::BTreeSet<i64>, RegistryMigrationError> {
-    let rows = tx
-        .query(&format!("SELECT version::text FROM {table}"), &[])
-        .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| r.get::<_, Option<String>>(0))
-        .filter_map(|v| v.trim().parse::<i64>().ok())
-        .collect())
 }
 
 #[cfg(test)]
