@@ -23,6 +23,15 @@ impl std::fmt::Debug for Subscription {
 }
 
 impl Subscription {
+    /// This channel's entry in the tenant's router, while it is registered.
+    fn registered(&self) -> Option<Arc<router::Subscriber>> {
+        self.tenant
+            .router
+            .all()
+            .into_iter()
+            .find(|s| s.key == self.key)
+    }
+
     /// Replaces the claims after an `access_token` refresh: privileges and RLS use them for
     /// subsequent changes. Claims without a `role` are ignored (the gateway refuses such
     /// tokens).
@@ -33,13 +42,7 @@ impl Subscription {
         let Some(new) = router::Claims::new(&claims) else {
             return;
         };
-        let Some(s) = self
-            .tenant
-            .router
-            .all()
-            .into_iter()
-            .find(|s| s.key == self.key)
-        else {
+        let Some(s) = self.registered() else {
             return;
         };
         match s.claims.write() {
@@ -58,13 +61,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let Some(sub) = self
-            .tenant
-            .router
-            .all()
-            .into_iter()
-            .find(|s| s.key == self.key)
-        else {
+        let Some(sub) = self.registered() else {
             return;
         };
         self.tenant.router.remove(self.key);
