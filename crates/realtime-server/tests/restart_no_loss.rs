@@ -160,7 +160,7 @@ where
     done
 }
 
-/// Waits until the writer is half way, restarts the cluster, and returns the writer's result.
+/// Waits until the writer is half way, then restarts the whole cluster.
 async fn restart_midway(progress: &AtomicUsize) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while progress.load(Ordering::SeqCst) < (ROWS / 2) as usize {
