@@ -214,6 +214,55 @@ pub fn format_line(
     line
 }
 
+/// Whether `line` has upstream's layout, `HH:MM:SS.mmm (key=value )*[level] message`, which the
+/// self-hosted log pipeline (Vector → Logflare → Studio) parses.
+pub fn matches_layout(line: &str) -> bool {
+    // ^\d{2}:\d{2}:\d{2}\.\d{3} (\S+=\S+ )*\[(level)\]
+    let b = line.as_bytes();
+    if b.len() < 13 {
+        return false;
+    }
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if !(digits(0..2)
+        && b[2] == b':'
+        && digits(3..5)
+        && b[5] == b':'
+        && digits(6..8)
+        && b[8] == b'.'
+        && digits(9..12)
+        && b[12] == b' ')
+    {
+        return false;
+    }
+    let mut rest = &line[13..];
+    loop {
+        if let Some(after) = rest.strip_prefix('[') {
+            let Some(end) = after.find("] ") else {
+                return false;
+            };
+            return [
+                "debug",
+                "info",
+                "notice",
+                "warning",
+                "error",
+                "critical",
+                "alert",
+                "emergency",
+            ]
+            .contains(&&after[..end]);
+        }
+        let Some(sp) = rest.find(' ') else {
+            return false;
+        };
+        let token = &rest[..sp];
+        match token.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => rest = &rest[sp + 1..],
+            _ => return false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,53 +299,6 @@ mod tests {
             .lines()
             .map(str::to_string)
             .collect()
-    }
-
-    fn matches_layout(line: &str) -> bool {
-        // ^\d{2}:\d{2}:\d{2}\.\d{3} (\S+=\S+ )*\[(level)\]
-        let b = line.as_bytes();
-        if b.len() < 13 {
-            return false;
-        }
-        let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-        if !(digits(0..2)
-            && b[2] == b':'
-            && digits(3..5)
-            && b[5] == b':'
-            && digits(6..8)
-            && b[8] == b'.'
-            && digits(9..12)
-            && b[12] == b' ')
-        {
-            return false;
-        }
-        let mut rest = &line[13..];
-        loop {
-            if let Some(after) = rest.strip_prefix('[') {
-                let Some(end) = after.find("] ") else {
-                    return false;
-                };
-                return [
-                    "debug",
-                    "info",
-                    "notice",
-                    "warning",
-                    "error",
-                    "critical",
-                    "alert",
-                    "emergency",
-                ]
-                .contains(&&after[..end]);
-            }
-            let Some(sp) = rest.find(' ') else {
-                return false;
-            };
-            let token = &rest[..sp];
-            match token.split_once('=') {
-                Some((k, v)) if !k.is_empty() && !v.is_empty() => rest = &rest[sp + 1..],
-                _ => return false,
-            }
-        }
     }
 
     #[test]

@@ -58,52 +58,6 @@ fn wait_output(mut child: Child, limit: Duration) -> std::process::Output {
     }
 }
 
-/// Upstream's line layout: `HH:MM:SS.mmm (key=value )*[level] message`.
-fn matches_layout(line: &str) -> bool {
-    let b = line.as_bytes();
-    if b.len() < 13 {
-        return false;
-    }
-    let d = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if !(d(0..2)
-        && b[2] == b':'
-        && d(3..5)
-        && b[5] == b':'
-        && d(6..8)
-        && b[8] == b'.'
-        && d(9..12)
-        && b[12] == b' ')
-    {
-        return false;
-    }
-    let mut rest = &line[13..];
-    loop {
-        if let Some(after) = rest.strip_prefix('[') {
-            let Some(end) = after.find("] ") else {
-                return false;
-            };
-            return [
-                "debug",
-                "info",
-                "notice",
-                "warning",
-                "error",
-                "critical",
-                "alert",
-                "emergency",
-            ]
-            .contains(&&after[..end]);
-        }
-        let Some(sp) = rest.find(' ') else {
-            return false;
-        };
-        match rest[..sp].split_once('=') {
-            Some((k, v)) if !k.is_empty() && !v.is_empty() => rest = &rest[sp + 1..],
-            _ => return false,
-        }
-    }
-}
-
 #[test]
 fn bad_configuration_is_one_error_line_and_exit_code_1() {
     let db = [("DB_HOST", "127.0.0.1"), ("DB_PORT", "1")];
@@ -159,7 +113,12 @@ fn bad_configuration_is_one_error_line_and_exit_code_1() {
         let errors: Vec<&String> = lines.iter().filter(|l| l.contains("[error]")).collect();
         assert_eq!(errors.len(), 1, "{vars:?}: {lines:?}");
         assert!(errors[0].contains(expected), "{vars:?}: {lines:?}");
-        assert!(lines.iter().all(|l| matches_layout(l)), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| realtime_server::logging::matches_layout(l)),
+            "{lines:?}"
+        );
         assert!(!lines.iter().any(|l| l.contains("panicked")), "{lines:?}");
     }
     // Unknown commands and expressions.
@@ -277,7 +236,7 @@ async fn standalone_binary_logs_in_upstream_layout_and_stops_on_sigterm() {
     assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(!lines.is_empty());
     for l in &lines {
-        assert!(matches_layout(l), "{l}");
+        assert!(realtime_server::logging::matches_layout(l), "{l}");
     }
     assert!(
         lines.iter().any(|l| l.contains("[info] GET /healthcheck")),
