@@ -81,18 +81,29 @@ async fn wait_migrated(db: &tokio_postgres::Client) {
     }
 }
 
+/// Waits for the tenant schema, then creates `public.<table> (<columns>)`, readable by
+/// `authenticated` and published in `supabase_realtime`; returns a superuser connection.
+async fn published_table(
+    server: &TestServer,
+    table: &str,
+    columns: &str,
+) -> tokio_postgres::Client {
+    let db = server.db.as_ref().unwrap().connect().await;
+    wait_migrated(&db).await;
+    db.batch_execute(&format!(
+        "create table public.{table} ({columns});
+         grant select on public.{table} to authenticated;
+         alter publication supabase_realtime add table public.{table};"
+    ))
+    .await
+    .unwrap();
+    db
+}
+
 #[tokio::test]
 async fn case65_66_changes_reach_the_channel() {
     let server = server().await;
-    let db = server.db.as_ref().unwrap().connect().await;
-    wait_migrated(&db).await;
-    db.batch_execute(
-        "create table public.todos (id bigint primary key, title text);
-         grant select on public.todos to authenticated;
-         alter publication supabase_realtime add table public.todos;",
-    )
-    .await
-    .unwrap();
+    let db = published_table(&server, "todos", "id bigint primary key, title text").await;
 
     let mut c = connect(&server).await;
     let binding = json!({"event":"INSERT","schema":"public","table":"todos"});
@@ -155,15 +166,7 @@ async fn change_frames_keep_the_jsonb_text() {
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
     let server = server().await;
-    let db = server.db.as_ref().unwrap().connect().await;
-    wait_migrated(&db).await;
-    db.batch_execute(
-        "create table public.docs (id bigint primary key, j jsonb);
-         grant select on public.docs to authenticated;
-         alter publication supabase_realtime add table public.docs;",
-    )
-    .await
-    .unwrap();
+    let db = published_table(&server, "docs", "id bigint primary key, j jsonb").await;
     let mut c = connect(&server).await;
     let binding = json!({"event":"INSERT","schema":"public","table":"docs"});
     let r = c
@@ -223,15 +226,7 @@ async fn realtime_slots(db: &tokio_postgres::Client) -> Vec<String> {
 #[tokio::test]
 async fn reload_releases_the_slots_and_a_new_join_subscribes_again() {
     let server = server().await;
-    let db = server.db.as_ref().unwrap().connect().await;
-    wait_migrated(&db).await;
-    db.batch_execute(
-        "create table public.items (id bigint primary key);
-         grant select on public.items to authenticated;
-         alter publication supabase_realtime add table public.items;",
-    )
-    .await
-    .unwrap();
+    let db = published_table(&server, "items", "id bigint primary key").await;
     let binding = json!({"event":"INSERT","schema":"public","table":"items"});
     let mut c = connect(&server).await;
     c.join_ok(
