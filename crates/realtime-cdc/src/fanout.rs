@@ -9,10 +9,11 @@ use serde_json::value::RawValue;
 
 use crate::change::Change;
 use crate::db::TenantDb;
-use crate::error::postgrex_message;
+use crate::error::exception_text;
 use crate::evaluate::{fill_generated, is_fatal, type_and_filter, FanoutError};
 use crate::params::Filter;
 use crate::payload::{self, RowError};
+use crate::rls_policy::Rule;
 use crate::router::{Candidate, Claims, Subscriber};
 use crate::{rls_gate, Action, CdcEvent};
 
@@ -49,6 +50,8 @@ struct RoleShare {
 pub struct Prepared {
     change: Change,
     candidates: Vec<Candidate>,
+    /// Each candidate's claims, as read once for this change.
+    claims: Vec<Arc<Claims>>,
     roles: Vec<RoleShare>,
 }
 
@@ -63,12 +66,12 @@ impl Prepared {
         if !self.needs_rls() {
             return out;
         }
+        let mut seen: HashSet<&str> = HashSet::new();
         for r in self.roles.iter().filter(|r| r.row_error.is_none()) {
             for (c, _) in &r.passing {
-                if let Some((_, claims)) = r.members.iter().find(|(m, _)| m == c) {
-                    if !out.iter().any(|o| o.text == claims.text) {
-                        out.push(claims.clone());
-                    }
+                let claims = &self.claims[*c];
+                if seen.insert(claims.text.as_str()) {
+                    out.push(claims.clone());
                 }
             }
         }
@@ -106,18 +109,19 @@ pub async fn prepare(
             .all(|f| filter_index.get(f).is_some_and(|&i| filter_results[i]))
     };
 
-    let mut by_role: BTreeMap<String, Vec<(usize, Arc<Claims>)>> = BTreeMap::new();
-    for (i, c) in candidates.iter().enumerate() {
-        let claims = c.subscriber.claims();
+    let claims: Vec<Arc<Claims>> = candidates.iter().map(|c| c.subscriber.claims()).collect();
+    let mut by_role: BTreeMap<&str, Vec<(usize, Arc<Claims>)>> = BTreeMap::new();
+    for (i, c) in claims.iter().enumerate() {
         by_role
-            .entry(claims.role.clone())
+            .entry(c.role.as_str())
             .or_default()
-            .push((i, claims));
+            .push((i, c.clone()));
     }
     let oid = change.table.oid;
     let has_pk = change.columns.iter().any(|c| c.is_pkey);
     let mut roles = Vec::with_capacity(by_role.len());
     for (role, members) in by_role {
+        let role = role.to_string();
         let selectable = match db.catalog.selectable(&db.client, oid, &role).await {
             Ok(s) => s,
             Err(e) if is_fatal(db, &e) => return Err(e.into()),
@@ -175,6 +179,7 @@ pub async fn prepare(
     Ok(Prepared {
         change,
         candidates,
+        claims,
         roles,
     })
 }
@@ -190,8 +195,7 @@ fn finish(p: Prepared, verdicts: &HashMap<String, Result<bool, String>>) -> Vec<
             let ok = if !needs_rls {
                 true
             } else {
-                let claims = share.members.iter().find(|(m, _)| m == c).map(|(_, cl)| cl);
-                match claims.and_then(|cl| verdicts.get(&cl.text)) {
+                match verdicts.get(&p.claims[*c].text) {
                     Some(Ok(v)) => *v,
                     Some(Err(text)) => {
                         let sub = &p.candidates[*c].subscriber;
@@ -269,8 +273,9 @@ pub async fn fan_out(
 /// Claims with the indexes of the prepared changes they must see.
 type ClaimsRows = (Arc<Claims>, Vec<usize>);
 
-/// Computes the events for consecutive changes (normally one transaction), in order. RLS is
-/// checked once per table and distinct claims for all the rows of the batch.
+/// Computes the events for consecutive changes (one or more transactions), in order. RLS is
+/// judged once per table for the whole batch: one statement covering every distinct claims
+/// set, or none when the catalog proves the answer (see [`crate::rls_policy`]).
 pub async fn fan_out_batch(
     db: &mut TenantDb,
     items: Vec<(Change, Vec<Candidate>)>,
@@ -283,57 +288,166 @@ pub async fn fan_out_batch(
     }
     let mut verdicts: Vec<HashMap<String, Result<bool, String>>> =
         prepared.iter().map(|_| HashMap::new()).collect();
-    // table → claims → rows (prepared indexes) to check.
-    let mut needs: BTreeMap<u32, Vec<ClaimsRows>> = BTreeMap::new();
+    // table → claims → rows (prepared indexes) to judge.
+    let mut needs: BTreeMap<u32, (Vec<ClaimsRows>, HashMap<String, usize>)> = BTreeMap::new();
     for (i, p) in prepared.iter().enumerate() {
         for claims in p.rls_claims() {
-            let per_table = needs.entry(p.change.table.oid).or_default();
-            match per_table.iter_mut().find(|(c, _)| c.text == claims.text) {
-                Some((_, rows)) => rows.push(i),
-                None => per_table.push((claims, vec![i])),
+            let (per_table, index) = needs.entry(p.change.table.oid).or_default();
+            match index.get(&claims.text) {
+                Some(&k) => per_table[k].1.push(i),
+                None => {
+                    index.insert(claims.text.clone(), per_table.len());
+                    per_table.push((claims, vec![i]));
+                }
             }
         }
     }
-    for checks in needs.values() {
-        let batch: Vec<(&Claims, Vec<&Change>)> = checks
-            .iter()
-            .map(|(c, rows)| {
-                (
-                    c.as_ref(),
-                    rows.iter().map(|&i| &prepared[i].change).collect(),
-                )
-            })
-            .collect();
-        let results = match rls_gate::visible_rows(db, &batch).await {
+    for (oid, (checks, _)) in needs {
+        judge_table(db, oid, &prepared, &checks, &mut verdicts).await?;
+    }
+    let mut out = Vec::new();
+    for (p, v) in prepared.into_iter().zip(verdicts) {
+        out.extend(finish(p, &v));
+    }
+    Ok(out)
+}
+
+/// What one gate entry decides: for which claims, over which rows (prepared indexes).
+struct EntryPlan {
+    /// The claims this entry answers for, each with the rows it needs.
+    claims: Vec<(Arc<Claims>, Vec<usize>)>,
+    /// Every row the entry judges (prepared indexes, sorted).
+    rows: Vec<usize>,
+}
+
+/// Fills `verdicts` for one table's rows: rules from the catalog first, then one gate
+/// statement for the claims whose answer depends on the row or the claims.
+async fn judge_table(
+    db: &mut TenantDb,
+    oid: u32,
+    prepared: &[Prepared],
+    checks: &[ClaimsRows],
+    verdicts: &mut [HashMap<String, Result<bool, String>>],
+) -> Result<(), FanoutError> {
+    let Some(first) = checks.iter().find_map(|(_, rows)| rows.first()) else {
+        return Ok(());
+    };
+    let table = prepared[*first].change.table.clone();
+    // The table's rows in batch order; each row's position among them.
+    let mut table_rows: Vec<usize> = checks.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+    table_rows.sort_unstable();
+    table_rows.dedup();
+    let mut exprs: Vec<String> = Vec::new();
+    let mut entries: Vec<rls_gate::GateEntry> = Vec::new();
+    let mut plans: Vec<EntryPlan> = Vec::new();
+    // (role, expression) → entry, for expressions that depend on the row alone.
+    let mut shared: HashMap<(String, usize), usize> = HashMap::new();
+    for (claims, rows) in checks {
+        let rule = match db.rules.rule(&db.client, oid, &claims.role).await {
             Ok(r) => r,
             Err(e) if is_fatal(db, &e) => return Err(e.into()),
             Err(e) => {
-                tracing::warn!(error = %e, "RLS checks unavailable, changes withheld");
-                batch
-                    .iter()
-                    .map(|(_, rows)| Ok(vec![false; rows.len()]))
-                    .collect()
+                tracing::warn!(error = %e, role = %claims.role, table = %table.name, "RLS rules unavailable, changes withheld");
+                for &i in rows {
+                    verdicts[i].insert(claims.text.clone(), Ok(false));
+                }
+                continue;
             }
         };
-        for ((claims, rows), result) in checks.iter().zip(results) {
-            match result {
-                Ok(seen) => {
-                    for (&i, v) in rows
-                        .iter()
-                        .zip(seen.into_iter().chain(std::iter::repeat(false)))
-                    {
-                        verdicts[i].insert(claims.text.clone(), Ok(v));
+        let (expr, per_claims) = match rule.as_ref() {
+            Rule::All(_) | Rule::None => {
+                let seen = matches!(rule.as_ref(), Rule::All(_));
+                for &i in rows {
+                    verdicts[i].insert(claims.text.clone(), Ok(seen));
+                }
+                continue;
+            }
+            Rule::Check { expr, per_claims } => (expr, *per_claims),
+        };
+        let e = match exprs.iter().position(|x| x == expr) {
+            Some(e) => e,
+            None => {
+                exprs.push(expr.clone());
+                exprs.len() - 1
+            }
+        };
+        let key = (claims.role.clone(), e);
+        if let Some(&k) = shared.get(&key).filter(|_| !per_claims) {
+            plans[k].claims.push((claims.clone(), rows.clone()));
+            plans[k].rows.extend(rows.iter().copied());
+            continue;
+        }
+        if !per_claims {
+            shared.insert(key, entries.len());
+        }
+        entries.push(rls_gate::GateEntry {
+            role: claims.role.clone(),
+            claims: claims.text.clone(),
+            expr: e,
+            rows: Vec::new(),
+        });
+        plans.push(EntryPlan {
+            claims: vec![(claims.clone(), rows.clone())],
+            rows: rows.clone(),
+        });
+    }
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let position: HashMap<usize, usize> = table_rows
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| (i, pos))
+        .collect();
+    for (entry, plan) in entries.iter_mut().zip(plans.iter_mut()) {
+        plan.rows.sort_unstable();
+        plan.rows.dedup();
+        if plan.rows.len() < table_rows.len() {
+            entry.rows = plan
+                .rows
+                .iter()
+                .filter_map(|i| position.get(i).copied())
+                .collect();
+        }
+    }
+    let rows: Vec<&Change> = table_rows.iter().map(|&i| &prepared[i].change).collect();
+    let results = match rls_gate::judge(db, &table, &exprs, &rows, &entries).await {
+        Ok(r) => r,
+        Err(e) if is_fatal(db, &e) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, table = %table.name, "RLS checks unavailable, changes withheld");
+            entries.iter().map(|_| Ok(Vec::new())).collect()
+        }
+    };
+    for ((entry, plan), result) in entries.iter().zip(&plans).zip(results) {
+        // The rows the entry judged, in the order of its verdicts.
+        let judged: Vec<usize> = if entry.rows.is_empty() {
+            table_rows.clone()
+        } else {
+            entry.rows.iter().map(|&pos| table_rows[pos]).collect()
+        };
+        match result {
+            Ok(seen) => {
+                let by_row: HashMap<usize, bool> = judged
+                    .iter()
+                    .copied()
+                    .zip(seen.into_iter().chain(std::iter::repeat(false)))
+                    .collect();
+                for (claims, rows) in &plan.claims {
+                    for &i in rows {
+                        let seen = by_row.get(&i).copied().unwrap_or(false);
+                        verdicts[i].insert(claims.text.clone(), Ok(seen));
                     }
                 }
-                Err(e) if is_fatal(db, &e) => return Err(e.into()),
-                Err(e) => {
-                    let table = &prepared[rows[0]].change.table;
-                    let text = format!(
-                        "Unable to check row level security for a change on {}.{}: {}",
-                        table.schema,
-                        table.name,
-                        postgrex_message(&e)
-                    );
+            }
+            Err(err) => {
+                let text = format!(
+                    "Unable to check row level security for a change on {}.{}: {}",
+                    table.schema,
+                    table.name,
+                    exception_text("ERROR", &err.code, &err.message)
+                );
+                for (claims, rows) in &plan.claims {
                     tracing::warn!(error = %text, role = %claims.role, "RLS check failed for a subscriber");
                     for (k, &i) in rows.iter().enumerate() {
                         // Reported once per batch; the other rows are simply withheld.
@@ -344,9 +458,5 @@ pub async fn fan_out_batch(
             }
         }
     }
-    let mut out = Vec::new();
-    for (p, v) in prepared.into_iter().zip(verdicts) {
-        out.extend(finish(p, &v));
-    }
-    Ok(out)
+    Ok(())
 }

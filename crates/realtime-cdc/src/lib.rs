@@ -11,7 +11,9 @@
 //! - [`catalog`]: table shapes and per-role column privileges from the tenant's catalog.
 //! - [`change`]: a pgoutput change shaped like upstream's wal2json record.
 //! - [`payload`]: the `data` object, byte-identical to upstream.
-//! - [`rls_gate`]: row visibility under the subscriber's role and claims.
+//! - [`rls_policy`]: the rule deciding a role's visibility of a table, from the catalog.
+//! - [`rls_gate`]: row visibility under the subscriber's role and claims, judged on the WAL's
+//!   row image, one statement per table and batch.
 //! - [`router`]: the tenant's channels and which of them a change concerns.
 //! - [`evaluate`]: typing, filters and generated columns of one change, in SQL.
 //! - [`fanout`]: one change → the events each channel receives.
@@ -54,6 +56,7 @@ pub mod params;
 pub mod payload;
 pub mod pipeline;
 pub mod rls_gate;
+pub mod rls_policy;
 pub mod router;
 pub mod slot;
 pub mod subscribe;

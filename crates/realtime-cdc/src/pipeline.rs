@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use realtime_pg::pgoutput::{self, LogicalMessage, Relation};
-use realtime_pg::replication::{ReplicationError, ReplicationStream};
+use realtime_pg::replication::{LogicalStream, ReplicationError, ReplicationStream};
 use realtime_pg::{slots, Lsn};
 
 use crate::change;
@@ -198,24 +199,41 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
 
     let mut relations: HashMap<u32, Relation> = HashMap::new();
     let mut txn: Option<Txn> = None;
-    let mut batch: Vec<(change::Change, Vec<crate::router::Candidate>)> = Vec::new();
+    let mut pending = Pending::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let next = tokio::select! {
-            n = stream.next() => n,
-            _ = async {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = tenant.shutdown_signal() => {}
-                }
-            } => {
-                if tenant.try_begin_idle_stop() {
-                    stream.close().await;
-                    drop_slot(&db, &cfg.slot).await;
-                    return Exit::Idle;
+        // Committed changes wait only while more WAL is already at hand, so one visibility
+        // check covers every transaction that arrived while the previous one ran: the batch
+        // grows with the load instead of the checks.
+        let ready = if pending.commit.is_some() {
+            stream.next().now_or_never()
+        } else {
+            None
+        };
+        let next = match ready {
+            Some(n) => n,
+            None if pending.commit.is_some() => {
+                if let Err(e) = pending.hand_on(tenant, &mut db, resume, &mut stream).await {
+                    return retry(e);
                 }
                 continue;
             }
+            None => tokio::select! {
+                n = stream.next() => n,
+                _ = async {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = tenant.shutdown_signal() => {}
+                    }
+                } => {
+                    if tenant.try_begin_idle_stop() {
+                        stream.close().await;
+                        drop_slot(&db, &cfg.slot).await;
+                        return Exit::Idle;
+                    }
+                    continue;
+                }
+            },
         };
         let data = match next {
             Ok(Some(x)) => x,
@@ -264,13 +282,13 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
                 end_lsn,
                 ..
             } => {
-                if let Err(e) = flush(tenant, &mut db, &mut batch).await {
-                    return retry(e);
-                }
-                resume.done_commit = resume.done_commit.max(commit_lsn);
-                resume.partial = None;
+                pending.commit = Some((commit_lsn, end_lsn));
                 txn = None;
-                stream.confirm(end_lsn);
+                if pending.changes.len() >= BATCH_MAX {
+                    if let Err(e) = pending.hand_on(tenant, &mut db, resume, &mut stream).await {
+                        return retry(e);
+                    }
+                }
                 continue;
             }
             LogicalMessage::Relation(r) => {
@@ -332,9 +350,9 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
             table,
             cfg.max_record_bytes,
         );
-        batch.push((change, candidates));
-        if batch.len() >= BATCH_MAX {
-            if let Err(e) = flush(tenant, &mut db, &mut batch).await {
+        pending.changes.push((change, candidates));
+        if pending.changes.len() >= BATCH_MAX {
+            if let Err(e) = pending.hand_on(tenant, &mut db, resume, &mut stream).await {
                 return retry(e);
             }
             resume.partial = Some((t.final_lsn, t.index));
@@ -342,21 +360,41 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
     }
 }
 
-/// Changes of one transaction processed together (RLS checked per table and claims for all
-/// of them); a longer transaction is handled in slices of this size.
-const BATCH_MAX: usize = 256;
+/// Most changes judged and handed on together; a longer transaction is handled in slices of
+/// this size.
+const BATCH_MAX: usize = 512;
 
-async fn flush(
-    tenant: &TenantCdc,
-    db: &mut TenantDb,
-    batch: &mut Vec<(change::Change, Vec<crate::router::Candidate>)>,
-) -> Result<(), crate::evaluate::FanoutError> {
-    if batch.is_empty() {
-        return Ok(());
+/// Changes read but not yet handed on.
+#[derive(Default)]
+struct Pending {
+    /// In commit order; the last transaction may be incomplete.
+    changes: Vec<(change::Change, Vec<crate::router::Candidate>)>,
+    /// Commit and end LSN of the last transaction whose changes are all in `changes`.
+    commit: Option<(Lsn, Lsn)>,
+}
+
+impl Pending {
+    /// Judges and delivers the pending changes, then records (and confirms to the server)
+    /// the last complete transaction among them. The slot never moves past a change that
+    /// was not handed on.
+    async fn hand_on(
+        &mut self,
+        tenant: &TenantCdc,
+        db: &mut TenantDb,
+        resume: &mut Resume,
+        stream: &mut LogicalStream,
+    ) -> Result<(), crate::evaluate::FanoutError> {
+        if !self.changes.is_empty() {
+            let deliveries = fanout::fan_out_batch(db, std::mem::take(&mut self.changes)).await?;
+            deliver(tenant, deliveries).await;
+        }
+        if let Some((commit_lsn, end_lsn)) = self.commit.take() {
+            resume.done_commit = resume.done_commit.max(commit_lsn);
+            resume.partial = None;
+            stream.confirm(end_lsn);
+        }
+        Ok(())
     }
-    let deliveries = fanout::fan_out_batch(db, std::mem::take(batch)).await?;
-    deliver(tenant, deliveries).await;
-    Ok(())
 }
 
 /// Hands events to the sinks; a closed sink unsubscribes its channel, a full one for longer

@@ -1,15 +1,19 @@
-//! Row-level-security visibility: can a subscriber's role, with its JWT claims, see the row a
-//! change produced? Checked as upstream does, against the table's current state: inside a
-//! transaction, `set_config('role', …)` and `set_config('request.jwt.claims', …)`, then
-//! `select exists(select 1 from <table> where <pk> = <values>)`.
-
-use std::future::Future;
-use std::pin::Pin;
+//! Row-level-security visibility of changes, judged on the row image the WAL carries rather
+//! than on what the table holds when the check runs: a row inserted and deleted right after is
+//! still seen by whoever its policies let see it.
+//!
+//! For one table and one batch of changes the gate runs **one statement**: a function created
+//! once per connection in `pg_temp` that builds the rows as values of the table's own row type,
+//! then for every (role, claims) entry sets `role` and `request.jwt.claims` — as upstream's
+//! `realtime.apply_rls` does inside the database — and evaluates the policy expression the
+//! catalog gives for that role ([`crate::rls_policy`]) over the entry's rows. Nothing is added to
+//! the tenant's `realtime` schema. The first attempt runs without subtransactions; if it
+//! raises, the batch is run again with every entry in its own subtransaction, so a policy that
+//! raises affects only the subscribers whose claims made it raise.
 
 use crate::catalog::{quote_ident, TableInfo};
 use crate::change::Change;
 use crate::db::TenantDb;
-use crate::router::Claims;
 
 /// `"pk1" = $1::text::T1 and …` over the change's new primary-key values, with the values.
 pub fn pk_condition(change: &Change) -> (String, Vec<Option<String>>) {
@@ -30,131 +34,308 @@ pub fn pk_condition(change: &Change) -> (String, Vec<Option<String>>) {
     (conditions.join(" and "), params)
 }
 
-/// `select coalesce(array_agg(exists(<row visible>) order by i), '{}')` over the primary-key
-/// values passed as one text array per key column, for a batch of rows of one table.
-pub fn batch_probe_sql(table: &TableInfo) -> Option<String> {
-    let pk: Vec<&crate::catalog::CatalogColumn> =
-        table.columns.iter().filter(|c| c.is_pkey).collect();
-    if pk.is_empty() {
-        return None;
-    }
-    let conditions: Vec<String> = pk
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("t.{} = u.k{}::{}", quote_ident(&c.name), i + 1, c.cast_type))
-        .collect();
-    let arrays: Vec<String> = (1..=pk.len()).map(|i| format!("${i}::text[]")).collect();
-    let names: Vec<String> = (1..=pk.len()).map(|i| format!("k{i}")).collect();
-    Some(format!(
-        "select coalesce(array_agg(exists(select 1 from {} t where {}) order by u.i), '{{}}'::boolean[]) \
-         from unnest({}) with ordinality as u({}, i)",
-        table.quoted_name(),
-        conditions.join(" and "),
-        arrays.join(", "),
-        names.join(", ")
-    ))
-}
-
-/// Checks, for each `(claims, rows)` entry, which rows (all of one table) the claims can see;
-/// one result per entry, in order. A database error (e.g. a policy that raises) is that
-/// entry's result only.
-///
-/// Every entry runs in its own transaction (`BEGIN`, `set_config` of role and claims, the
-/// probe, `ROLLBACK`), and all of them are pipelined on the connection: one round trip
-/// however many claims and rows there are. An error aborts only its own transaction.
-pub async fn visible_rows(
-    db: &mut TenantDb,
-    checks: &[(&Claims, Vec<&Change>)],
-) -> Result<Vec<Result<Vec<bool>, tokio_postgres::Error>>, tokio_postgres::Error> {
-    let Some(first) = checks.iter().find_map(|(_, rows)| rows.first()) else {
-        return Ok(checks.iter().map(|_| Ok(Vec::new())).collect());
-    };
-    let table = first.table.clone();
-    let Some(sql) = batch_probe_sql(&table) else {
-        return Ok(checks
-            .iter()
-            .map(|(_, rows)| Ok(vec![false; rows.len()]))
-            .collect());
-    };
-    let pk: Vec<String> = table
+/// The row a change leaves behind, one text value per catalog column (in `attnum` order): the
+/// new tuple, with columns it lacks (unchanged TOAST values) taken from the old identity when
+/// that carries them, otherwise NULL.
+pub fn row_image(table: &TableInfo, change: &Change) -> Vec<Option<String>> {
+    table
         .columns
         .iter()
-        .filter(|c| c.is_pkey)
-        .map(|c| c.name.clone())
-        .collect();
-    let set = db
-        .prepare("select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)")
-        .await?;
-    let probe = db.prepare(&sql).await?;
-    // Per entry: one text array per key column.
-    let params: Vec<Vec<Vec<Option<String>>>> = checks
+        .map(|col| {
+            change
+                .columns
+                .iter()
+                .find(|c| c.name == col.name)
+                .or_else(|| change.old_columns.iter().find(|c| c.name == col.name))
+                .and_then(|c| c.text.clone())
+        })
+        .collect()
+}
+
+/// The SQL of one table's gate function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateProgram {
+    /// Function name in `pg_temp`.
+    pub name: String,
+    /// `create or replace function pg_temp.…`
+    pub create_sql: String,
+    /// The call, with its seven parameters (see [`program`]).
+    pub call_sql: String,
+}
+
+fn fnv(text: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        hash ^= b as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// The gate function of `table` for the policy expressions `exprs` (indexed from 0).
+///
+/// Parameters: `$1` roles, `$2` claims, `$3` expression index per entry; `$4` the rows'
+/// values flattened row by row (one per catalog column); `$5` the rows of every entry
+/// (1-based, flattened) and `$6` where each entry's rows start in `$5` (one more element than
+/// there are entries; an empty range means every row); `$7` whether each entry runs in its own
+/// subtransaction. Returns per entry its index, the verdict per row, or the error's SQLSTATE and
+/// message.
+pub fn program(table: &TableInfo, exprs: &[String]) -> GateProgram {
+    let ncols = table.columns.len().max(1);
+    let row_type = table.quoted_name();
+    let casts: Vec<String> = table
+        .columns
         .iter()
-        .map(|(_, rows)| {
-            pk.iter()
-                .map(|name| {
-                    rows.iter()
-                        .map(|ch| {
-                            ch.columns
-                                .iter()
-                                .find(|c| &c.name == name)
-                                .and_then(|c| c.text.clone())
-                        })
-                        .collect()
-                })
-                .collect()
+        .enumerate()
+        .map(|(j, c)| format!("$4[rt_g.rt_i * {ncols} + {}]::text::{}", j + 1, c.cast_type))
+        .collect();
+    let test = match exprs {
+        [] => "false".to_string(),
+        [only] => format!("({only})"),
+        many => {
+            let arms: Vec<String> = many
+                .iter()
+                .enumerate()
+                .map(|(i, e)| format!("when {i} then ({e})"))
+                .collect();
+            format!("case $3[rt_j] {} end", arms.join(" "))
+        }
+    };
+    let alias = quote_ident(&table.name);
+    let switch = "perform set_config('role', $1[rt_j], true), \
+                  set_config('request.jwt.claims', $2[rt_j], true);";
+    let judge = format!(
+        "select coalesce(array_agg(coalesce({test}, false)), '{{}}') into rt_seen \
+         from unnest(rt_sub) as {alias};"
+    );
+    let body = format!(
+        "
+#variable_conflict use_column
+declare
+  rt_rows {row_type}[];
+  rt_sub {row_type}[];
+  rt_j integer;
+  rt_n integer := coalesce(array_length($4, 1), 0) / {ncols};
+begin
+  select coalesce(array_agg(row({casts})::{row_type} order by rt_g.rt_i), '{{}}') into rt_rows
+    from generate_series(0, rt_n - 1) as rt_g(rt_i);
+  for rt_j in 1 .. coalesce(array_length($1, 1), 0) loop
+    rt_k := rt_j;
+    rt_seen := null;
+    rt_code := null;
+    rt_err := null;
+    if $6[rt_j + 1] > $6[rt_j] then
+      rt_sub := array(select rt_rows[rt_x]
+                        from unnest($5[$6[rt_j]:$6[rt_j + 1] - 1]) with ordinality as rt_u(rt_x, rt_o)
+                       order by rt_o);
+    else
+      rt_sub := rt_rows;
+    end if;
+    if $7 then
+      begin
+        {switch}
+        {judge}
+      exception when others then
+        rt_seen := null;
+        rt_code := sqlstate;
+        rt_err := sqlerrm;
+      end;
+    else
+      {switch}
+      {judge}
+    end if;
+    return next;
+  end loop;
+end
+",
+        casts = casts.join(", "),
+    );
+    let name = format!("realtime_gate_{}_{:016x}", table.oid, fnv(&body));
+    let mut tag = "$rt_gate$".to_string();
+    let mut n = 0;
+    while body.contains(&tag) {
+        n += 1;
+        tag = format!("$rt_gate_{n}$");
+    }
+    let create_sql = format!(
+        "create or replace function pg_temp.{name}(text[], text[], integer[], text[], integer[], integer[], boolean) \
+         returns table(rt_k integer, rt_seen boolean[], rt_code text, rt_err text) \
+         language plpgsql as {tag}{body}{tag}",
+        name = quote_ident(&name),
+    );
+    let call_sql = format!(
+        "select rt_k, rt_seen, rt_code, rt_err from pg_temp.{}($1::text[], $2::text[], $3::integer[], $4::text[], $5::integer[], $6::integer[], $7::boolean)",
+        quote_ident(&name)
+    );
+    GateProgram {
+        name,
+        create_sql,
+        call_sql,
+    }
+}
+
+/// One evaluation: under `role` with `claims`, which rows `expr` lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateEntry {
+    /// Database role to switch to.
+    pub role: String,
+    /// `request.jwt.claims`
+    pub claims: String,
+    /// Index into the expressions the program was built for.
+    pub expr: usize,
+    /// Rows to judge (indexes into the batch's rows); empty means every row.
+    pub rows: Vec<usize>,
+}
+
+/// A policy (or the role switch) raised for one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryError {
+    /// SQLSTATE
+    pub code: String,
+    /// The message
+    pub message: String,
+}
+
+/// One entry's outcome: a verdict per judged row (in the entry's row order, or every row's when
+/// the entry named none), or what raised.
+pub type EntryVerdict = Result<Vec<bool>, EntryError>;
+
+/// Judges `rows` (all of `table`) for every entry, in one statement. An `Err` of the whole call
+/// means the statement could not run at all (connection lost, function not creatable); errors
+/// raised by a policy are the entry's own.
+pub async fn judge(
+    db: &mut TenantDb,
+    table: &TableInfo,
+    exprs: &[String],
+    rows: &[&Change],
+    entries: &[GateEntry],
+) -> Result<Vec<EntryVerdict>, tokio_postgres::Error> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let program = program(table, exprs);
+    db.ensure_temp_function(&program.name, &program.create_sql)
+        .await?;
+    let values: Vec<Option<String>> = rows.iter().flat_map(|c| row_image(table, c)).collect();
+    let roles: Vec<&str> = entries.iter().map(|e| e.role.as_str()).collect();
+    let claims: Vec<&str> = entries.iter().map(|e| e.claims.as_str()).collect();
+    let expr: Vec<i32> = entries.iter().map(|e| e.expr as i32).collect();
+    let mut picks: Vec<i32> = Vec::new();
+    let mut starts: Vec<i32> = Vec::with_capacity(entries.len() + 1);
+    for e in entries {
+        starts.push(picks.len() as i32 + 1);
+        picks.extend(e.rows.iter().map(|&r| r as i32 + 1));
+    }
+    starts.push(picks.len() as i32 + 1);
+    let stmt = db.prepare(&program.call_sql).await?;
+    let run = |safe: bool| {
+        let client = &db.client;
+        let (stmt, roles, claims, expr, values, picks, starts) =
+            (&stmt, &roles, &claims, &expr, &values, &picks, &starts);
+        async move {
+            client
+                .query(stmt, &[roles, claims, expr, values, picks, starts, &safe])
+                .await
+        }
+    };
+    let result = match run(false).await {
+        Ok(r) => r,
+        Err(e) if e.is_closed() || db.is_closed() => return Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, table = %table.name, "RLS batch raised, judging each entry on its own");
+            run(true).await?
+        }
+    };
+    let mut out: Vec<EntryVerdict> = entries
+        .iter()
+        .map(|_| {
+            Err(EntryError {
+                code: "XX000".to_string(),
+                message: "no verdict".to_string(),
+            })
         })
         .collect();
-    let client = &db.client;
-    type Step<'a> =
-        Pin<Box<dyn Future<Output = Option<Result<Vec<bool>, tokio_postgres::Error>>> + Send + 'a>>;
-    let mut steps: Vec<Step<'_>> = Vec::with_capacity(checks.len() * 4);
-    for ((claims, _), arrays) in checks.iter().zip(&params) {
-        let (set, probe) = (&set, &probe);
-        steps.push(Box::pin(async move {
-            client.batch_execute("BEGIN").await.err().map(Err)
-        }));
-        steps.push(Box::pin(async move {
-            client
-                .execute(set, &[&claims.role, &claims.text])
-                .await
-                .err()
-                .map(Err)
-        }));
-        steps.push(Box::pin(async move {
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = arrays
-                .iter()
-                .map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync))
-                .collect();
-            Some(
-                client
-                    .query_one(probe, &refs)
-                    .await
-                    .map(|row| row.get::<_, Vec<bool>>(0)),
-            )
-        }));
-        // Nothing was written; ROLLBACK also discards the role switch.
-        steps.push(Box::pin(async move {
-            client.batch_execute("ROLLBACK").await.err().map(Err)
-        }));
-    }
-    let outcomes = futures_util::future::join_all(steps).await;
-    let mut results = Vec::with_capacity(checks.len());
-    let mut outcomes = outcomes.into_iter();
-    for _ in checks {
-        let begin = outcomes.next().flatten();
-        let set = outcomes.next().flatten();
-        let probe = outcomes.next().flatten();
-        let rollback = outcomes.next().flatten();
-        // The first failure explains the others (an aborted transaction fails what follows).
-        let result = match (begin, set, probe) {
-            (Some(Err(e)), _, _) | (None, Some(Err(e)), _) => Err(e),
-            (None, None, Some(r)) => r,
-            _ => Ok(Vec::new()),
+    for row in result {
+        let k: i32 = row.get(0);
+        let Some(slot) = usize::try_from(k - 1).ok().and_then(|i| out.get_mut(i)) else {
+            continue;
         };
-        if let Some(Err(e)) = rollback {
-            return Err(e);
-        }
-        results.push(result);
+        let seen: Option<Vec<bool>> = row.get(1);
+        *slot = match seen {
+            Some(seen) => Ok(seen),
+            None => Err(EntryError {
+                code: row.get::<_, Option<String>>(2).unwrap_or_default(),
+                message: row.get::<_, Option<String>>(3).unwrap_or_default(),
+            }),
+        };
     }
-    Ok(results)
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::CatalogColumn;
+
+    fn col(name: &str, cast: &str) -> CatalogColumn {
+        CatalogColumn {
+            name: name.into(),
+            typname: cast.into(),
+            type_oid: 0,
+            cast_type: cast.into(),
+            regtype: cast.into(),
+            full_type: cast.into(),
+            is_pkey: name == "id",
+            generated: false,
+        }
+    }
+
+    fn table() -> TableInfo {
+        TableInfo {
+            oid: 42,
+            schema: "public".into(),
+            name: "todos".into(),
+            rls_enabled: true,
+            columns: vec![col("id", "bigint"), col("user_id", "uuid")],
+        }
+    }
+
+    #[test]
+    fn the_function_types_rows_as_the_table_and_switches_per_entry() {
+        let p = program(&table(), &["(user_id = auth.uid())".to_string()]);
+        assert!(p.name.starts_with("realtime_gate_42_"));
+        assert!(p.create_sql.contains(
+            r#"row($4[rt_g.rt_i * 2 + 1]::text::bigint, $4[rt_g.rt_i * 2 + 2]::text::uuid)::"public"."todos""#
+        ));
+        assert!(p
+            .create_sql
+            .contains(r#"coalesce(((user_id = auth.uid())), false)"#));
+        assert!(p.create_sql.contains(r#"from unnest(rt_sub) as "todos""#));
+        assert!(p.call_sql.starts_with(&format!(
+            "select rt_k, rt_seen, rt_code, rt_err from pg_temp.\"{}\"(",
+            p.name
+        )));
+    }
+
+    #[test]
+    fn several_expressions_are_chosen_per_entry() {
+        let p = program(&table(), &["(a)".to_string(), "(b)".to_string()]);
+        assert!(p
+            .create_sql
+            .contains("case $3[rt_j] when 0 then ((a)) when 1 then ((b)) end"));
+    }
+
+    #[test]
+    fn the_dollar_quote_never_collides_with_a_policy() {
+        let p = program(&table(), &["('$rt_gate$' = '')".to_string()]);
+        assert!(p.create_sql.contains("$rt_gate_1$"));
+    }
+
+    #[test]
+    fn names_follow_the_program() {
+        let a = program(&table(), &["(a)".to_string()]);
+        let b = program(&table(), &["(b)".to_string()]);
+        assert_ne!(a.name, b.name);
+        assert_eq!(a, program(&table(), &["(a)".to_string()]));
+    }
 }

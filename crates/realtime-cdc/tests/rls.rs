@@ -48,11 +48,13 @@ async fn each_subscriber_sees_only_its_rows() {
     assert_eq!(d["type"], "DELETE");
     assert_eq!(d["old_record"], json!({"id": 1}));
 
-    // The check reads the current row: an insert deleted in the same transaction is not seen.
+    // Visibility is judged on the row the change wrote, not on what the table holds when the
+    // check runs: an insert deleted in the same transaction is still seen by its owner.
     env.exec(&format!(
         "begin; insert into public.notes values (2,'{UA}','x'); delete from public.notes where id=2; commit;"
     ))
     .await;
+    assert_eq!(a.next_data().await["type"], "INSERT");
     assert_eq!(a.next_data().await["type"], "DELETE");
     assert_eq!(b.next_data().await["type"], "DELETE");
     a.assert_quiet(300).await;
