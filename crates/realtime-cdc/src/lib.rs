@@ -21,6 +21,7 @@
 //! - [`subscription`]: a channel's live registration ([`Subscription`]).
 //! - [`subscription_table`]: upstream's `realtime.subscription` rows, kept in step.
 //! - [`slot`]: the persistent slot's name, creation and adoption.
+//! - [`resume`]: exactly-once bookkeeping across reconnects, for both WAL consumers.
 //! - [`pipeline`]: the per-tenant streaming loop with reconnects and exact resumption.
 //! - [`tenant`]: per-tenant state and the idle-stop handshake.
 //! - [`db`]: the tenant SQL session with its caches.
@@ -55,6 +56,7 @@ pub mod jsonb;
 pub mod params;
 pub mod payload;
 pub mod pipeline;
+pub mod resume;
 pub mod rls_gate;
 pub mod rls_policy;
 pub mod router;

@@ -18,6 +18,7 @@ use realtime_pg::{slots, Lsn};
 use crate::change;
 use crate::db::TenantDb;
 use crate::fanout::{self, Delivery};
+use crate::resume::{Resume, Txn};
 use crate::slot::{self, SlotError};
 use crate::tenant::{PipelineState, TenantCdc};
 use crate::{Action, CdcEvent};
@@ -35,24 +36,6 @@ enum Exit {
     Retry(String),
     /// Unrecoverable: stop and tell the subscribers.
     Fatal(String),
-}
-
-/// Progress that survives reconnects.
-#[derive(Default)]
-struct Resume {
-    /// Commit LSN of the last transaction fully handed on.
-    done_commit: Lsn,
-    /// Inside a partly delivered transaction: its commit LSN and how many changes went out.
-    partial: Option<(Lsn, usize)>,
-}
-
-/// The transaction being streamed.
-struct Txn {
-    final_lsn: Lsn,
-    commit_time: i64,
-    index: usize,
-    skip_all: bool,
-    skip_upto: usize,
 }
 
 /// Runs the pipeline until it stops (idle or fatal).
@@ -198,7 +181,8 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
     tenant.set_state(PipelineState::Ready);
 
     let mut relations: HashMap<u32, Relation> = HashMap::new();
-    let mut txn: Option<Txn> = None;
+    // The transaction being streamed, with its commit time.
+    let mut txn: Option<(Txn, i64)> = None;
     let mut pending = Pending::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -261,20 +245,11 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
                 commit_time,
                 ..
             } => {
-                let skip_upto = match resume.partial {
-                    Some((lsn, n)) if lsn == final_lsn => n,
-                    _ => 0,
-                };
-                if final_lsn <= resume.done_commit || skip_upto > 0 {
-                    tracing::debug!(%final_lsn, skip_upto, "skipping a transaction already delivered");
+                let t = resume.begin(final_lsn);
+                if t.is_resent() {
+                    tracing::debug!(%final_lsn, "skipping what was already delivered of a transaction");
                 }
-                txn = Some(Txn {
-                    final_lsn,
-                    commit_time,
-                    index: 0,
-                    skip_all: final_lsn <= resume.done_commit,
-                    skip_upto,
-                });
+                txn = Some((t, commit_time));
                 continue;
             }
             LogicalMessage::Commit {
@@ -317,8 +292,7 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
         let Some(t) = txn.as_mut() else {
             continue;
         };
-        t.index += 1;
-        if t.skip_all || t.index <= t.skip_upto {
+        if !resume.next_row(&mut t.0) {
             continue;
         }
         let Some(rel) = relations.get(&relation) else {
@@ -342,7 +316,7 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
             change::Source {
                 action,
                 relation: rel,
-                commit_time_us: t.commit_time,
+                commit_time_us: t.1,
                 new: new.as_deref(),
                 old: old.as_deref(),
                 old_is_key,
@@ -355,7 +329,7 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
             if let Err(e) = pending.hand_on(tenant, &mut db, resume, &mut stream).await {
                 return retry(e);
             }
-            resume.partial = Some((t.final_lsn, t.index));
+            resume.processed(&t.0);
         }
     }
 }
@@ -389,8 +363,7 @@ impl Pending {
             deliver(tenant, deliveries).await;
         }
         if let Some((commit_lsn, end_lsn)) = self.commit.take() {
-            resume.done_commit = resume.done_commit.max(commit_lsn);
-            resume.partial = None;
+            resume.commit(commit_lsn);
             stream.confirm(end_lsn);
         }
         Ok(())

@@ -55,7 +55,10 @@ async fn many_transactions_keep_commit_order_and_a_raising_policy_stays_local() 
     });
     futures_util::future::join_all(inserts).await;
     let committed: Vec<(i32, Option<String>)> = client
-        .query("select id, owner::text from public.feed order by xmin::text::bigint, id", &[])
+        .query(
+            "select id, owner::text from public.feed order by xmin::text::bigint, id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -78,13 +81,19 @@ async fn many_transactions_keep_commit_order_and_a_raising_policy_stays_local() 
     match boom.next_event().await {
         CdcEvent::System(v) => {
             assert_eq!(v["status"], "error");
-            assert!(v["message"].as_str().unwrap().contains("division by zero"), "{v}");
+            assert!(
+                v["message"].as_str().unwrap().contains("division by zero"),
+                "{v}"
+            );
         }
         other => panic!("expected a system error, got {other:?}"),
     }
     while let Ok(Some(ev)) =
         tokio::time::timeout(std::time::Duration::from_millis(300), boom.rx.recv()).await
     {
-        assert!(matches!(ev, CdcEvent::System(_)), "a change reached the raising subscriber");
+        assert!(
+            matches!(ev, CdcEvent::System(_)),
+            "a change reached the raising subscriber"
+        );
     }
 }

@@ -16,11 +16,9 @@ const ROWS: i32 = 120;
 #[tokio::test]
 async fn restart_loses_and_duplicates_nothing() {
     // A policy that depends on the claims, so every batch is judged by the database.
-    let env = env(
-        "alter table public.test enable row level security;
+    let env = env("alter table public.test enable row level security;
          create policy p on public.test for select
-           using (current_user = 'anon' or (auth.jwt() ->> 'sub') is not null);",
-    )
+           using (current_user = 'anon' or (auth.jwt() ->> 'sub') is not null);")
     .await;
     let entry = vec![json!({"event": "INSERT", "schema": "public", "table": "test"})];
     let anon_ch = env.subscribe(anon(), entry.clone()).await;

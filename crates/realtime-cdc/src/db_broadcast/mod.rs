@@ -7,7 +7,6 @@
 //! - [`setup`]: publication `supabase_realtime_messages_publication`, the slot, and
 //!   `START_REPLICATION` (pgoutput protocol 2, binary values), in upstream's order.
 //! - [`stream`]: the task that reads, hands on, confirms and reconnects.
-//! - [`resume`]: what to skip of what the server re-sends after a reconnect.
 //! - [`mod@replay`]: stored messages for `config.broadcast.replay`.
 //! - [`error`]: the error type, [`DbBroadcastError`].
 //!
@@ -62,7 +61,6 @@
 
 pub mod error;
 pub mod replay;
-pub mod resume;
 pub mod row;
 pub mod setup;
 pub mod stream;

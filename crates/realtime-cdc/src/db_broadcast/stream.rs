@@ -1,6 +1,6 @@
 //! The stream task: reads pgoutput from the slot, hands decoded broadcasts to the sink,
 //! confirms a transaction only once all its rows were handed on, and reconnects with backoff.
-//! What a reconnect re-sends is skipped with [`super::resume`], so there is neither loss nor
+//! What a reconnect re-sends is skipped with [`crate::resume`], so there is neither loss nor
 //! duplication.
 
 use std::collections::HashMap;
@@ -15,9 +15,9 @@ use realtime_pg::replication::LogicalStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::resume::{Resume, Txn};
 use super::setup::{self, Target};
 use super::{row, DbBroadcast, DbBroadcastError, DbBroadcastOptions};
+use crate::resume::{Resume, Txn};
 
 /// While the sink is full, a status update goes out this often so the server does not time
 /// the session out (`wal_sender_timeout`, 60 s by default, may be set much lower).
@@ -210,7 +210,7 @@ async fn read(
             }
             LogicalMessage::Insert { relation, new } => {
                 let Some(t) = txn.as_mut() else { continue };
-                if !resume.next_insert(t) {
+                if !resume.next_row(t) {
                     continue;
                 }
                 let Some(rel) = relations.get(&relation) else {

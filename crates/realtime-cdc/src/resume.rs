@@ -1,5 +1,6 @@
-//! Exactly-once bookkeeping across reconnects: which re-sent transactions, and which rows of a
-//! partly handed-on transaction, to skip.
+//! Exactly-once bookkeeping across reconnects, shared by both WAL consumers (Postgres Changes
+//! and broadcast from the database): which re-sent transactions, and which rows of a partly
+//! handed-on transaction, to skip.
 //!
 //! After a reconnect the server restarts from the slot's confirmed position, which can lag
 //! behind what was handed on (status updates go out periodically, and a crash of the database
@@ -14,7 +15,7 @@ use realtime_pg::Lsn;
 pub struct Resume {
     /// Commit LSN of the last transaction fully handed on.
     done_commit: Lsn,
-    /// In a partly handed-on transaction: its commit LSN and how many of its inserts were
+    /// In a partly handed-on transaction: its commit LSN and how many of its rows were
     /// processed.
     partial: Option<(Lsn, usize)>,
 }
@@ -23,7 +24,7 @@ pub struct Resume {
 #[derive(Debug)]
 pub struct Txn {
     final_lsn: Lsn,
-    /// Inserts seen so far in this transaction.
+    /// Rows seen so far in this transaction.
     index: usize,
     skip_all: bool,
     skip_upto: usize,
@@ -44,19 +45,19 @@ impl Resume {
         }
     }
 
-    /// The next insert of `txn`: whether it is new (to be processed) rather than re-sent.
-    pub fn next_insert(&self, txn: &mut Txn) -> bool {
+    /// The next row change of `txn`: whether it is new (to be processed) rather than re-sent.
+    pub fn next_row(&self, txn: &mut Txn) -> bool {
         txn.index += 1;
         !(txn.skip_all || txn.index <= txn.skip_upto)
     }
 
-    /// The insert last returned new by [`Resume::next_insert`] was processed (handed on or
-    /// deliberately dropped).
+    /// Every row up to the one last returned by [`Resume::next_row`] was processed (handed on
+    /// or deliberately dropped).
     pub fn processed(&mut self, txn: &Txn) {
         self.partial = Some((txn.final_lsn, txn.index));
     }
 
-    /// The transaction committed after all its inserts were processed (or it was re-sent and
+    /// The transaction committed after all its rows were processed (or it was re-sent and
     /// skipped).
     pub fn commit(&mut self, commit_lsn: Lsn) {
         self.done_commit = self.done_commit.max(commit_lsn);
@@ -88,7 +89,7 @@ mod tests {
             if upto.is_some_and(|u| out.len() == u) {
                 return out;
             }
-            if r.next_insert(&mut t) {
+            if r.next_row(&mut t) {
                 out.push(i);
                 r.processed(&t);
             }
