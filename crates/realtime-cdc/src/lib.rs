@@ -336,6 +336,7 @@ impl Cdc {
         req: SubscribeRequest,
     ) -> Result<Subscription, SubscribeError> {
         let config = self.config(&tenant)?;
+        params::check_binding_count(req.bindings.len()).map_err(SubscribeError::Params)?;
         let mut parsed = Vec::with_capacity(req.bindings.len());
         for (id, entry) in &req.bindings {
             let params = params::parse(entry).map_err(SubscribeError::Params)?;
