@@ -12,7 +12,9 @@
 //! - [`change`]: a pgoutput change shaped like upstream's wal2json record.
 //! - [`payload`]: the `data` object, byte-identical to upstream.
 //! - [`rls_gate`]: row visibility under the subscriber's role and claims.
-//! - [`router`]: the tenant's channels and which of them a change concerns.
+//! - [`router`]: the tenant's channels and which of them a change concerns, indexed by
+//!   relation and `eq` filter value.
+//! - [`eq_index`]: which `eq` filters the router may index, and their canonical values.
 //! - [`evaluate`]: typing, filters and generated columns of one change, in SQL.
 //! - [`fanout`]: one change → the events each channel receives.
 //! - [`subscribe`]: resolving and validating join entries against the tenant database.
@@ -44,6 +46,7 @@ pub mod catalog;
 pub mod change;
 pub mod db;
 pub mod db_broadcast;
+pub mod eq_index;
 pub mod error;
 pub mod evaluate;
 pub mod fanout;
@@ -378,12 +381,13 @@ async fn register(
             return Err(SubscribeError::Unavailable(subscribe::TIMEOUTS.to_string()));
         };
         for (id, params) in parsed {
-            let tables =
+            let resolved =
                 subscribe::resolve(db, &t.config.publication, &params, claims.as_ref()).await?;
             bindings.push(router::Binding {
                 id,
                 params,
-                tables,
+                tables: resolved.tables,
+                eq_values: resolved.eq_values,
                 uuid: uuid::Uuid::new_v4(),
             });
         }
