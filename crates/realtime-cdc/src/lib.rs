@@ -14,7 +14,9 @@
 //! - [`rls_policy`]: the rule deciding a role's visibility of a table, from the catalog.
 //! - [`rls_gate`]: row visibility under the subscriber's role and claims, judged on the WAL's
 //!   row image, one statement per table and batch.
-//! - [`router`]: the tenant's channels and which of them a change concerns.
+//! - [`router`]: the tenant's channels and which of them a change concerns, indexed by
+//!   relation and `eq` filter value.
+//! - [`eq_index`]: which `eq` filters the router may index, and their canonical values.
 //! - [`evaluate`]: typing, filters and generated columns of one change, in SQL.
 //! - [`fanout`]: one change → the events each channel receives.
 //! - [`subscribe`]: resolving and validating join entries against the tenant database.
@@ -47,6 +49,7 @@ pub mod catalog;
 pub mod change;
 pub mod db;
 pub mod db_broadcast;
+pub mod eq_index;
 pub mod error;
 pub mod evaluate;
 pub mod fanout;
@@ -341,6 +344,7 @@ impl Cdc {
         req: SubscribeRequest,
     ) -> Result<Subscription, SubscribeError> {
         let config = self.config(&tenant)?;
+        params::check_binding_count(req.bindings.len()).map_err(SubscribeError::Params)?;
         let mut parsed = Vec::with_capacity(req.bindings.len());
         for (id, entry) in &req.bindings {
             let params = params::parse(entry).map_err(SubscribeError::Params)?;
@@ -382,12 +386,13 @@ async fn register(
             return Err(SubscribeError::Unavailable(subscribe::TIMEOUTS.to_string()));
         };
         for (id, params) in parsed {
-            let tables =
+            let resolved =
                 subscribe::resolve(db, &t.config.publication, &params, claims.as_ref()).await?;
             bindings.push(router::Binding {
                 id,
                 params,
-                tables,
+                tables: resolved.tables,
+                eq_values: resolved.eq_values,
                 uuid: uuid::Uuid::new_v4(),
             });
         }

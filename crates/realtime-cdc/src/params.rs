@@ -203,6 +203,7 @@ pub fn parse(params: &Value) -> Result<ChangeParams, String> {
     if select.is_some() && (schema == "*" || table == "*") {
         return Err("Column selection is not supported for wildcard subscriptions. Provide an explicit schema and table name.".to_string());
     }
+    check_name_lengths(schema, table, &filters, select.as_deref())?;
     Ok(ChangeParams {
         action,
         schema: schema.to_string(),
@@ -210,6 +211,60 @@ pub fn parse(params: &Value) -> Result<ChangeParams, String> {
         filters,
         select,
     })
+}
+
+/// PostgreSQL's longest name in bytes (`NAMEDATALEN - 1`); it truncates longer identifiers,
+/// so a longer name can never be a published table or one of its columns.
+pub const MAX_NAME_BYTES: usize = 63;
+
+/// At most this many `postgres_changes` entries per channel. Upstream has no limit, but
+/// each entry costs a subscribe-time round trip per table and a place in the router; real
+/// clients use a handful, and 100 matches the cap on `in` filter values.
+pub const MAX_BINDINGS_PER_CHANNEL: usize = 100;
+
+/// Upstream reports over-long names only indirectly (no table matched, or an invalid
+/// column), after queries; rejecting them up front keeps them out of the router and the
+/// tenant database.
+fn check_name_lengths(
+    schema: &str,
+    table: &str,
+    filters: &[Filter],
+    select: Option<&[String]>,
+) -> Result<(), String> {
+    let too_long = |what: &str, name: &str| {
+        // The name itself is not echoed: it may be arbitrarily long.
+        format!(
+            "Error parsing `{what}` params: a name of {} bytes is longer than PostgreSQL's limit of {MAX_NAME_BYTES}",
+            name.len()
+        )
+    };
+    if schema.len() > MAX_NAME_BYTES {
+        return Err(too_long("schema", schema));
+    }
+    if table.len() > MAX_NAME_BYTES {
+        return Err(too_long("table", table));
+    }
+    if let Some(f) = filters.iter().find(|f| f.column.len() > MAX_NAME_BYTES) {
+        return Err(too_long("filter", &f.column));
+    }
+    if let Some(c) = select
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.len() > MAX_NAME_BYTES)
+    {
+        return Err(too_long("select", c));
+    }
+    Ok(())
+}
+
+/// Rejects a join with more than [`MAX_BINDINGS_PER_CHANNEL`] entries.
+pub fn check_binding_count(count: usize) -> Result<(), String> {
+    if count > MAX_BINDINGS_PER_CHANNEL {
+        return Err(format!(
+            "Error parsing `postgres_changes` params: {count} entries given, at most {MAX_BINDINGS_PER_CHANNEL} are allowed per channel"
+        ));
+    }
+    Ok(())
 }
 
 fn action_filter(params: &Value) -> ActionFilter {
@@ -489,6 +544,49 @@ mod tests {
         assert_eq!(
             err("a=in.1,2"),
             "Error parsing `filter` params: `in` filter value must be wrapped by parentheses"
+        );
+    }
+
+    #[test]
+    fn names_longer_than_postgres_allows_are_rejected() {
+        let name63 = "a".repeat(63);
+        let name64 = "a".repeat(64);
+        let ok = |v: serde_json::Value| parse(&v).map(|_| ());
+        assert_eq!(ok(json!({"schema": name63, "table": name63})), Ok(()));
+        assert_eq!(
+            ok(json!({"schema": name64})).unwrap_err(),
+            "Error parsing `schema` params: a name of 64 bytes is longer than PostgreSQL's limit of 63"
+        );
+        assert_eq!(
+            ok(json!({"table": name64})).unwrap_err(),
+            "Error parsing `table` params: a name of 64 bytes is longer than PostgreSQL's limit of 63"
+        );
+        assert_eq!(
+            ok(json!({"schema": "public", "table": "t", "filter": format!("{name64}=eq.1")}))
+                .unwrap_err(),
+            "Error parsing `filter` params: a name of 64 bytes is longer than PostgreSQL's limit of 63"
+        );
+        assert_eq!(
+            ok(json!({"schema": "public", "table": "t", "select": ["id", name64]})).unwrap_err(),
+            "Error parsing `select` params: a name of 64 bytes is longer than PostgreSQL's limit of 63"
+        );
+        // Bytes, not characters: 32 two-byte characters are 64 bytes.
+        assert!(ok(json!({"table": "é".repeat(32)})).is_err());
+        assert!(ok(json!({"table": "é".repeat(31)})).is_ok());
+        // Upstream's own errors come first.
+        assert_eq!(
+            ok(json!({"schema": name64, "table": "t", "filter": "x"})).unwrap_err(),
+            r#"Error parsing `filter` params: ["x"]"#
+        );
+    }
+
+    #[test]
+    fn binding_count_is_capped() {
+        assert_eq!(check_binding_count(0), Ok(()));
+        assert_eq!(check_binding_count(MAX_BINDINGS_PER_CHANNEL), Ok(()));
+        assert_eq!(
+            check_binding_count(101).unwrap_err(),
+            "Error parsing `postgres_changes` params: 101 entries given, at most 100 are allowed per channel"
         );
     }
 

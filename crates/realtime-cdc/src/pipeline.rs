@@ -299,7 +299,9 @@ async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -
             tracing::warn!(relation, "change for a relation never described, skipped");
             continue;
         };
-        let candidates = tenant.router.candidates(&rel.namespace, &rel.name, action);
+        let candidates = tenant
+            .router
+            .candidates(rel, action, new.as_deref(), old.as_deref());
         if candidates.is_empty() {
             continue;
         }

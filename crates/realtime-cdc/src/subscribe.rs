@@ -1,11 +1,12 @@
 //! Subscribing a channel: resolve each entry to published tables and validate it against the
 //! tenant's catalog the way `realtime.subscription`'s insert and trigger do, so the errors a
-//! client sees are upstream's.
+//! client sees are upstream's; and canonicalise `eq` filter values for the router's index.
 
 use crate::catalog::Catalog;
 use crate::db::TenantDb;
+use crate::eq_index::{self, EqValue};
 use crate::error::{exception_text, postgrex_message, SubscribeError};
-use crate::params::ChangeParams;
+use crate::params::{ChangeParams, FilterOp};
 use crate::router::Claims;
 
 const TABLES_SQL: &str = "select format('%I.%I', schemaname, tablename)::regclass::oid
@@ -17,13 +18,23 @@ const TABLES_SQL: &str = "select format('%I.%I', schemaname, tablename)::regclas
 /// What upstream pushes (an inspected tuple) when the tenant database cannot be reached.
 pub const TIMEOUTS: &str = "{:error, \"Too many database timeouts\"}";
 
-/// Resolves and validates one entry; returns the relation OIDs it covers.
+/// An entry checked against the tenant database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The published tables it covers.
+    pub tables: Vec<u32>,
+    /// Canonical texts of its indexable `eq` filter values, per table.
+    pub eq_values: Vec<EqValue>,
+}
+
+/// Resolves and validates one entry; returns the relation OIDs it covers and the canonical
+/// texts the router indexes it by.
 pub async fn resolve(
     db: &mut TenantDb,
     publication: &str,
     params: &ChangeParams,
     claims: Option<&Claims>,
-) -> Result<Vec<u32>, SubscribeError> {
+) -> Result<Resolved, SubscribeError> {
     let rejected = |exception: String| SubscribeError::Rejected {
         params: params.to_log(),
         exception,
@@ -54,6 +65,7 @@ pub async fn resolve(
     };
     // Validation reads the current catalog, never a cached shape.
     let mut catalog = Catalog::default();
+    let mut eq_values = Vec::new();
     for &oid in &tables {
         let Some(table) = catalog.table(&db.client, oid).await.map_err(unavailable)? else {
             continue;
@@ -77,6 +89,31 @@ pub async fn resolve(
                 SubscribeError::Unavailable(e)
             }
         })?;
+        for (i, f) in params.filters.iter().enumerate() {
+            if f.op != FilterOp::Eq || f.negate {
+                continue;
+            }
+            let Some(column) = table.column(&f.column) else {
+                continue;
+            };
+            if !eq_index::indexable(column.type_oid) {
+                continue;
+            }
+            match eq_index::canonical(&db.client, &column.cast_type, &f.value).await {
+                Ok(text) => eq_values.push(EqValue {
+                    table: oid,
+                    filter: i,
+                    type_oid: column.type_oid,
+                    text,
+                }),
+                // The value passed validation; should the cast still fail, the entry is
+                // simply not indexed and every change of the table is evaluated for it.
+                Err(e) if e.as_db_error().is_some() => {
+                    tracing::debug!(error = %e, column = %f.column, "eq filter value left unindexed");
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
     }
-    Ok(tables)
+    Ok(Resolved { tables, eq_values })
 }
