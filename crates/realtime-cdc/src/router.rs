@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::params::ChangeParams;
-use crate::{Action, CdcEvent};
+use crate::sink::ChangeSink;
+use crate::Action;
 
 /// A subscriber's JWT claims with what the gate needs from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +95,7 @@ pub struct Subscriber {
     /// Entries in join order.
     pub bindings: Vec<Binding>,
     /// Where this channel's events go.
-    pub sink: mpsc::Sender<CdcEvent>,
+    pub sink: Arc<dyn ChangeSink>,
 }
 
 impl Subscriber {
@@ -142,9 +142,12 @@ impl Router {
         g.len()
     }
 
-    /// Removes every channel, closing their sinks (the pipeline was stopped under them).
+    /// Removes every channel and tells each sink (the pipeline was stopped under them).
     pub fn clear(&self) {
-        self.lock().clear();
+        let gone = std::mem::take(&mut *self.lock());
+        for s in gone.into_values() {
+            s.sink.pipeline_stopped();
+        }
     }
 
     /// Number of channels.
