@@ -17,6 +17,7 @@
 //! - [`router`]: the tenant's channels and which of them a change concerns, indexed by
 //!   relation and `eq` filter value.
 //! - [`eq_index`]: which `eq` filters the router may index, and their canonical values.
+//! - [`sink`]: [`ChangeSink`], where a channel's events go (implemented by the gateway).
 //! - [`evaluate`]: typing, filters and generated columns of one change, in SQL.
 //! - [`fanout`]: one change → the events each channel receives.
 //! - [`subscribe`]: resolving and validating join entries against the tenant database.
@@ -29,7 +30,8 @@
 //! - [`db`]: the tenant SQL session with its caches.
 //!
 //! The entry point is [`Cdc`]: the gateway calls [`Cdc::subscribe`] per joined channel and
-//! receives [`CdcEvent`]s on the channel's sink until the [`Subscription`] is dropped.
+//! receives [`CdcEvent`]s on the channel's [`ChangeSink`] until the [`Subscription`] is
+//! dropped. Events are pushed without waiting, in order, from the tenant's pipeline task.
 //!
 //! How it differs from upstream's wal2json polling, and why:
 //! - Changes are streamed from a **persistent** pgoutput slot (upstream: a temporary wal2json
@@ -63,6 +65,7 @@ pub mod resume;
 pub mod rls_gate;
 pub mod rls_policy;
 pub mod router;
+pub mod sink;
 pub mod slot;
 pub mod subscribe;
 pub mod subscription;
@@ -77,6 +80,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 pub use error::{system_message, SubscribeError};
+pub use sink::{ChangeSink, SinkCache};
 pub use subscription::Subscription;
 
 /// A row change kind that reaches subscribers (TRUNCATE never does).
@@ -134,7 +138,7 @@ pub struct SubscribeRequest {
     /// echoed (usually [`binding_id`] of the entry).
     pub bindings: Vec<(u32, Value)>,
     /// Where events for this channel go.
-    pub sink: tokio::sync::mpsc::Sender<CdcEvent>,
+    pub sink: Arc<dyn ChangeSink>,
 }
 
 /// What a channel receives.
@@ -316,9 +320,10 @@ impl Cdc {
     }
 
     /// Stops one tenant's pipeline and drops its slot, waiting up to 10 s (the tenant was
-    /// reloaded, shut down, deleted, or its settings changed). Its channels' sinks are closed,
-    /// which tells them to subscribe again (upstream's `postgres_cdc_rls_down`); a new
-    /// pipeline starts on the next subscription, once this one has finished.
+    /// reloaded, shut down, deleted, or its settings changed). Its channels' sinks are told
+    /// ([`ChangeSink::pipeline_stopped`]) so they subscribe again (upstream's
+    /// `postgres_cdc_rls_down`); a new pipeline starts on the next subscription, once this one
+    /// has finished.
     pub async fn stop_tenant(&self, external_id: &str) {
         let t = match self.tenants.lock() {
             Ok(g) => g.get(external_id).cloned(),
@@ -413,6 +418,13 @@ async fn register(
         ));
     };
     let key = t.next_key();
+    // Pushed before the channel is routable, so no change can overtake it. A channel already
+    // gone is still registered: the pipeline drops it at its first change, and its
+    // `Subscription` cleans up as usual.
+    req.sink.push(
+        CdcEvent::System(error::subscribed_message(&req.topic)),
+        &mut SinkCache::default(),
+    );
     t.router.insert(Arc::new(router::Subscriber {
         key,
         topic: req.topic.clone(),
@@ -420,11 +432,6 @@ async fn register(
         bindings,
         sink: req.sink.clone(),
     }));
-    // The channel learns it is subscribed before any change can reach it through the sink.
-    let _ = req
-        .sink
-        .send(CdcEvent::System(error::subscribed_message(&req.topic)))
-        .await;
     Ok(key)
 }
 

@@ -23,8 +23,6 @@ use crate::slot::{self, SlotError};
 use crate::tenant::{PipelineState, TenantCdc};
 use crate::{Action, CdcEvent};
 
-/// How long a full sink may hold up the pipeline before its event is dropped.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -372,18 +370,15 @@ impl Pending {
     }
 }
 
-/// Hands events to the sinks; a closed sink unsubscribes its channel, a full one for longer
-/// than [`SEND_TIMEOUT`] loses this event (logged) rather than stalling the tenant.
+/// Hands events to the sinks, in order and without waiting (a channel that can't keep up is
+/// its socket's problem, never the tenant's); a channel that is gone is unsubscribed. One
+/// [`crate::SinkCache`] spans the run, so a change delivered to many channels is encoded once.
+/// Nothing here awaits; it stays `async` so its callers need no change.
 pub async fn deliver(tenant: &TenantCdc, deliveries: Vec<Delivery>) {
+    let mut cache = crate::SinkCache::default();
     for d in deliveries {
-        match tokio::time::timeout(SEND_TIMEOUT, d.subscriber.sink.send(d.event)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => {
-                tenant.router.remove(d.subscriber.key);
-            }
-            Err(_) => {
-                tracing::warn!(topic = %d.subscriber.topic, "channel did not take a change in time, dropped");
-            }
+        if !d.subscriber.sink.push(d.event, &mut cache) {
+            tenant.router.remove(d.subscriber.key);
         }
     }
 }

@@ -16,11 +16,11 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use realtime_pg::pgoutput::{Relation, TupleValue};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::eq_index::{self, EqValue};
 use crate::params::{ChangeParams, FilterOp};
-use crate::{Action, CdcEvent};
+use crate::sink::ChangeSink;
+use crate::Action;
 
 /// A subscriber's JWT claims with what the gate needs from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub struct Subscriber {
     /// Entries in join order.
     pub bindings: Vec<Binding>,
     /// Where this channel's events go.
-    pub sink: mpsc::Sender<CdcEvent>,
+    pub sink: Arc<dyn ChangeSink>,
 }
 
 impl Subscriber {
@@ -306,11 +306,16 @@ impl Router {
         subscribers.len()
     }
 
-    /// Removes every channel, closing their sinks (the pipeline was stopped under them).
+    /// Removes every channel and tells each sink (the pipeline was stopped under them).
     pub fn clear(&self) {
-        let mut g = self.lock();
-        g.subscribers.clear();
-        g.routes.clear();
+        let gone = {
+            let mut g = self.lock();
+            g.routes.clear();
+            std::mem::take(&mut g.subscribers)
+        };
+        for s in gone.into_values() {
+            s.sink.pipeline_stopped();
+        }
     }
 
     /// Number of channels.
@@ -498,8 +503,19 @@ mod tests {
         }
     }
 
+    /// A sink for routing tests, which never deliver.
+    #[derive(Debug)]
+    struct Unused;
+
+    impl crate::sink::ChangeSink for Unused {
+        fn push(&self, _: crate::CdcEvent, _: &mut crate::sink::SinkCache) -> bool {
+            true
+        }
+        fn pipeline_stopped(&self) {}
+    }
+
     fn subscriber(key: u64, bindings: Vec<Binding>) -> Arc<Subscriber> {
-        let (sink, _) = mpsc::channel(1);
+        let sink = Arc::new(Unused);
         Arc::new(Subscriber {
             key,
             topic: format!("realtime:{key}"),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::{error, router, subscription_table, tenant, CdcEvent};
+use crate::{error, router, subscription_table, tenant, CdcEvent, SinkCache};
 
 /// A live subscription; dropping it unsubscribes the channel.
 pub struct Subscription {
@@ -49,13 +49,10 @@ impl Subscription {
             Ok(mut c) => *c = Arc::new(new),
             Err(p) => *p.into_inner() = Arc::new(new),
         }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let sink = s.sink.clone();
-            let message = error::subscribed_message(&s.topic);
-            handle.spawn(async move {
-                let _ = sink.send(CdcEvent::System(message)).await;
-            });
-        }
+        // Same road as the changes, so it is ordered with them. A refused push means the
+        // socket is closing; its session drops this subscription, which cleans up.
+        let message = CdcEvent::System(error::subscribed_message(&s.topic));
+        s.sink.push(message, &mut SinkCache::default());
     }
 }
 

@@ -169,7 +169,7 @@ async fn without_settings_the_tenant_is_refused() {
     let env = env("").await;
     let mut tenant = (*env.tenant).clone();
     tenant.extensions.clear();
-    let (tx, _rx) = tokio::sync::mpsc::channel(4);
+    let (sink, _rx) = TestSink::channel();
     let err = env
         .cdc
         .subscribe(
@@ -178,7 +178,7 @@ async fn without_settings_the_tenant_is_refused() {
                 topic: "realtime:any".into(),
                 claims: anon(),
                 bindings: vec![(1, json!({"schema": "public"}))],
-                sink: tx,
+                sink,
             },
         )
         .await
@@ -330,7 +330,7 @@ async fn changed_settings_start_a_new_pipeline() {
     if let Some(m) = tenant.extensions[0].settings.as_object_mut() {
         m.insert("poll_max_record_bytes".into(), json!(100));
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (sink, mut rx) = TestSink::channel();
     let _sub = env
         .cdc
         .subscribe(
@@ -342,7 +342,7 @@ async fn changed_settings_start_a_new_pipeline() {
                     7,
                     json!({"event": "INSERT", "schema": "public", "table": "test"}),
                 )],
-                sink: tx,
+                sink,
             },
         )
         .await
@@ -376,7 +376,8 @@ async fn stopping_a_tenant_drops_its_slot_and_closes_its_channels() {
     assert_eq!(slot_count(&env.sql, &slot).await, 1);
     env.cdc.stop_tenant(&env.tenant.external_id).await;
     assert_eq!(slot_count(&env.sql, &slot).await, 0);
-    // The channel's sink is closed: that is its cue to subscribe again.
+    // The channel's sink is told the pipeline stopped (the test sink then closes its queue):
+    // that is its cue to subscribe again.
     let closed = tokio::time::timeout(std::time::Duration::from_secs(5), ch.rx.recv())
         .await
         .expect("sink still open");

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use realtime_cdc::{Cdc, CdcEvent, CdcOptions, SubscribeError, SubscribeRequest, Subscription};
+use realtime_cdc::{
+    Cdc, CdcEvent, CdcOptions, ChangeSink, SinkCache, SubscribeError, SubscribeRequest,
+    Subscription,
+};
 use realtime_tenants::{Crypto, Extension, Tenant};
 use realtime_testkit::{Cluster, TestDb, SUPERUSER, SUPERUSER_PASSWORD};
 use serde_json::{json, Value};
@@ -123,9 +126,39 @@ pub async fn env(extra_sql: &str) -> Env {
     env_with(extra_sql, json!({})).await
 }
 
+/// A sink over an unbounded queue, so tests read events in order. A stopped pipeline closes
+/// the queue: the receiver then sees its end.
+#[derive(Debug)]
+pub struct TestSink {
+    tx: std::sync::Mutex<Option<mpsc::UnboundedSender<CdcEvent>>>,
+}
+
+impl TestSink {
+    pub fn channel() -> (Arc<dyn ChangeSink>, mpsc::UnboundedReceiver<CdcEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = TestSink {
+            tx: std::sync::Mutex::new(Some(tx)),
+        };
+        (Arc::new(sink), rx)
+    }
+}
+
+impl ChangeSink for TestSink {
+    fn push(&self, event: CdcEvent, _: &mut SinkCache) -> bool {
+        match &*self.tx.lock().unwrap() {
+            Some(tx) => tx.send(event).is_ok(),
+            None => false,
+        }
+    }
+
+    fn pipeline_stopped(&self) {
+        self.tx.lock().unwrap().take();
+    }
+}
+
 pub struct Channel {
     pub sub: Subscription,
-    pub rx: mpsc::Receiver<CdcEvent>,
+    pub rx: mpsc::UnboundedReceiver<CdcEvent>,
     pub ids: Vec<u32>,
 }
 
@@ -139,7 +172,7 @@ impl Env {
         claims: Value,
         entries: Vec<Value>,
     ) -> Result<Channel, SubscribeError> {
-        let (tx, rx) = mpsc::channel(1024);
+        let (sink, rx) = TestSink::channel();
         let bindings: Vec<(u32, Value)> = entries
             .into_iter()
             .map(|e| (realtime_cdc::binding_id(&e), e))
@@ -153,7 +186,7 @@ impl Env {
                     topic: "realtime:any".into(),
                     claims,
                     bindings,
-                    sink: tx,
+                    sink,
                 },
             )
             .await?;

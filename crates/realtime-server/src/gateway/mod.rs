@@ -9,12 +9,15 @@
 //! - [`authorization`]: private-channel RLS checks in the tenant database.
 //! - [`jwt`]: tenant JWT verification; [`rate`] and [`limits`]: upstream's rate counters and the
 //!   per-tenant limits; [`tenant_resolve`]: which tenant a request is for.
+//! - [`postgres_changes`]: a channel's change subscription; [`change_sink`]: where the
+//!   pipeline pushes its events, each change encoded once for all channels.
 //! - [`db_broadcast`]: rows inserted into `realtime.messages` fanned out as broadcasts.
 //! - [`rest_broadcast`] and [`ping`]: the tenant HTTP routes that feed the same hub.
 
 pub mod access_token;
 pub mod authorization;
 pub mod broadcast;
+pub mod change_sink;
 pub mod channel;
 pub mod db_broadcast;
 pub mod heartbeat;

@@ -1,73 +1,21 @@
 //! postgres_changes bindings of a channel (PROTOCOL.md §8): registration with the change
-//! pipeline off the read loop, the outcome `system` messages, retries, and forwarding change
-//! events to the socket (`{"ids","data"}`, or the bare change for legacy joins).
+//! pipeline off the read loop, the outcome `system` messages and retries. Events reach the
+//! socket through the channel's [`ChannelSink`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use realtime_cdc::{CdcEvent, SubscribeError, SubscribeRequest, Subscription};
-use realtime_protocol::{Message, Outbound, RawMessage};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use realtime_cdc::{SubscribeError, SubscribeRequest, Subscription};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
+use crate::gateway::change_sink::ChannelSink;
 use crate::gateway::session::{Control, Session};
 
 pub use realtime_cdc::binding_id;
 
-/// Change events a channel may have queued before its socket counts as a slow consumer.
-const SINK_CAPACITY: usize = 1024;
-
 /// Message pushed when this process has no change pipeline at all.
 const NO_PIPELINE: &str = "the Postgres Changes pipeline is not running";
-
-/// The payload of a `postgres_changes` push, keys in upstream's (sorted) order; `data` is the
-/// pipeline's text as is, so jsonb values keep the database's spacing.
-#[derive(Serialize)]
-struct ChangePayload<'a> {
-    data: &'a RawValue,
-    ids: &'a [u32],
-}
-
-/// The one field of a change a legacy join needs: its `type` names the event.
-#[derive(Deserialize)]
-struct ChangeType<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// The push for one change: `postgres_changes` with `{"data","ids"}`, or for a legacy join
-/// the bare change under its `type` as event. `None` only if the text cannot be embedded,
-/// which the pipeline never produces.
-pub(crate) fn change_message(
-    topic: &str,
-    legacy: bool,
-    ids: &[u32],
-    data: std::sync::Arc<RawValue>,
-) -> Option<RawMessage> {
-    let (event, payload) = if legacy {
-        let event = serde_json::from_str::<ChangeType<'_>>(data.get())
-            .ok()
-            .and_then(|t| t.kind)
-            .map(|k| k.into_owned())
-            .unwrap_or_else(|| "postgres_changes".to_string());
-        (event, data)
-    } else {
-        let payload = serde_json::value::to_raw_value(&ChangePayload { data: &data, ids }).ok()?;
-        (
-            "postgres_changes".to_string(),
-            std::sync::Arc::from(payload),
-        )
-    };
-    Some(RawMessage {
-        join_ref: None,
-        msg_ref: None,
-        topic: topic.to_string(),
-        event,
-        payload,
-    })
-}
 
 impl Session {
     /// Registers the channel's bindings with the change pipeline; the outcome comes back as
@@ -82,51 +30,21 @@ impl Session {
         ch.cdc = None;
         ch.cdc_generation += 1;
         let generation = ch.cdc_generation;
-        let (sink, mut events) = mpsc::channel::<CdcEvent>(SINK_CAPACITY);
+        // The pipeline pushes straight onto the socket's outbound queue: no task per channel.
+        let sink = Arc::new(ChannelSink {
+            link: self.link.clone(),
+            channel_id,
+            generation,
+            topic: topic.clone(),
+            push_ref: ch.push_ref.clone(),
+            legacy: ch.legacy,
+        });
         let req = SubscribeRequest {
             topic: topic.clone(),
             claims: Value::Object(ch.claims.clone()),
             bindings: ch.bindings.clone(),
             sink,
         };
-        // Forward change events to the socket for as long as the pipeline keeps the sink.
-        let link = self.link.clone();
-        let push_ref = ch.push_ref.clone();
-        let legacy = ch.legacy;
-        let fwd_topic = topic.clone();
-        let control = self.link.control.clone();
-        tokio::spawn(async move {
-            while let Some(ev) = events.recv().await {
-                let msg = match ev {
-                    CdcEvent::System(payload) => Outbound::Message(Message {
-                        join_ref: push_ref.clone(),
-                        msg_ref: None,
-                        topic: fwd_topic.clone(),
-                        event: "system".into(),
-                        payload,
-                    }),
-                    CdcEvent::Change { ids, data } => {
-                        match change_message(&fwd_topic, legacy, &ids, data) {
-                            Some(m) => Outbound::Raw(m),
-                            None => continue,
-                        }
-                    }
-                };
-                if !link.send(&msg) && link.kill.is_cancelled() {
-                    return;
-                }
-            }
-            // Every sender is gone: the subscription failed or was dropped (the session
-            // ignores those), or the pipeline stopped under a live subscription.
-            if !link.kill.is_cancelled() {
-                let _ = control
-                    .send(Control::CdcDown {
-                        channel_id,
-                        generation,
-                    })
-                    .await;
-            }
-        });
         let link = self.link.clone();
         let gw = self.gw.clone();
         tokio::spawn(async move {
@@ -217,33 +135,5 @@ impl Session {
         if current {
             self.subscribe_changes(channel_id);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn raw(text: &str) -> std::sync::Arc<RawValue> {
-        RawValue::from_string(text.to_string()).unwrap().into()
-    }
-
-    #[test]
-    fn change_payload_embeds_the_data_text_unchanged() {
-        let data = raw(r#"{"record": {"j": {"a": 1}}, "type": "INSERT"}"#);
-        let m = change_message("realtime:r", false, &[3, 1], data).unwrap();
-        assert_eq!(m.event, "postgres_changes");
-        assert_eq!(
-            m.payload.get(),
-            r#"{"data":{"record": {"j": {"a": 1}}, "type": "INSERT"},"ids":[3,1]}"#
-        );
-    }
-
-    #[test]
-    fn legacy_joins_get_the_bare_change_under_its_type() {
-        let text = r#"{"record": {"id": 1}, "type": "UPDATE"}"#;
-        let m = change_message("realtime:r", true, &[3], raw(text)).unwrap();
-        assert_eq!(m.event, "UPDATE");
-        assert_eq!(m.payload.get(), text);
     }
 }

@@ -61,12 +61,12 @@ pub enum Control {
         /// Attempt generation that failed.
         generation: u64,
     },
-    /// The change pipeline closed a live subscription's sink (the tenant's pipeline was
+    /// The change pipeline stopped under a live subscription (the tenant's pipeline was
     /// stopped): subscribe again after upstream's 1–3 s (`postgres_cdc_rls_down`).
     CdcDown {
         /// The channel.
         channel_id: u64,
-        /// Attempt generation whose sink closed.
+        /// Attempt generation the pipeline stopped under.
         generation: u64,
     },
     /// Check whether the replication connection is ready (`replication_ready` opt-in).
