@@ -20,10 +20,13 @@ pub fn is_fatal(db: &TenantDb, e: &tokio_postgres::Error) -> bool {
 
 /// Casts the values pgoutput text could not be typed natively and evaluates every distinct
 /// filter, in one statement. Returns the filter results in `filters` order.
+///
+/// A filter given with a canonical value (a plain `eq` on a type whose output text is unique
+/// per value, see [`crate::eq_index`]) is decided by comparing that text with the change's.
 pub async fn type_and_filter(
     db: &mut TenantDb,
     change: &mut Change,
-    filters: &[&Filter],
+    filters: &[(&Filter, Option<&str>)],
 ) -> Result<Vec<bool>, FanoutError> {
     let pending = change::type_natively(change);
     let mut exprs: Vec<String> = Vec::new();
@@ -44,10 +47,14 @@ pub async fn type_and_filter(
         &change.columns
     };
     let mut constant: Vec<Option<bool>> = Vec::with_capacity(filters.len());
-    for f in filters {
+    for (f, canonical) in filters {
         match source.iter().find(|c| c.name == f.column) {
             // A column absent from the change (unchanged TOAST, not in the identity) fails.
             None => constant.push(Some(false)),
+            // NULL equals nothing.
+            Some(c) if canonical.is_some() => {
+                constant.push(Some(c.text.is_some() && c.text.as_deref() == *canonical))
+            }
             Some(c) => {
                 params.push(c.text.clone());
                 let col = params.len();

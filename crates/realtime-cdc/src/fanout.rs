@@ -79,6 +79,28 @@ impl Prepared {
     }
 }
 
+/// The canonical text of filter `k` of `binding` when it is a plain `eq` the text comparison
+/// decides exactly for this change's table and column type ([`crate::eq_index`]).
+fn native_eq(
+    change: &Change,
+    binding: &crate::router::Binding,
+    k: usize,
+    f: &Filter,
+) -> Option<String> {
+    if f.op != crate::params::FilterOp::Eq || f.negate {
+        return None;
+    }
+    let column = change.table.column(&f.column)?;
+    if !crate::eq_index::indexable(column.type_oid) {
+        return None;
+    }
+    binding
+        .eq_values
+        .iter()
+        .find(|v| v.filter == k && v.table == change.table.oid && v.type_oid == column.type_oid)
+        .map(|v| v.text.clone())
+}
+
 /// Types the change, evaluates filters and computes privileges and 400/401 per role.
 pub async fn prepare(
     db: &mut TenantDb,
@@ -86,20 +108,36 @@ pub async fn prepare(
     candidates: Vec<Candidate>,
 ) -> Result<Prepared, FanoutError> {
     // Distinct filters across all bindings, evaluated once.
+    // An `eq` filter whose canonical value the subscription computed for this table and the
+    // column's current type is decided by comparing texts, without SQL.
     let mut filter_index: HashMap<Filter, usize> = HashMap::new();
     let mut distinct: Vec<Filter> = Vec::new();
+    let mut canonical: Vec<Option<String>> = Vec::new();
     for c in &candidates {
         for &b in &c.bindings {
-            for f in &c.subscriber.bindings[b].params.filters {
-                if !filter_index.contains_key(f) {
-                    filter_index.insert(f.clone(), distinct.len());
-                    distinct.push(f.clone());
+            let binding = &c.subscriber.bindings[b];
+            for (k, f) in binding.params.filters.iter().enumerate() {
+                let i = match filter_index.get(f) {
+                    Some(&i) => i,
+                    None => {
+                        filter_index.insert(f.clone(), distinct.len());
+                        distinct.push(f.clone());
+                        canonical.push(None);
+                        distinct.len() - 1
+                    }
+                };
+                if canonical[i].is_none() {
+                    canonical[i] = native_eq(&change, binding, k, f);
                 }
             }
         }
     }
     fill_generated(db, &mut change).await?;
-    let refs: Vec<&Filter> = distinct.iter().collect();
+    let refs: Vec<(&Filter, Option<&str>)> = distinct
+        .iter()
+        .zip(&canonical)
+        .map(|(f, c)| (f, c.as_deref()))
+        .collect();
     let filter_results = type_and_filter(db, &mut change, &refs).await?;
     let passes = |sub: &Subscriber, b: usize| {
         sub.bindings[b]
