@@ -715,7 +715,7 @@ async fn measure(
     let mut after_backlog_wait = None;
     let mut last_seen = at_stop;
     let mut last_progress = Instant::now();
-    loop {
+    let wait_end = loop {
         let now_received = received();
         let since_stop = stopped.elapsed();
         if since_stop >= BACKLOG_AFTER && after_backlog_wait.is_none() {
@@ -724,18 +724,22 @@ async fn measure(
         if now_received >= expected {
             // Nothing is missing now, so nothing is at BACKLOG_AFTER either.
             after_backlog_wait.get_or_insert((now_received, BACKLOG_AFTER));
-            break;
+            break "all received";
         }
         if now_received != last_seen {
             last_seen = now_received;
             last_progress = Instant::now();
         }
-        if last_progress.elapsed() >= settings.idle || since_stop >= settings.drain_max {
+        if last_progress.elapsed() >= settings.idle {
             after_backlog_wait.get_or_insert((now_received, since_stop));
-            break;
+            break "nothing arrived for the idle time";
+        }
+        if since_stop >= settings.drain_max {
+            after_backlog_wait.get_or_insert((now_received, since_stop));
+            break "cut off at --drain-max while rows were still arriving";
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     let ended = Instant::now();
     let server_cpu = cpu_seconds(server.pid())? - server_cpu_from;
     let bench_cpu = cpu_seconds(std::process::id())? - bench_cpu_from;
@@ -825,8 +829,8 @@ async fn measure(
         later_at.as_secs_f64()
     );
     println!(
-        "  {:<30} {} (waited {:.1} s after the inserts: idle {} s, at most {} s)",
-        "lost (never received)",
+        "  {:<30} {} (waited {:.1} s after the inserts: {wait_end}; idle {} s, at most {} s)",
+        "lost (not received)",
         backlog(final_received).max(0),
         (ended - stopped).as_secs_f64(),
         settings.idle.as_secs(),
