@@ -42,13 +42,18 @@ impl Vsn {
 
 /// An HS256 token with `role` that expires in an hour.
 pub fn token(secret: &str, role: &str) -> Result<String, BenchError> {
+    token_for(secret, role, "bench")
+}
+
+/// An HS256 token with `role` and `sub` that expires in an hour.
+pub fn token_for(secret: &str, role: &str, sub: &str) -> Result<String, BenchError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     encode(
         &Header::default(),
-        &json!({"role": role, "exp": now + 3600, "sub": "bench"}),
+        &json!({"role": role, "exp": now + 3600, "sub": sub}),
         &EncodingKey::from_secret(secret.as_bytes()),
     )
     .map_err(|e| BenchError::Setup(format!("signing a token: {e}")))

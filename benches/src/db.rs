@@ -1,6 +1,8 @@
 //! The database a benchmark runs the server against: given with `BENCH_DB_*` variables, or a
 //! fresh database on the `realtime-testkit` cluster started for this run.
 
+use std::time::{Duration, Instant};
+
 use crate::server::{set_var, standalone_env};
 use crate::BenchError;
 
@@ -108,5 +110,27 @@ impl DbSettings {
             self.user.clone(),
             self.password.clone(),
         )
+    }
+}
+
+/// Tenant migrations run in the background after the seed; subscriptions need their tables.
+pub async fn wait_tenant_migrations(pg: &tokio_postgres::Client) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = pg
+            .query_one(
+                "select to_regclass('realtime.subscription') is not null",
+                &[],
+            )
+            .await?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout(
+                "tenant migrations (realtime.subscription) did not finish within 60 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -142,13 +142,7 @@ impl ServerProcess {
 
     /// Resident memory (`VmRSS` of `/proc/<pid>/status`) in KiB.
     pub fn rss_kib(&self) -> Result<u64, BenchError> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| BenchError::Setup(format!("no VmRSS for pid {}", self.pid())))
+        status_kib(self.pid(), "VmRSS")
     }
 
     /// Waits until `method path` answers 200; returns the time since spawn.
@@ -244,4 +238,33 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A KiB field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, …).
+pub fn status_kib(pid: u32, field: &str) -> Result<u64, BenchError> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| BenchError::Setup(format!("no {field} for pid {pid}")))
+}
+
+/// CPU time (user + system, `utime` + `stime` of `/proc/<pid>/stat`) in seconds.
+pub fn cpu_seconds(pid: u32) -> Result<f64, BenchError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    let (Some(utime), Some(stime)) = (tick(11), tick(12)) else {
+        return Err(BenchError::Setup(format!("unreadable /proc/{pid}/stat")));
+    };
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Ok((utime + stime) as f64 / hz)
 }

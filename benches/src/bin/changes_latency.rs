@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use realtime_benches::args::Args;
 use realtime_benches::client::{self, Vsn, Ws};
-use realtime_benches::db::DbSettings;
+use realtime_benches::db::{self, DbSettings};
 use realtime_benches::rlimit::raise_nofile;
 use realtime_benches::server::{free_port, ServerProcess, JWT_SECRET, TENANT};
 use realtime_benches::stats::{ms, ratio, Samples};
@@ -78,7 +78,7 @@ async fn run() -> Result<(), BenchError> {
             Duration::from_secs(60),
         )
         .await?;
-    wait_tenant_migrations(&pg).await?;
+    db::wait_tenant_migrations(&pg).await?;
     pg.batch_execute(
         "create table if not exists public.bench (id bigint primary key, body text);
          grant select on public.bench to anon, authenticated;
@@ -264,28 +264,6 @@ async fn run() -> Result<(), BenchError> {
     );
     server.stop();
     Ok(())
-}
-
-/// Tenant migrations run in the background after the seed; subscriptions need their tables.
-async fn wait_tenant_migrations(pg: &tokio_postgres::Client) -> Result<(), BenchError> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let row = pg
-            .query_one(
-                "select to_regclass('realtime.subscription') is not null",
-                &[],
-            )
-            .await?;
-        if row.get::<_, bool>(0) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(BenchError::Timeout(
-                "tenant migrations (realtime.subscription) did not finish within 60 s".into(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Why a subscriber could not be set up.
