@@ -375,7 +375,7 @@ async fn judge_table(
     let mut table_rows: Vec<usize> = checks.iter().flat_map(|(_, r)| r.iter().copied()).collect();
     table_rows.sort_unstable();
     table_rows.dedup();
-    let mut exprs: Vec<String> = Vec::new();
+    let mut exprs: Vec<rls_gate::GateExpr> = Vec::new();
     let mut entries: Vec<rls_gate::GateEntry> = Vec::new();
     let mut plans: Vec<EntryPlan> = Vec::new();
     // (role, expression) → entry, for expressions that depend on the row alone.
@@ -400,12 +400,22 @@ async fn judge_table(
                 }
                 continue;
             }
-            Rule::Check { expr, per_claims } => (expr, *per_claims),
+            Rule::Check {
+                expr,
+                per_claims,
+                hoist,
+            } => (
+                rls_gate::GateExpr {
+                    expr: expr.clone(),
+                    hoist: hoist.clone(),
+                },
+                *per_claims,
+            ),
         };
-        let e = match exprs.iter().position(|x| x == expr) {
+        let e = match exprs.iter().position(|x| *x == expr) {
             Some(e) => e,
             None => {
-                exprs.push(expr.clone());
+                exprs.push(expr);
                 exprs.len() - 1
             }
         };
@@ -454,7 +464,13 @@ async fn judge_table(
         Err(e) if is_fatal(db, &e) => return Err(e.into()),
         Err(e) => {
             tracing::warn!(error = %e, table = %table.name, "RLS checks unavailable, changes withheld");
-            entries.iter().map(|_| Ok(Vec::new())).collect()
+            entries
+                .iter()
+                .map(|_| rls_gate::EntryVerdict {
+                    seen: Vec::new(),
+                    error: None,
+                })
+                .collect()
         }
     };
     for ((entry, plan), result) in entries.iter().zip(&plans).zip(results) {
@@ -464,35 +480,32 @@ async fn judge_table(
         } else {
             entry.rows.iter().map(|&pos| table_rows[pos]).collect()
         };
-        match result {
-            Ok(seen) => {
-                let by_row: HashMap<usize, bool> = judged
-                    .iter()
-                    .copied()
-                    .zip(seen.into_iter().chain(std::iter::repeat(false)))
-                    .collect();
-                for (claims, rows) in &plan.claims {
-                    for &i in rows {
-                        let seen = by_row.get(&i).copied().unwrap_or(false);
-                        verdicts[i].insert(claims.text.clone(), Ok(seen));
-                    }
-                }
+        let by_row: HashMap<usize, bool> = judged
+            .iter()
+            .copied()
+            .zip(result.seen.into_iter().chain(std::iter::repeat(false)))
+            .collect();
+        let text = result.error.map(|err| {
+            format!(
+                "Unable to check row level security for a change on {}.{}: {}",
+                table.schema,
+                table.name,
+                exception_text("ERROR", &err.code, &err.message)
+            )
+        });
+        for (claims, rows) in &plan.claims {
+            let mut report = text.clone();
+            if let Some(text) = &report {
+                tracing::warn!(error = %text, role = %claims.role, "RLS check failed for a subscriber");
             }
-            Err(err) => {
-                let text = format!(
-                    "Unable to check row level security for a change on {}.{}: {}",
-                    table.schema,
-                    table.name,
-                    exception_text("ERROR", &err.code, &err.message)
-                );
-                for (claims, rows) in &plan.claims {
-                    tracing::warn!(error = %text, role = %claims.role, "RLS check failed for a subscriber");
-                    for (k, &i) in rows.iter().enumerate() {
-                        // Reported once per batch; the other rows are simply withheld.
-                        let v = if k == 0 { Err(text.clone()) } else { Ok(false) };
-                        verdicts[i].insert(claims.text.clone(), v);
-                    }
-                }
+            for &i in rows {
+                let seen = by_row.get(&i).copied().unwrap_or(false);
+                // The error is told once per batch, with the first row it withheld.
+                let v = match (seen, report.take_if(|_| !seen)) {
+                    (false, Some(text)) => Err(text),
+                    _ => Ok(seen),
+                };
+                verdicts[i].insert(claims.text.clone(), v);
             }
         }
     }

@@ -14,6 +14,7 @@
 use crate::catalog::{quote_ident, TableInfo};
 use crate::change::Change;
 use crate::db::TenantDb;
+use crate::rls_policy::{Hoisted, Rule};
 
 /// `"pk1" = $1::text::T1 and …` over the change's new primary-key values, with the values.
 pub fn pk_condition(change: &Change) -> (String, Vec<Option<String>>) {
@@ -72,6 +73,73 @@ fn fnv(text: &str) -> u64 {
     hash
 }
 
+/// One policy expression the gate evaluates, with the calls it may hoist out of the row loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateExpr {
+    /// The expression over the table's columns.
+    pub expr: String,
+    /// Calls without arguments to stable functions in `expr`.
+    pub hoist: Vec<Hoisted>,
+}
+
+impl GateExpr {
+    /// The expression of a [`Rule::Check`]; `None` for rules decided without a check.
+    pub fn of(rule: &Rule) -> Option<GateExpr> {
+        match rule {
+            Rule::Check { expr, hoist, .. } => Some(GateExpr {
+                expr: expr.clone(),
+                hoist: hoist.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// `expr` with every call in `calls` (outside string literals and quoted names, and not the
+/// tail of a longer name) replaced by its variable.
+pub fn hoist_calls(expr: &str, calls: &[(&str, &str)]) -> String {
+    let bytes = expr.as_bytes();
+    let mut out = String::with_capacity(expr.len());
+    let mut i = 0;
+    let mut prev: Option<u8> = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        let boundary = prev.is_none_or(|p| !(p.is_ascii_alphanumeric() || b"_$.\"".contains(&p)));
+        if boundary {
+            if let Some((call, var)) = calls.iter().find(|(call, _)| expr[i..].starts_with(call)) {
+                out.push_str(var);
+                i += call.len();
+                prev = Some(b')');
+                continue;
+            }
+        }
+        if c == b'\'' || c == b'"' {
+            // A literal or quoted name, with its doubled quotes, copied as it is.
+            let mut j = i + 1;
+            while j < bytes.len() {
+                if bytes[j] == c {
+                    if bytes.get(j + 1) == Some(&c) {
+                        j += 2;
+                        continue;
+                    }
+                    break;
+                }
+                j += 1;
+            }
+            let end = (j + 1).min(bytes.len());
+            out.push_str(&expr[i..end]);
+            i = end;
+            prev = Some(c);
+            continue;
+        }
+        let ch_len = expr[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&expr[i..i + ch_len]);
+        prev = Some(c);
+        i += ch_len;
+    }
+    out
+}
+
 /// The gate function of `table` for the policy expressions `exprs` (indexed from 0).
 ///
 /// Parameters: `$1` roles, `$2` claims, `$3` expression index per entry; `$4` the rows'
@@ -80,7 +148,11 @@ fn fnv(text: &str) -> u64 {
 /// there are entries; an empty range means every row); `$7` whether each entry runs in its own
 /// subtransaction. Returns per entry its index, the verdict per row, or the error's SQLSTATE and
 /// message.
-pub fn program(table: &TableInfo, exprs: &[String]) -> GateProgram {
+///
+/// Hoisted calls are evaluated once per entry before the rows. In the subtransaction mode a
+/// call that raises sends that entry through the expressions as written, so it raises only
+/// where PostgreSQL would (for a row that reaches the call).
+pub fn program(table: &TableInfo, exprs: &[GateExpr]) -> GateProgram {
     let ncols = table.columns.len().max(1);
     let row_type = table.quoted_name();
     let casts: Vec<String> = table
@@ -89,7 +161,25 @@ pub fn program(table: &TableInfo, exprs: &[String]) -> GateProgram {
         .enumerate()
         .map(|(j, c)| format!("$4[rt_g.rt_i * {ncols} + {}]::text::{}", j + 1, c.cast_type))
         .collect();
-    let test = match exprs {
+    // Hoisted calls, unless a column could be mistaken for their variables.
+    let mut hoists: Vec<(&Hoisted, String)> = Vec::new();
+    if !table
+        .columns
+        .iter()
+        .any(|c| c.name.starts_with("rt_hoist_"))
+    {
+        for h in exprs.iter().flat_map(|e| &e.hoist) {
+            if !hoists.iter().any(|(x, _)| x.call == h.call) {
+                let var = format!("rt_hoist_{}", hoists.len() + 1);
+                hoists.push((h, var));
+            }
+        }
+    }
+    let calls: Vec<(&str, &str)> = hoists
+        .iter()
+        .map(|(h, v)| (h.call.as_str(), v.as_str()))
+        .collect();
+    let test_of = |texts: Vec<String>| match texts.as_slice() {
         [] => "false".to_string(),
         [only] => format!("({only})"),
         many => {
@@ -101,13 +191,38 @@ pub fn program(table: &TableInfo, exprs: &[String]) -> GateProgram {
             format!("case $3[rt_j] {} end", arms.join(" "))
         }
     };
+    let plain = test_of(exprs.iter().map(|e| e.expr.clone()).collect());
+    let hoisted = test_of(exprs.iter().map(|e| hoist_calls(&e.expr, &calls)).collect());
     let alias = quote_ident(&table.name);
     let switch = "perform set_config('role', $1[rt_j], true), \
                   set_config('request.jwt.claims', $2[rt_j], true);";
-    let judge = format!(
-        "select coalesce(array_agg(coalesce({test}, false)), '{{}}') into rt_seen \
-         from unnest(rt_sub) as {alias};"
-    );
+    let judge = |test: &str| {
+        format!(
+            "select coalesce(array_agg(coalesce({test}, false)), '{{}}') into rt_seen \
+             from unnest(rt_sub) as {alias};"
+        )
+    };
+    let declare: String = hoists
+        .iter()
+        .map(|(h, v)| format!("  {v} {};\n", h.type_name))
+        .collect();
+    let assign: String = hoists
+        .iter()
+        .map(|(h, v)| format!("{v} := {}; ", h.call))
+        .collect();
+    let (safe_judge, fast_judge) = if hoists.is_empty() {
+        (judge(&plain), judge(&plain))
+    } else {
+        (
+            format!(
+                "begin {assign}rt_ok := true; exception when others then rt_ok := false; end;
+        if rt_ok then {} else {} end if;",
+                judge(&hoisted),
+                judge(&plain)
+            ),
+            format!("{assign}{}", judge(&hoisted)),
+        )
+    };
     let body = format!(
         "
 #variable_conflict use_column
@@ -115,7 +230,10 @@ declare
   rt_rows {row_type}[];
   rt_sub {row_type}[];
   rt_j integer;
-  rt_n integer := coalesce(array_length($4, 1), 0) / {ncols};
+  rt_ok boolean;
+  rt_one boolean;
+  rt_x integer;
+{declare}  rt_n integer := coalesce(array_length($4, 1), 0) / {ncols};
 begin
   select coalesce(array_agg(row({casts})::{row_type} order by rt_g.rt_i), '{{}}') into rt_rows
     from generate_series(0, rt_n - 1) as rt_g(rt_i);
@@ -134,15 +252,25 @@ begin
     if $7 then
       begin
         {switch}
-        {judge}
+        {safe_judge}
       exception when others then
-        rt_seen := null;
+        -- Judge each row on its own: only the rows that raise are withheld.
         rt_code := sqlstate;
         rt_err := sqlerrm;
+        rt_seen := '{{}}';
+        for rt_x in 1 .. coalesce(array_length(rt_sub, 1), 0) loop
+          begin
+            {switch}
+            select coalesce({plain}, false) into rt_one from unnest(rt_sub[rt_x:rt_x]) as {alias};
+          exception when others then
+            rt_one := false;
+          end;
+          rt_seen := rt_seen || rt_one;
+        end loop;
       end;
     else
       {switch}
-      {judge}
+      {fast_judge}
     end if;
     return next;
   end loop;
@@ -197,8 +325,14 @@ pub struct EntryError {
 }
 
 /// One entry's outcome: a verdict per judged row (in the entry's row order, or every row's when
-/// the entry named none), or what raised.
-pub type EntryVerdict = Result<Vec<bool>, EntryError>;
+/// the entry named none), and what raised for the rows withheld because of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryVerdict {
+    /// Visible or not, per row; empty when the entry could not be judged at all.
+    pub seen: Vec<bool>,
+    /// The first error a row raised.
+    pub error: Option<EntryError>,
+}
 
 /// Judges `rows` (all of `table`) for every entry, in one statement. An `Err` of the whole call
 /// means the statement could not run at all (connection lost, function not creatable); errors
@@ -206,7 +340,7 @@ pub type EntryVerdict = Result<Vec<bool>, EntryError>;
 pub async fn judge(
     db: &mut TenantDb,
     table: &TableInfo,
-    exprs: &[String],
+    exprs: &[GateExpr],
     rows: &[&Change],
     entries: &[GateEntry],
 ) -> Result<Vec<EntryVerdict>, tokio_postgres::Error> {
@@ -248,11 +382,9 @@ pub async fn judge(
     };
     let mut out: Vec<EntryVerdict> = entries
         .iter()
-        .map(|_| {
-            Err(EntryError {
-                code: "XX000".to_string(),
-                message: "no verdict".to_string(),
-            })
+        .map(|_| EntryVerdict {
+            seen: Vec::new(),
+            error: None,
         })
         .collect();
     for row in result {
@@ -260,14 +392,11 @@ pub async fn judge(
         let Some(slot) = usize::try_from(k - 1).ok().and_then(|i| out.get_mut(i)) else {
             continue;
         };
-        let seen: Option<Vec<bool>> = row.get(1);
-        *slot = match seen {
-            Some(seen) => Ok(seen),
-            None => Err(EntryError {
-                code: row.get::<_, Option<String>>(2).unwrap_or_default(),
-                message: row.get::<_, Option<String>>(3).unwrap_or_default(),
-            }),
-        };
+        slot.seen = row.get::<_, Option<Vec<bool>>>(1).unwrap_or_default();
+        slot.error = row.get::<_, Option<String>>(2).map(|code| EntryError {
+            code,
+            message: row.get::<_, Option<String>>(3).unwrap_or_default(),
+        });
     }
     Ok(out)
 }
@@ -302,7 +431,7 @@ mod tests {
 
     #[test]
     fn the_function_types_rows_as_the_table_and_switches_per_entry() {
-        let p = program(&table(), &["(user_id = auth.uid())".to_string()]);
+        let p = program(&table(), &[plain("(user_id = auth.uid())")]);
         assert!(p.name.starts_with("realtime_gate_42_"));
         assert!(p.create_sql.contains(
             r#"row($4[rt_g.rt_i * 2 + 1]::text::bigint, $4[rt_g.rt_i * 2 + 2]::text::uuid)::"public"."todos""#
@@ -319,7 +448,7 @@ mod tests {
 
     #[test]
     fn several_expressions_are_chosen_per_entry() {
-        let p = program(&table(), &["(a)".to_string(), "(b)".to_string()]);
+        let p = program(&table(), &[plain("(a)"), plain("(b)")]);
         assert!(p
             .create_sql
             .contains("case $3[rt_j] when 0 then ((a)) when 1 then ((b)) end"));
@@ -327,15 +456,61 @@ mod tests {
 
     #[test]
     fn the_dollar_quote_never_collides_with_a_policy() {
-        let p = program(&table(), &["('$rt_gate$' = '')".to_string()]);
+        let p = program(&table(), &[plain("('$rt_gate$' = '')")]);
         assert!(p.create_sql.contains("$rt_gate_1$"));
     }
 
     #[test]
     fn names_follow_the_program() {
-        let a = program(&table(), &["(a)".to_string()]);
-        let b = program(&table(), &["(b)".to_string()]);
+        let a = program(&table(), &[plain("(a)")]);
+        let b = program(&table(), &[plain("(b)")]);
         assert_ne!(a.name, b.name);
-        assert_eq!(a, program(&table(), &["(a)".to_string()]));
+        assert_eq!(a, program(&table(), &[plain("(a)")]));
+    }
+
+    fn plain(expr: &str) -> GateExpr {
+        GateExpr {
+            expr: expr.to_string(),
+            hoist: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn calls_are_hoisted_only_where_they_are_calls() {
+        let calls = [("auth.uid()", "rt_hoist_1"), ("now()", "rt_hoist_2")];
+        assert_eq!(
+            hoist_calls("(user_id = auth.uid())", &calls),
+            "(user_id = rt_hoist_1)"
+        );
+        assert_eq!(
+            hoist_calls(
+                "(note = 'auth.uid()') and (x.auth.uid() = myauth.uid())",
+                &calls
+            ),
+            "(note = 'auth.uid()') and (x.auth.uid() = myauth.uid())"
+        );
+        assert_eq!(
+            hoist_calls("('it''s auth.uid()' <> \"now()\") or (t < now())", &calls),
+            "('it''s auth.uid()' <> \"now()\") or (t < rt_hoist_2)"
+        );
+        assert_eq!(hoist_calls("(é = auth.uid())", &calls), "(é = rt_hoist_1)");
+    }
+
+    #[test]
+    fn hoisted_calls_are_evaluated_once_per_entry_with_a_fallback() {
+        let e = GateExpr {
+            expr: "(user_id = auth.uid())".to_string(),
+            hoist: vec![Hoisted {
+                call: "auth.uid()".to_string(),
+                type_name: "uuid".to_string(),
+            }],
+        };
+        let p = program(&table(), &[e]);
+        assert!(p.create_sql.contains("  rt_hoist_1 uuid;\n"));
+        assert!(p.create_sql.contains("rt_hoist_1 := auth.uid(); select coalesce(array_agg(coalesce(((user_id = rt_hoist_1)), false))"));
+        // The subtransaction mode falls back to the expression as written.
+        assert!(p
+            .create_sql
+            .contains("else select coalesce(array_agg(coalesce(((user_id = auth.uid())), false))"));
     }
 }

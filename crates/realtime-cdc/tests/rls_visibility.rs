@@ -356,7 +356,8 @@ async fn differential_visibility_against_postgres() {
             ) {
                 Rule::All(_) => vec![true; rows.len()],
                 Rule::None => vec![false; rows.len()],
-                Rule::Check { expr, .. } => {
+                rule @ Rule::Check { .. } => {
+                    let expr = rls_gate::GateExpr::of(&rule).unwrap();
                     let entry = GateEntry {
                         role: role.to_string(),
                         claims: c.to_string(),
@@ -367,7 +368,7 @@ async fn differential_visibility_against_postgres() {
                         .await
                         .unwrap()
                         .remove(0)
-                        .unwrap()
+                        .seen
                 }
             };
             let theirs = postgres_says(&env, role, &c.to_string()).await;
@@ -455,4 +456,54 @@ async fn postgres_says(env: &Env, role: &str, claims: &str) -> Vec<bool> {
         .collect();
     env.sql.batch_execute("rollback").await.unwrap();
     all.iter().map(|id| visible.contains(id)).collect()
+}
+
+/// `auth.uid()` is evaluated once per claims; when that raises (a `sub` that is not a uuid),
+/// the rows whose policy never reaches the call are still judged as PostgreSQL would.
+#[tokio::test]
+async fn a_hoisted_call_that_raises_falls_back_to_the_policy_as_written() {
+    let env = env(
+        "create table public.hoist (id int primary key, owner uuid, open boolean);
+                   alter table public.hoist enable row level security;
+                   create policy p on public.hoist for select to authenticated
+                     using (case when open then true else owner = auth.uid() end);
+                   grant select on public.hoist to authenticated;
+                   alter publication supabase_realtime add table public.hoist;",
+    )
+    .await;
+    let entry = vec![json!({"event": "INSERT", "schema": "public", "table": "hoist"})];
+    let mut odd = env
+        .subscribe(
+            json!({"role": "authenticated", "sub": "not-a-uuid"}),
+            entry.clone(),
+        )
+        .await;
+    let mut owner = env.subscribe(user(UA), entry).await;
+    env.exec(&format!(
+        "insert into public.hoist values (1, '{UA}', true); insert into public.hoist values (2, '{UA}', false);"
+    ))
+    .await;
+    assert_eq!(owner.next_data().await["record"]["id"], 1);
+    assert_eq!(owner.next_data().await["record"]["id"], 2);
+    // Row 1 never reaches the call; row 2 raises for this subscriber, as it would upstream.
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        match odd.next_event().await {
+            realtime_cdc::CdcEvent::Change { data, .. } => {
+                let d: serde_json::Value = serde_json::from_str(data.get()).unwrap();
+                got.push(d["record"]["id"].to_string());
+            }
+            realtime_cdc::CdcEvent::System(v) => {
+                assert!(
+                    v["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("invalid input syntax for type uuid"),
+                    "{v}"
+                );
+                got.push("error".to_string());
+            }
+        }
+    }
+    assert_eq!(got, vec!["1".to_string(), "error".to_string()]);
 }
