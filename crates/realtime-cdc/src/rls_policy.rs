@@ -193,35 +193,27 @@ const FACTS_SQL: &str = "select c.relrowsecurity, c.relforcerowsecurity, r.oid i
                     d.refobjid <> p.polrelid or (d.refobjsubid = 0 and d.deptype = 'n')
                   else false
                 end),
-       (select coalesce(array_agg(h.call order by h.call), '{}')
-          from (select distinct case when fn.nspname = 'pg_catalog' then quote_ident(f.proname)
-                                     else quote_ident(fn.nspname) || '.' || quote_ident(f.proname)
-                                end || '()' as call
-                  from pg_depend d
-                  join pg_proc f on f.oid = d.refobjid
-                  join pg_namespace fn on fn.oid = f.pronamespace
-                  join pg_type rt on rt.oid = f.prorettype
-                 where d.classid = 'pg_policy'::regclass and d.objid = p.oid
-                   and d.refclassid = 'pg_proc'::regclass and f.pronargs = 0
-                   and f.provolatile in ('s', 'i') and f.prokind = 'f' and not f.proretset
-                   and rt.typtype <> 'p') as h),
-       (select coalesce(array_agg(h.ty order by h.call), '{}')
-          from (select distinct case when fn.nspname = 'pg_catalog' then quote_ident(f.proname)
-                                     else quote_ident(fn.nspname) || '.' || quote_ident(f.proname)
-                                end || '()' as call, format_type(f.prorettype, null) as ty
-                  from pg_depend d
-                  join pg_proc f on f.oid = d.refobjid
-                  join pg_namespace fn on fn.oid = f.pronamespace
-                  join pg_type rt on rt.oid = f.prorettype
-                 where d.classid = 'pg_policy'::regclass and d.objid = p.oid
-                   and d.refclassid = 'pg_proc'::regclass and f.pronargs = 0
-                   and f.provolatile in ('s', 'i') and f.prokind = 'f' and not f.proretset
-                   and rt.typtype <> 'p') as h)
+       hoist.calls, hoist.types
   from pg_class c
   left join pg_roles r on r.rolname = $2
   left join pg_policy p on p.polrelid = c.oid and p.polcmd in ('r', '*') and r.oid is not null
        and (0::oid = any(p.polroles)
             or exists(select 1 from unnest(p.polroles) as pr(o) where pg_has_role(r.oid, pr.o, 'USAGE')))
+  left join lateral (
+       select coalesce(array_agg(h.call order by h.call), '{}') as calls,
+              coalesce(array_agg(h.ty order by h.call), '{}') as types
+         from (select distinct case when fn.nspname = 'pg_catalog' then quote_ident(f.proname)
+                                    else quote_ident(fn.nspname) || '.' || quote_ident(f.proname)
+                               end || '()' as call,
+                      format_type(f.prorettype, null) as ty
+                 from pg_depend d
+                 join pg_proc f on f.oid = d.refobjid
+                 join pg_namespace fn on fn.oid = f.pronamespace
+                 join pg_type rt on rt.oid = f.prorettype
+                where d.classid = 'pg_policy'::regclass and d.objid = p.oid
+                  and d.refclassid = 'pg_proc'::regclass and f.pronargs = 0
+                  and f.provolatile in ('s', 'i') and f.prokind = 'f' and not f.proretset
+                  and rt.typtype <> 'p') as h) as hoist on true
  where c.oid = $1
  order by p.polname";
 
@@ -254,8 +246,8 @@ pub async fn read_facts(
         let Some(permissive) = row.get::<_, Option<bool>>(5) else {
             continue;
         };
-        let calls: Vec<String> = row.get(8);
-        let types: Vec<String> = row.get(9);
+        let calls: Vec<String> = row.get::<_, Option<Vec<String>>>(8).unwrap_or_default();
+        let types: Vec<String> = row.get::<_, Option<Vec<String>>>(9).unwrap_or_default();
         facts.policies.push(PolicyFact {
             permissive,
             qual: row.get(6),
