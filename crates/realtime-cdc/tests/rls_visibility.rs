@@ -178,13 +178,21 @@ async fn rules_that_skip_the_check_follow_postgres() {
         rule_of(&env, &db, "public.ruled", "anon").await,
         Rule::All(AllReason::TruePolicy)
     );
-    assert!(matches!(
-        rule_of(&env, &db, "public.ruled", "authenticated").await,
+    // `auth.uid()` is a stable call without arguments: evaluated once per claims.
+    match rule_of(&env, &db, "public.ruled", "authenticated").await {
         Rule::Check {
             per_claims: true,
+            hoist,
             ..
-        }
-    ));
+        } => assert_eq!(
+            hoist,
+            vec![rls_policy::Hoisted {
+                call: "auth.uid()".to_string(),
+                type_name: "uuid".to_string()
+            }]
+        ),
+        other => panic!("expected a check per claims, got {other:?}"),
+    }
     // A restrictive policy keeps the check even next to `true`; it depends on the row only.
     env.exec("create policy only_public on public.ruled as restrictive for select to anon using (public);")
         .await;
