@@ -134,3 +134,28 @@ pub async fn wait_tenant_migrations(pg: &tokio_postgres::Client) -> Result<(), B
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Starts `realtime` on a free port against `db` (registry and tenant in the same database)
+/// and waits until the seeded tenant answers its health check and its database is migrated.
+pub async fn start_realtime(
+    db: &DbSettings,
+    pg: &tokio_postgres::Client,
+) -> Result<crate::server::ServerProcess, BenchError> {
+    use crate::server::{free_port, ServerProcess, JWT_SECRET, TENANT};
+    let port = free_port()?;
+    let mut server = ServerProcess::realtime(port, &db.server_env(port))?;
+    let bearer = format!(
+        "Bearer {}",
+        crate::client::token(JWT_SECRET, "service_role")?
+    );
+    server
+        .wait_http_ok(
+            "HEAD",
+            &format!("/api/tenants/{TENANT}/health"),
+            &[("Authorization", bearer.as_str())],
+            Duration::from_secs(60),
+        )
+        .await?;
+    wait_tenant_migrations(pg).await?;
+    Ok(server)
+}

@@ -14,7 +14,7 @@ use realtime_benches::args::Args;
 use realtime_benches::client::{self, Vsn, Ws};
 use realtime_benches::db::{self, DbSettings};
 use realtime_benches::rlimit::raise_nofile;
-use realtime_benches::server::{free_port, ServerProcess, JWT_SECRET, TENANT};
+use realtime_benches::server::JWT_SECRET;
 use realtime_benches::stats::{ms, ratio, Samples};
 use realtime_benches::{entry, BenchError};
 use realtime_pg::pgoutput::{self, LogicalMessage, TupleValue};
@@ -67,18 +67,7 @@ async fn run() -> Result<(), BenchError> {
 
     let db = DbSettings::from_env_or_cluster().await?;
     let pg = db.connect().await?;
-    let port = free_port()?;
-    let mut server = ServerProcess::realtime(port, &db.server_env(port))?;
-    let bearer = format!("Bearer {}", client::token(JWT_SECRET, "service_role")?);
-    server
-        .wait_http_ok(
-            "HEAD",
-            &format!("/api/tenants/{TENANT}/health"),
-            &[("Authorization", bearer.as_str())],
-            Duration::from_secs(60),
-        )
-        .await?;
-    db::wait_tenant_migrations(&pg).await?;
+    let mut server = db::start_realtime(&db, &pg).await?;
     pg.batch_execute(
         "create table if not exists public.bench (id bigint primary key, body text);
          grant select on public.bench to anon, authenticated;

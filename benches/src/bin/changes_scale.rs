@@ -30,9 +30,7 @@ use realtime_benches::args::Args;
 use realtime_benches::client::{self, Vsn, Ws};
 use realtime_benches::db::{self, DbSettings};
 use realtime_benches::rlimit::raise_nofile;
-use realtime_benches::server::{
-    cpu_seconds, free_port, status_kib, ServerProcess, JWT_SECRET, TENANT,
-};
+use realtime_benches::server::{cpu_seconds, status_kib, ServerProcess, JWT_SECRET};
 use realtime_benches::stats::{ms, Samples};
 use realtime_benches::{entry, BenchError};
 use realtime_pg::pgoutput::{self, LogicalMessage, TupleValue};
@@ -271,18 +269,7 @@ async fn scenario(
     ))
     .await?;
 
-    let port = free_port()?;
-    let mut server = ServerProcess::realtime(port, &db.server_env(port))?;
-    let bearer = format!("Bearer {}", client::token(JWT_SECRET, "service_role")?);
-    server
-        .wait_http_ok(
-            "HEAD",
-            &format!("/api/tenants/{TENANT}/health"),
-            &[("Authorization", bearer.as_str())],
-            Duration::from_secs(60),
-        )
-        .await?;
-    db::wait_tenant_migrations(pg).await?;
+    let mut server = db::start_realtime(db, pg).await?;
 
     let outcome = measure(db, &server, settings, sc, &table).await;
     if outcome.is_err() {
