@@ -409,6 +409,68 @@ async fn case58_59_62_access_token_events() {
     );
 }
 
+/// A flood of `access_token` refreshes: a few per second are verified, the rest ignored, and
+/// re-arming the expiry timer cancels the previous one (no sleeping task per refresh).
+#[tokio::test]
+async fn access_token_floods_are_cut_per_second_and_leave_no_timers() {
+    let s = TestGateway::start(fast_settings()).await;
+    let mut a = s.client("2.0.0").await;
+    a.join_ok("room1", "1", join_config(json!({}))).await;
+    a.silent(100).await;
+    let tokens: Vec<String> = (0..200)
+        .map(|i| {
+            sign(
+                json!({"role":"authenticated","exp":now()+3600,"n":i}),
+                SECRET,
+            )
+        })
+        .collect();
+    let expired = sign(json!({"role":"authenticated","exp":now()-10}), SECRET);
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    for t in &tokens {
+        a.push(
+            Some("1"),
+            None,
+            "realtime:room1",
+            "access_token",
+            json!({ "access_token": t }),
+        )
+        .await;
+    }
+    // Beyond the allowance within the same second: not even verified, the channel stays.
+    a.push(
+        Some("1"),
+        None,
+        "realtime:room1",
+        "access_token",
+        json!({ "access_token": expired }),
+    )
+    .await;
+    a.silent(300).await;
+    let after = metrics.num_alive_tasks();
+    assert!(after <= before + 1, "alive tasks {before} -> {after}");
+    // A second later the allowance is back and the expired token is refused.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    a.push(
+        Some("1"),
+        None,
+        "realtime:room1",
+        "access_token",
+        json!({ "access_token": expired }),
+    )
+    .await;
+    let sys = a.recv().await;
+    assert!(
+        sys[4]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("Token has expired "),
+        "{sys}"
+    );
+    assert_eq!(event(&a.recv().await), "phx_close");
+}
+
 #[tokio::test]
 async fn case60_61_refused_refresh_tokens() {
     let s = TestGateway::start(fast_settings()).await;

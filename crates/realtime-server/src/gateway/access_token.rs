@@ -1,37 +1,61 @@
 //! Channel tokens over time (PROTOCOL.md §10): the `access_token` event and the expiry timer
 //! that re-verifies a channel's token and stops the channel once it lapses.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use realtime_protocol::Message;
 use serde_json::Value;
 
 use crate::gateway::channel::Channel;
 use crate::gateway::jwt::{self, JwtError};
-use crate::gateway::session::{Control, Session};
+use crate::gateway::session::{spawn_after, Control, Session};
 
 /// Longest time between two re-verifications of a channel's token.
 const MAX_RECHECK: Duration = Duration::from_secs(300);
 
-impl Session {
-    /// Arms the timer that re-verifies the channel's token at `min(5 min, exp - now)`.
-    pub(crate) fn arm_token_timer(&self, ch: &Channel) {
-        let Some(exp) = jwt::exp_seconds(&ch.claims) else {
+/// Most `access_token` refreshes a channel gets verified per second; the rest are ignored (the
+/// channel keeps its current token). Clients refresh tokens every few minutes at most; a flood
+/// would otherwise cost a signature check, a timer and, on private channels, a policy check in
+/// the tenant database for every message.
+const MAX_REFRESHES_PER_SECOND: u32 = 5;
+
+impl Channel {
+    /// Arms the timer that re-verifies the channel's token at `min(5 min, exp - now)`,
+    /// cancelling the one armed before.
+    pub(crate) fn arm_token_timer(&mut self, control: &tokio::sync::mpsc::Sender<Control>) {
+        if let Some(previous) = self.token_timer.take() {
+            previous.abort();
+        }
+        let Some(exp) = jwt::exp_seconds(&self.claims) else {
             return;
         };
         let now_ms = chrono::Utc::now().timestamp_millis();
         let until_ms = exp.saturating_mul(1000).saturating_sub(now_ms).max(0) as u64;
         // A little past the expiry second, so the check sees the token as expired.
         let delay = Duration::from_millis(until_ms + 10).min(MAX_RECHECK);
-        self.after(
+        self.token_timer = Some(spawn_after(
+            control,
             delay,
             Control::TokenCheck {
-                channel_id: ch.id,
-                generation: ch.token_generation,
+                channel_id: self.id,
+                generation: self.token_generation,
             },
-        );
+        ));
     }
 
+    /// Counts a refresh; false when this one is over the per-second allowance.
+    fn allow_refresh(&mut self, now: Instant) -> bool {
+        let (start, count) = &mut self.refreshes;
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            *start = now;
+            *count = 0;
+        }
+        *count += 1;
+        *count <= MAX_REFRESHES_PER_SECOND
+    }
+}
+
+impl Session {
     fn verify_channel_token(&self, token: &str) -> Result<jwt::Claims, JwtError> {
         let now = jwt::now_secs();
         let claims = jwt::verify(
@@ -59,8 +83,9 @@ impl Session {
         }
         match self.verify_channel_token(&ch.token.clone()) {
             Ok(_) => {
-                if let Some(ch) = self.channels.get(&topic) {
-                    self.arm_token_timer(ch);
+                let control = self.link.control.clone();
+                if let Some(ch) = self.channels.get_mut(&topic) {
+                    ch.arm_token_timer(&control);
                 }
             }
             Err(e) => self.stop_channel(&topic, &e.channel_message()),
@@ -76,20 +101,31 @@ impl Session {
                 return;
             }
         };
-        let _ = self.fresh_tenant().await;
-        let Some(ch) = self.channels.get(&m.topic) else {
+        let Some(ch) = self.channels.get_mut(&m.topic) else {
             return;
         };
         if token.starts_with("sb_") || token == ch.token {
             return;
         }
+        if !ch.allow_refresh(Instant::now()) {
+            tracing::debug!(tenant = %self.link.tenant, "access_token refresh over the per-second allowance, ignored");
+            return;
+        }
+        let _ = self.fresh_tenant().await;
         match self.verify_channel_token(&token) {
             Err(e) => self.stop_channel(&m.topic, &e.channel_message()),
             Ok(claims) => {
+                let control = self.link.control.clone();
                 let Some(ch) = self.channels.get_mut(&m.topic) else {
                     return;
                 };
                 ch.token = token;
+                if claims == ch.claims {
+                    // Same identity, same permissions: nothing to check again.
+                    ch.arm_token_timer(&control);
+                    return;
+                }
+                let role_changed = claims.get("role") != ch.claims.get("role");
                 ch.claims = claims.clone();
                 let before = std::mem::take(&mut ch.policies);
                 if let Err(message) = self.reauthorize(&m.topic, before).await {
@@ -102,17 +138,18 @@ impl Session {
                 ch.token_generation += 1;
                 let id = ch.id;
                 let has_bindings = !ch.bindings.is_empty();
+                // A new role can change which tables and columns the bindings may read:
+                // subscribe again, as upstream does after every refresh. The same role only
+                // changes the claims the RLS gate uses for the next changes.
                 let resubscribe = match &ch.cdc {
-                    Some(sub) => {
+                    Some(sub) if !role_changed => {
                         sub.update_claims(Value::Object(claims.clone()));
                         false
                     }
-                    None => has_bindings,
+                    _ => has_bindings,
                 };
                 ch.claims = claims;
-                if let Some(ch) = self.channels.get(&m.topic) {
-                    self.arm_token_timer(ch);
-                }
+                ch.arm_token_timer(&control);
                 if resubscribe {
                     self.subscribe_changes(id);
                 }

@@ -272,7 +272,7 @@ impl Session {
             .map(|b| (binding_id(&b), b))
             .collect();
         let push_ref = m.join_ref.clone().or_else(|| m.msg_ref.clone());
-        let channel = Channel {
+        let mut channel = Channel {
             id: self.gw.next_id(),
             topic: m.topic.clone(),
             key: key.clone(),
@@ -300,6 +300,8 @@ impl Session {
             legacy: cfg.legacy,
             cdc: None,
             cdc_generation: 0,
+            token_timer: None,
+            refreshes: (std::time::Instant::now(), 0),
         };
         self.gw.hub.subscribe(
             key,
@@ -334,7 +336,7 @@ impl Session {
         self.gw.ensure_db_broadcasts(&self.link.tenant);
         let channel_id = channel.id;
         let has_bindings = !channel.bindings.is_empty();
-        self.arm_token_timer(&channel);
+        channel.arm_token_timer(&self.link.control);
         if let Ok(mut ids) = channel.perms.replayed.lock() {
             ids.extend(replayed.iter().map(|m| m.id.clone()));
         }

@@ -496,11 +496,7 @@ impl Session {
 
     /// Spawns a delayed control event (timers).
     pub(crate) fn after(&self, delay: Duration, c: Control) {
-        let tx = self.link.control.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = tx.send(c).await;
-        });
+        spawn_after(&self.link.control, delay, c);
     }
 
     fn on_replication_check(&mut self, channel_id: u64, deadline: Instant) {
@@ -539,4 +535,18 @@ impl Session {
                 .or_insert(0) += 1;
         }
     }
+}
+
+/// Sends `c` to the session after `delay`; the handle cancels it.
+pub(crate) fn spawn_after(
+    control: &mpsc::Sender<Control>,
+    delay: Duration,
+    c: Control,
+) -> tokio::task::AbortHandle {
+    let tx = control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _ = tx.send(c).await;
+    })
+    .abort_handle()
 }
