@@ -93,9 +93,45 @@ struct FieldVisitor {
     extra: String,
 }
 
+/// Longest field value and message kept in a line; clients choose topics, `kid`s and
+/// payloads, and a 100 KB topic must not become a 100 KB log line per attempt.
+const MAX_FIELD_BYTES: usize = 512;
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// A value fit for one log line: control characters (a newline would start a forged line)
+/// written as escapes, and at most `max` bytes kept.
+pub fn sanitize(value: String, max: usize) -> String {
+    if value.len() <= max && !value.chars().any(char::is_control) {
+        return value;
+    }
+    let mut out = String::with_capacity(value.len().min(max) + 24);
+    for (i, c) in value.char_indices() {
+        if out.len() >= max {
+            let _ = write!(out, "…(+{} bytes)", value.len() - i);
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl FieldVisitor {
     fn record(&mut self, field: &Field, value: String) {
         let name = field.name();
+        let max = if name == "message" {
+            MAX_MESSAGE_BYTES
+        } else {
+            MAX_FIELD_BYTES
+        };
+        let value = sanitize(value, max);
         if name == "message" {
             self.message = value;
         } else if let Some(key) = METADATA_KEYS.iter().find(|k| **k == name) {
@@ -333,6 +369,27 @@ mod tests {
         for l in &lines {
             assert!(matches_layout(l), "{l}");
         }
+    }
+
+    #[test]
+    fn client_chosen_text_cannot_forge_lines_or_flood() {
+        let lines = capture(LogLevel::Info, || {
+            let topic = "room\n12:00:00.000 [error] forged";
+            tracing::info!(topic = %topic, kid = "a\rb\u{1b}", "join refused");
+            tracing::info!(topic = %"x".repeat(100_000), "join refused");
+        });
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0]
+                .ends_with(r"join refused topic=room\n12:00:00.000 [error] forged kid=a\rb\u{1b}"),
+            "{lines:?}"
+        );
+        assert!(lines[1].len() < 700, "{}", lines[1].len());
+        assert!(
+            lines[1].ends_with("…(+99488 bytes)"),
+            "{}",
+            &lines[1][lines[1].len() - 40..]
+        );
     }
 
     #[test]

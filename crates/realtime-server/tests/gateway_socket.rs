@@ -568,3 +568,36 @@ async fn join_after_tenant_removal_closes_1001() {
     );
     assert_eq!(c.closed().await, Some(1001));
 }
+
+/// A topic over 1 KiB is refused; a flood of refused joins keeps only a few delayed replies
+/// (each a sleeping task) per socket and answers the rest at once.
+#[tokio::test]
+async fn long_topics_are_refused_and_refusal_floods_hold_no_tasks() {
+    let mut settings = fast_settings();
+    settings.channel_error_backoff = Duration::from_secs(5);
+    let s = TestGateway::start(settings).await;
+    let mut c = s.client("2.0.0").await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let long = format!("realtime:{}", "x".repeat(100_000));
+    for i in 0..200 {
+        c.push(
+            Some(&i.to_string()),
+            Some(&i.to_string()),
+            &long,
+            "phx_join",
+            join_config(json!({})),
+        )
+        .await;
+    }
+    // Past the delayed ones, every refusal arrives at once, with its reason.
+    for _ in 0..(200 - 16) {
+        let r = c.recv().await;
+        assert_eq!(
+            payload(&r)["response"]["reason"],
+            "TopicNameTooLong: Topic names are limited to 1024 bytes"
+        );
+    }
+    let after = metrics.num_alive_tasks();
+    assert!(after <= before + 16, "alive tasks {before} -> {after}");
+}

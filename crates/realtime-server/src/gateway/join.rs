@@ -119,6 +119,16 @@ fn join_token(payload: &Map<String, Value>, connect_token: &str) -> String {
     connect_token.to_string()
 }
 
+/// Refused joins per socket whose reply waits out the backoff at the same time.
+const MAX_DELAYED_REFUSALS: usize = 16;
+
+/// Longest topic a channel may join. Upstream sets none; topics are held per channel, keyed in
+/// the hub and written to logs, so a client must not choose their size.
+pub const MAX_TOPIC_BYTES: usize = 1024;
+
+/// The refusal of a longer topic.
+const TOPIC_TOO_LONG: &str = "TopicNameTooLong: Topic names are limited to 1024 bytes";
+
 impl Session {
     pub(crate) async fn on_join(&mut self, m: Message) {
         self.attempted_join = true;
@@ -133,8 +143,20 @@ impl Session {
                 json!({"reason": refusal.reason}),
             );
             tracing::info!(tenant = %self.link.tenant, topic = %m.topic, reason = %refusal.reason, "join refused");
+            // The reply waits out the backoff, but a socket flooding refused joins does not get
+            // a sleeping task (and its reply) per attempt: past a few, replies go out at once.
+            let pending = self.refusals_pending.clone();
+            if pending.fetch_add(1, Ordering::SeqCst) >= MAX_DELAYED_REFUSALS {
+                pending.fetch_sub(1, Ordering::SeqCst);
+                link.send(&frame);
+                if refusal.close {
+                    link.control(Control::Close(1001));
+                }
+                return;
+            }
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
+                pending.fetch_sub(1, Ordering::SeqCst);
                 link.send(&frame);
                 if refusal.close {
                     let _ = link.control.send(Control::Close(1001)).await;
@@ -145,6 +167,9 @@ impl Session {
 
     async fn try_join(&mut self, m: &Message) -> Result<(), Refusal> {
         let sub = m.topic.strip_prefix("realtime:").unwrap_or_default();
+        if m.topic.len() > MAX_TOPIC_BYTES {
+            return Err(Refusal::new(TOPIC_TOO_LONG));
+        }
         if sub.is_empty() {
             return Err(Refusal::new(
                 "TopicNameRequired: You must provide a topic name",

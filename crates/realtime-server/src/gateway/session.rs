@@ -162,6 +162,8 @@ pub struct Session {
     pub(crate) channels: HashMap<String, Channel>,
     pub(crate) attempted_join: bool,
     pub(crate) closing: bool,
+    /// Refused joins whose delayed reply is still pending.
+    pub(crate) refusals_pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Runs a socket until it closes.
@@ -191,6 +193,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         channels: HashMap::new(),
         attempted_join: false,
         closing: false,
+        refusals_pending: Arc::default(),
     };
     session.read_loop(stream, ctl_rx).await;
     session.remove_all_channels();
