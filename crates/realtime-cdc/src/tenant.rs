@@ -226,5 +226,8 @@ impl TenantCdc {
         }
         self.set_state(PipelineState::Failed(message.clone()));
         crate::pipeline::broadcast_system(self, "error", &message).await;
+        // Each channel learns its pipeline is gone and subscribes again later, which starts a
+        // new pipeline once the cause is fixed.
+        self.router.clear();
     }
 }

@@ -1,6 +1,7 @@
 //! A slot invalidated by `max_slot_wal_keep_size` (wal_status 'lost') stops the pipeline with
-//! a clear error, and is replaced on the next attempt. Its own test binary: it changes a
-//! server setting of the process's cluster.
+//! a clear error, and is replaced on the next attempt; a pipeline that stops for good under
+//! live channels tells them, so they subscribe again. Its own test binary: it changes server
+//! settings and the superuser's password of the process's cluster.
 
 mod common;
 
@@ -70,4 +71,24 @@ async fn a_lost_slot_is_reported_and_replaced() {
     env.exec("insert into public.test values (1,'fresh',null)")
         .await;
     assert_eq!(ch.next_data().await["record"]["details"], "fresh");
+
+    // The pipeline's credentials stop working while it streams: after its connection is cut
+    // it cannot come back, says so, and lets go of its channels (they subscribe again).
+    env.exec("alter role supabase_admin password 'changed'")
+        .await;
+    env.exec("select pg_terminate_backend(pid) from pg_stat_replication")
+        .await;
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut told = false;
+        while let Some(ev) = ch.rx.recv().await {
+            if let realtime_cdc::CdcEvent::System(v) = ev {
+                told |= v["status"] == "error";
+            }
+        }
+        told
+    })
+    .await;
+    env.exec("alter role supabase_admin password 'postgres'")
+        .await;
+    assert_eq!(stopped, Ok(true), "the channel was not told and released");
 }
