@@ -601,3 +601,17 @@ async fn long_topics_are_refused_and_refusal_floods_hold_no_tasks() {
     let after = metrics.num_alive_tasks();
     assert!(after <= before + 16, "alive tasks {before} -> {after}");
 }
+
+/// A tenant suspended while a socket is connected refuses the socket's next joins, as upstream.
+#[tokio::test]
+async fn joins_after_a_suspension_are_refused() {
+    let s = TestGateway::start(fast_settings()).await;
+    let mut c = s.client("2.0.0").await;
+    c.join_ok("room1", "1", join_config(json!({}))).await;
+    s.update(|t| t.suspend = true);
+    let r = c.join("room2", "2", join_config(json!({}))).await;
+    assert_eq!(
+        payload(&r)["response"]["reason"],
+        "RealtimeDisabledForTenant: Realtime disabled for this tenant"
+    );
+}

@@ -198,6 +198,11 @@ impl Session {
             }
         };
         self.tenant = tenant.clone();
+        if tenant.suspend {
+            return Err(Refusal::new(
+                "RealtimeDisabledForTenant: Realtime disabled for this tenant",
+            ));
+        }
         let cfg = read_config(sub, payload);
         let presence_on = cfg.presence_enabled || tenant.presence_enabled;
         if tenant.private_only && !cfg.private {
