@@ -149,6 +149,41 @@ async fn slow_client_is_disconnected_fast_client_keeps_receiving() {
     }
 }
 
+/// The outbound queue is bounded in bytes too: with room for 1024 frames, a socket that never
+/// reads is still cut off once a few MiB of 64 KiB broadcasts wait for it.
+#[tokio::test]
+async fn a_socket_that_never_reads_is_cut_at_the_byte_limit() {
+    let mut settings = fast_settings();
+    settings.outbound_queue = 1024;
+    settings.outbound_queue_bytes = 1024 * 1024;
+    let s = TestGateway::start(settings).await;
+    s.update(|t| t.limits.max_events_per_second = 1_000_000);
+    let mut sender = s.client("2.0.0").await;
+    let mut fast = s.client("2.0.0").await;
+    let mut slow = s.client("2.0.0").await;
+    sender.join_ok("room1", "1", join_config(json!({}))).await;
+    fast.join_ok("room1", "1", join_config(json!({}))).await;
+    slow.join_ok("room1", "1", join_config(json!({}))).await;
+    let blob = "y".repeat(64 * 1024);
+    for i in 0..400 {
+        sender
+            .push(
+                Some("1"),
+                None,
+                "realtime:room1",
+                "broadcast",
+                json!({"type":"broadcast","event":"e","payload":{"i":i,"blob":blob}}),
+            )
+            .await;
+        assert_eq!(fast.recv().await[4]["payload"]["i"], i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.gw.connected_count(TENANT) != 2 {
+        assert!(Instant::now() < deadline, "slow client still connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A raw HTTP/1.1 request; returns status, headers (lowercased names) and body.
 async fn http(
     s: &TestGateway,

@@ -326,6 +326,8 @@ mod tests {
             control,
             kill: CancellationToken::new(),
             counted: AtomicBool::new(false),
+            queued_bytes: Default::default(),
+            max_queued_bytes: usize::MAX,
         });
         (link, rx)
     }
@@ -403,6 +405,8 @@ mod tests {
             control,
             kill: CancellationToken::new(),
             counted: AtomicBool::new(false),
+            queued_bytes: Default::default(),
+            max_queued_bytes: usize::MAX,
         });
         let mut s = sink(&l, "realtime:a");
         s.channel_id = 7;

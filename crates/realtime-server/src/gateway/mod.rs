@@ -68,6 +68,8 @@ pub struct GatewaySettings {
     pub max_message_size: usize,
     /// Frames a session may have queued before it is disconnected as a slow consumer.
     pub outbound_queue: usize,
+    /// Bytes a session may have queued before it is disconnected as a slow consumer.
+    pub outbound_queue_bytes: usize,
     /// Default client presence messages per window (`CLIENT_PRESENCE_MAX_CALLS`).
     pub client_presence_max_calls: u64,
     /// Default client presence window (`CLIENT_PRESENCE_WINDOW_MS`).
@@ -96,6 +98,7 @@ impl Default for GatewaySettings {
             idle_timeout: Duration::from_secs(60),
             max_message_size: 5_000_000,
             outbound_queue: 1024,
+            outbound_queue_bytes: 16 * 1024 * 1024,
             client_presence_max_calls: 5,
             client_presence_window: Duration::from_millis(30_000),
             jwt_claim_validators: Map::new(),

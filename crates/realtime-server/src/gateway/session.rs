@@ -2,7 +2,7 @@
 //! queue drained by a writer task. A receiver whose queue fills up is disconnected.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,26 +98,58 @@ pub struct SessionLink {
     pub kill: CancellationToken,
     /// Counted as a connected user (joined a channel at least once).
     pub counted: AtomicBool,
+    /// Bytes of the frames queued and not yet written.
+    pub queued_bytes: Arc<AtomicUsize>,
+    /// Most bytes queued before the socket counts as a slow consumer.
+    pub max_queued_bytes: usize,
+}
+
+/// Bytes a frame puts on the wire (near enough: the payload).
+fn frame_bytes(m: &WsMessage) -> usize {
+    match m {
+        WsMessage::Text(t) => t.len(),
+        WsMessage::Binary(b) | WsMessage::Ping(b) | WsMessage::Pong(b) => b.len(),
+        WsMessage::Close(_) => 2,
+    }
 }
 
 impl SessionLink {
     /// Queues a frame without waiting; a full queue disconnects the socket.
+    ///
+    /// The queue is bounded in frames and in bytes: a socket that never reads cannot pin more
+    /// than `max_queued_bytes` (a first frame always fits, whatever its size).
     pub fn push(&self, msg: WsMessage) -> bool {
+        let size = frame_bytes(&msg);
+        let before = self.queued_bytes.fetch_add(size, Ordering::Relaxed);
+        if before > 0 && before + size > self.max_queued_bytes {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.slow("outbound queue over its byte limit");
+            return false;
+        }
         match self.out.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.kill.is_cancelled() {
-                    tracing::warn!(
-                        tenant = %self.tenant,
-                        session = self.id,
-                        reason = "outbound queue full",
-                        "disconnecting slow client"
-                    );
-                    self.kill.cancel();
-                }
+                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                self.slow("outbound queue full");
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Disconnects a socket that does not keep up, once.
+    fn slow(&self, reason: &'static str) {
+        if !self.kill.is_cancelled() {
+            tracing::warn!(
+                tenant = %self.tenant,
+                session = self.id,
+                reason,
+                "disconnecting slow client"
+            );
+            self.kill.cancel();
         }
     }
 
@@ -179,10 +211,17 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         control: ctl_tx,
         kill: CancellationToken::new(),
         counted: AtomicBool::new(false),
+        queued_bytes: Arc::default(),
+        max_queued_bytes: gw.settings.outbound_queue_bytes,
     });
     gw.sessions.insert(id, link.clone());
     let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write_loop(sink, out_rx, link.kill.clone()));
+    let writer = tokio::spawn(write_loop(
+        sink,
+        out_rx,
+        link.kill.clone(),
+        link.queued_bytes.clone(),
+    ));
     let mut session = Session {
         gw: gw.clone(),
         link: link.clone(),
@@ -220,6 +259,7 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, WsMessage>,
     mut rx: mpsc::Receiver<WsMessage>,
     kill: CancellationToken,
+    queued_bytes: Arc<AtomicUsize>,
 ) {
     loop {
         let first = tokio::select! {
@@ -240,6 +280,7 @@ async fn write_loop(
                 let mut batch = 0;
                 while let Some(m) = next.take() {
                     closing = matches!(m, WsMessage::Close(_));
+                    queued_bytes.fetch_sub(frame_bytes(&m), Ordering::Relaxed);
                     sink.feed(m).await?;
                     batch += 1;
                     if closing || batch == WRITE_BATCH {
