@@ -1,6 +1,9 @@
 //! In-memory tenant cache with a TTL from insertion (`TENANT_CACHE_EXPIRATION_IN_MS`).
-//! Misses read the registry; "not found" is never cached.
+//! Misses read the registry, one read per tenant at a time however many requests wait for it;
+//! "not found" is remembered for a second (upstream does not remember it), so a client
+//! retrying an unknown Host in a loop costs one registry query per second, not one per attempt.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,18 @@ pub struct TenantCache {
     entries: Arc<DashMap<String, (Instant, Arc<Tenant>)>>,
     backfill: Option<Arc<Crypto>>,
     backfill_running: Arc<DashMap<String, ()>>,
+    /// Ids the registry did not know, and when it said so.
+    missing: DashMap<String, Instant>,
+    /// One lock per id being read, so concurrent misses share a read.
+    reading: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    reads: AtomicU64,
 }
+
+/// How long "not found" is remembered (at most the cache's TTL).
+const MISSING_TTL: Duration = Duration::from_secs(1);
+/// Unknown ids remembered at most; past it the memory is cleared, so random Host headers
+/// cannot grow it without bound.
+const MISSING_MAX: usize = 10_000;
 
 impl TenantCache {
     /// A cache over `registry` whose entries live `ttl` after insertion.
@@ -29,7 +43,31 @@ impl TenantCache {
             entries: Arc::new(DashMap::new()),
             backfill: None,
             backfill_running: Arc::new(DashMap::new()),
+            missing: DashMap::new(),
+            reading: DashMap::new(),
+            reads: AtomicU64::new(0),
         }
+    }
+
+    /// How many registry reads the cache has made (misses and expiries).
+    pub fn registry_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
+    /// The answer the cache holds without reading: `Some(None)` for a remembered miss.
+    fn cached(&self, external_id: &str) -> Option<Option<Arc<Tenant>>> {
+        if let Some(entry) = self.entries.get(external_id) {
+            let (at, tenant) = entry.value();
+            if at.elapsed() < self.ttl {
+                return Some(Some(tenant.clone()));
+            }
+        }
+        if let Some(at) = self.missing.get(external_id) {
+            if at.elapsed() < MISSING_TTL.min(self.ttl) {
+                return Some(None);
+            }
+        }
+        None
     }
 
     /// Enables the GCM backfill (§3.5) on cache misses; it only acts when `crypto` writes GCM.
@@ -87,12 +125,30 @@ impl TenantCache {
 
     /// The cached tenant, or a fresh read on a miss or after expiry.
     pub async fn get(&self, external_id: &str) -> Result<Option<Arc<Tenant>>, RegistryError> {
-        if let Some(entry) = self.entries.get(external_id) {
-            let (at, tenant) = entry.value();
-            if at.elapsed() < self.ttl {
-                return Ok(Some(tenant.clone()));
-            }
+        if let Some(answer) = self.cached(external_id) {
+            return Ok(answer);
         }
+        let lock = self
+            .reading
+            .entry(external_id.to_string())
+            .or_default()
+            .clone();
+        let result = {
+            let _reading = lock.lock().await;
+            // Whoever held the lock may have read it meanwhile.
+            match self.cached(external_id) {
+                Some(answer) => Ok(answer),
+                None => self.read(external_id).await,
+            }
+        };
+        drop(lock);
+        self.reading
+            .remove_if(external_id, |_, l| Arc::strong_count(l) == 1);
+        result
+    }
+
+    async fn read(&self, external_id: &str) -> Result<Option<Arc<Tenant>>, RegistryError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
         match self.registry.get(external_id).await? {
             Some(tenant) => {
                 let tenant = self.put(tenant);
@@ -101,6 +157,10 @@ impl TenantCache {
             }
             None => {
                 self.entries.remove(external_id);
+                if self.missing.len() >= MISSING_MAX {
+                    self.missing.clear();
+                }
+                self.missing.insert(external_id.to_string(), Instant::now());
                 Ok(None)
             }
         }
@@ -109,6 +169,7 @@ impl TenantCache {
     /// Stores (or replaces) a tenant, e.g. after an API create/update.
     pub fn put(&self, tenant: Tenant) -> Arc<Tenant> {
         let tenant = Arc::new(tenant);
+        self.missing.remove(&tenant.external_id);
         self.entries
             .insert(tenant.external_id.clone(), (Instant::now(), tenant.clone()));
         tenant
@@ -117,5 +178,6 @@ impl TenantCache {
     /// Drops a tenant from the cache (API delete).
     pub fn invalidate(&self, external_id: &str) {
         self.entries.remove(external_id);
+        self.missing.remove(external_id);
     }
 }

@@ -223,13 +223,16 @@ async fn cache_ttl_invalidation_and_misses() {
     let cache = TenantCache::new(registry.clone(), ttl);
     let client = db.connect().await;
 
-    // Not found is not cached: a tenant created right after a miss is visible at once.
+    // Not found is remembered briefly: a tenant created behind the cache's back right after a
+    // miss shows up once that memory lapses (one created through `put` at once, below).
     assert!(cache.get("acme").await.unwrap().is_none());
     let body = json!({"jwt_secret": "a-secret-long-enough-for-anything-here", "extensions": []});
     registry
         .upsert("acme", &body, &TenantDefaults::default(), &c)
         .await
         .unwrap();
+    assert!(cache.get("acme").await.unwrap().is_none());
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     let t = cache.get("acme").await.unwrap().unwrap();
     assert_eq!(t.max_concurrent_users, 200);
 
@@ -297,6 +300,35 @@ async fn cache_ttl_invalidation_and_misses() {
     assert!(cache.get("acme").await.unwrap().is_some());
     cache.invalidate("acme");
     assert!(cache.get("acme").await.unwrap().is_none());
+}
+
+/// Many requests for the same tenant at once cost one registry read, known or not; an
+/// unknown one is asked again only after a second.
+#[tokio::test]
+async fn concurrent_misses_share_one_read_and_unknown_ids_are_remembered() {
+    let (_db, registry) = migrated().await;
+    let registry = Arc::new(registry);
+    let c = crypto();
+    let cache = TenantCache::new(registry.clone(), Duration::from_secs(30));
+    let lookups = (0..50).map(|_| cache.get("nobody"));
+    let answers = futures_util::future::join_all(lookups).await;
+    assert!(answers.iter().all(|a| matches!(a, Ok(None))));
+    assert_eq!(cache.registry_reads(), 1);
+    assert!(cache.get("nobody").await.unwrap().is_none());
+    assert_eq!(cache.registry_reads(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(cache.get("nobody").await.unwrap().is_none());
+    assert_eq!(cache.registry_reads(), 2);
+
+    let body = json!({"jwt_secret": "a-secret-long-enough-for-anything-here", "extensions": []});
+    registry
+        .upsert("known", &body, &TenantDefaults::default(), &c)
+        .await
+        .unwrap();
+    let lookups = (0..50).map(|_| cache.get("known"));
+    let answers = futures_util::future::join_all(lookups).await;
+    assert!(answers.iter().all(|a| matches!(a, Ok(Some(_)))));
+    assert_eq!(cache.registry_reads(), 3);
 }
 
 #[tokio::test]
