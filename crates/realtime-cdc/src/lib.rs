@@ -1,7 +1,21 @@
-//! Postgres Changes: one WAL pipeline per tenant, subscriptions, filters, the RLS gate and
-//! upstream-identical `postgres_changes` payloads.
+//! The tenant database's room: everything that talks to a tenant database. Postgres Changes
+//! (one WAL pipeline per tenant, subscriptions, filters, the RLS gate and upstream-identical
+//! `postgres_changes` payloads), broadcast from the database and its replay, private-channel
+//! policy checks, and the control plane's migrations, partitions and slot teardown.
 //!
 //! Layout:
+//! - [`tenant_conn`]: connection settings built from a tenant's `postgres_cdc_rls` extension;
+//!   every tenant-database connection below starts there.
+//! - [`channel_policies`]: private-channel read and write checks against the tenant's RLS
+//!   policies on `realtime.messages`.
+//! - [`channel_db`]: the per-tenant connection private channels use for those checks and for
+//!   broadcast replay ([`ChannelDatabases`]).
+//! - [`db_broadcast`]: broadcast from the database (`realtime.messages` inserts streamed over a
+//!   replication slot) and the replay of stored messages for joining channels.
+//! - [`tenant_admin`]: control-plane work in a tenant database: tenant migrations, the
+//!   janitor's partition pass, dropping a deleted tenant's slot.
+//!
+//! Postgres Changes:
 //! - [`params`]: a join's `postgres_changes` entry → event, schema, table, filters, select.
 //! - [`inspect`]: Elixir `inspect` renderings used in upstream's error texts.
 //! - [`jsonb`]: PostgreSQL's canonical jsonb text (key order, spacing) for payload fragments.
@@ -49,6 +63,8 @@
 
 pub mod catalog;
 pub mod change;
+pub mod channel_db;
+pub mod channel_policies;
 pub mod db;
 pub mod db_broadcast;
 pub mod eq_index;
@@ -71,6 +87,8 @@ pub mod subscribe;
 pub mod subscription;
 pub mod subscription_table;
 pub mod tenant;
+pub mod tenant_admin;
+pub mod tenant_conn;
 pub mod value;
 
 use std::sync::Arc;
@@ -79,6 +97,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+pub use channel_db::ChannelDatabases;
 pub use error::{system_message, SubscribeError};
 pub use sink::{ChangeSink, SinkCache};
 pub use subscription::Subscription;
@@ -226,20 +245,18 @@ impl Cdc {
     }
 
     fn config(&self, t: &realtime_tenants::Tenant) -> Result<tenant::TenantConfig, SubscribeError> {
-        let settings = t
-            .cdc_settings(&self.crypto)
-            .map_err(|e| {
+        let settings = tenant_conn::settings(t, &self.crypto).map_err(|e| match e {
+            tenant_conn::TenantConnError::Settings { source, .. } => {
                 SubscribeError::Config(format!(
-                    "Postgres Changes settings of tenant {}: {e}",
+                    "Postgres Changes settings of tenant {}: {source}",
                     t.external_id
                 ))
-            })?
-            .ok_or_else(|| {
-                SubscribeError::Config(format!(
-                    "tenant {} has no postgres_cdc_rls extension configured",
-                    t.external_id
-                ))
-            })?;
+            }
+            tenant_conn::TenantConnError::NoDatabase { .. } => SubscribeError::Config(format!(
+                "tenant {} has no postgres_cdc_rls extension configured",
+                t.external_id
+            )),
+        })?;
         let max_record_bytes = t
             .cdc_extension()
             .and_then(|e| e.settings.get("poll_max_record_bytes"))
@@ -250,16 +267,8 @@ impl Cdc {
             })
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_MAX_RECORD_BYTES);
-        let mut conn = realtime_pg::connect::ConnectOptions::new(
-            settings.host.clone(),
-            settings.port,
-            settings.db_name.clone(),
-            settings.user.clone(),
-            settings.password.clone(),
-        );
-        if settings.ssl_enforced {
-            conn.tls = realtime_pg::connect::TlsMode::RequireNoVerify;
-        }
+        // Each connection of the pipeline names itself (see `db::TenantDb::connect`).
+        let conn = tenant_conn::connect_options(&settings, "realtime");
         Ok(tenant::TenantConfig {
             external_id: t.external_id.clone(),
             conn,

@@ -102,7 +102,8 @@ impl AppState {
         let tenant = tenant.clone();
         tokio::spawn(async move {
             let id = tenant.external_id.clone();
-            match crate::tenant_db::migrate(&state.registry, &state.crypto, &tenant).await {
+            match realtime_cdc::tenant_admin::migrate(&state.registry, &state.crypto, &tenant).await
+            {
                 Ok(_) => {
                     tracing::info!(project = %id, external_id = %id, "Tenant set-up successfully")
                 }

@@ -171,11 +171,15 @@ async fn run(command: Command, config: Config) -> ExitCode {
             };
             match state.registry.get(&id).await {
                 Ok(Some(tenant)) => {
-                    if tenant.migrations_ran < crate::tenant_db::TENANT_MIGRATIONS
+                    if tenant.migrations_ran < realtime_cdc::tenant_admin::TENANT_MIGRATIONS
                         && tenant.cdc_extension().is_some()
                     {
-                        if let Err(e) =
-                            crate::tenant_db::migrate(&state.registry, &state.crypto, &tenant).await
+                        if let Err(e) = realtime_cdc::tenant_admin::migrate(
+                            &state.registry,
+                            &state.crypto,
+                            &tenant,
+                        )
+                        .await
                         {
                             tracing::info!("Failed to set-up tenant: {e}");
                         }

@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppState;
-use crate::tenant_db;
+use realtime_cdc::tenant_admin;
 
 /// Starts the janitor when enabled; it stops with `shutdown`.
 pub fn spawn(state: AppState, shutdown: CancellationToken) {
@@ -67,7 +67,7 @@ pub async fn run_once(state: &AppState) {
             let crypto = Arc::clone(&crypto);
             async move {
                 let id = tenant.external_id.clone();
-                match tokio::time::timeout(timeout, tenant_db::maintain_partitions(&crypto, &tenant)).await {
+                match tokio::time::timeout(timeout, tenant_admin::maintain_partitions(&crypto, &tenant)).await {
                     Ok(Ok(dropped)) => {
                         if !dropped.is_empty() {
                             tracing::info!(project = %id, external_id = %id, "Janitor dropped {} old partitions", dropped.len());

@@ -9,10 +9,14 @@
 //! - [`janitor`]: periodic partition maintenance of the tenant databases (`RUN_JANITOR`).
 //! - [`cli`]: the command line (`server`, `migrate`, `eval`).
 //! - [`startup`]: boot sequence (crypto, registry, migrations, seed), listeners, shutdown.
-//! - [`tenant_db`]: control-plane work in a tenant database (migrations, slot teardown).
 //! - [`tenant_directory`]: the gateway's view of the registry (cache + decryption).
 //! - [`gateway`]: `/socket/websocket`: sessions, channels, the topic hub, broadcast, presence,
 //!   JWT checks and limits, plus the REST broadcast routes that feed the same hub.
+//!
+//! No SQL lives here. Work in a tenant database is `realtime_cdc`'s: migrations, the
+//! partition pass and slot teardown in `realtime_cdc::tenant_admin`, private-channel policy
+//! checks and replay through `realtime_cdc::ChannelDatabases`; the registry's is
+//! `realtime_tenants`'.
 
 pub mod app;
 pub mod cli;
@@ -22,5 +26,4 @@ pub mod http;
 pub mod janitor;
 pub mod logging;
 pub mod startup;
-pub mod tenant_db;
 pub mod tenant_directory;

@@ -149,7 +149,7 @@ pub async fn seed(state: &AppState) -> Result<(), StartupError> {
     .await?;
     let id = tenant.external_id.clone();
     state.tenants.invalidate(&id);
-    match crate::tenant_db::migrate(&state.registry, &state.crypto, &tenant).await {
+    match realtime_cdc::tenant_admin::migrate(&state.registry, &state.crypto, &tenant).await {
         Ok(_) => tracing::info!(project = %id, external_id = %id, "Tenant set-up successfully"),
         Err(e) => tracing::info!(project = %id, external_id = %id, "Failed to set-up tenant: {e}"),
     }

@@ -18,7 +18,8 @@
 //!   [`DbBroadcastStream::stop`] (or dropping the handle) ends it and drops the slot. It also
 //!   ends when the receiver is dropped, and after `give_up_after` of failed reconnects; the
 //!   receiver then yields `None` once the caller's other senders are gone.
-//! - [`replay()`] reads stored messages for a joining private channel.
+//! - [`replay()`] reads stored messages for a joining private channel (the gateway calls it
+//!   through [`crate::ChannelDatabases::replay`], on the tenant's private-channel connection).
 //! - [`slot_name`] and [`PUBLICATION`] name the database objects.
 //!
 //! # Which rows, and what the gateway does with them
@@ -71,11 +72,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use realtime_pg::{ConnectOptions, TlsMode};
 use realtime_tenants::{Crypto, Tenant};
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+use crate::tenant_conn::{self, TenantConnError};
 
 pub use error::DbBroadcastError;
 pub use replay::replay;
@@ -198,26 +200,20 @@ impl DbBroadcastStream {
         sink: mpsc::Sender<DbBroadcast>,
     ) -> Result<DbBroadcastStream, DbBroadcastError> {
         let external_id = tenant.external_id.clone();
-        let settings = tenant
-            .cdc_settings(&crypto)
-            .map_err(|source| DbBroadcastError::Settings {
-                external_id: external_id.clone(),
-                source,
-            })?
-            .ok_or_else(|| DbBroadcastError::NoDatabase {
-                external_id: external_id.clone(),
-            })?;
-        let mut conn = ConnectOptions::new(
-            settings.host.clone(),
-            settings.port,
-            settings.db_name.clone(),
-            settings.user.clone(),
-            settings.password.clone(),
-        );
-        conn.application_name = setup::APPLICATION_NAME.to_string();
-        if settings.ssl_enforced {
-            conn.tls = TlsMode::RequireNoVerify;
-        }
+        let conn = tenant_conn::tenant_options(&tenant, &crypto, setup::APPLICATION_NAME).map_err(
+            |e| match e {
+                TenantConnError::NoDatabase { external_id } => {
+                    DbBroadcastError::NoDatabase { external_id }
+                }
+                TenantConnError::Settings {
+                    external_id,
+                    source,
+                } => DbBroadcastError::Settings {
+                    external_id,
+                    source,
+                },
+            },
+        )?;
         let slot = slot_name(opts.slot_name_suffix.as_deref());
         tracing::info!(external_id = %external_id, %slot, "Starting replication for Broadcast Changes");
         let cfg = stream::Config {

@@ -4,10 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use realtime_cdc::db_broadcast::DbBroadcastError;
 use realtime_protocol::Message;
 use serde_json::{json, Map, Value};
 
-use crate::gateway::authorization::{AuthContext, Policies};
+use crate::gateway::authorization::{self, Policies, PolicyContext};
 use crate::gateway::channel::{flex_bool, reply, Channel};
 use crate::gateway::hub::{ChannelPerms, Subscriber, TopicKey};
 use crate::gateway::jwt::{self, JwtError};
@@ -246,7 +247,7 @@ impl Session {
             let unauthorized = format!(
                 "Unauthorized: You do not have permissions to read from this Channel topic: {sub}"
             );
-            let ctx = AuthContext {
+            let ctx = PolicyContext {
                 topic: sub.to_string(),
                 claims: claims.clone(),
                 headers: self.headers.clone(),
@@ -259,7 +260,9 @@ impl Session {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "read policy check failed");
-                    return Err(Refusal::new(e.join_reason().unwrap_or(unauthorized)));
+                    return Err(Refusal::new(
+                        authorization::join_reason(&e).unwrap_or(unauthorized),
+                    ));
                 }
             };
             if policies.broadcast_read != Some(true) && policies.presence_read != Some(true) {
@@ -285,7 +288,11 @@ impl Session {
                 .await
                 .map_err(|e| {
                     tracing::warn!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "replay failed");
-                    Refusal::new("UnableToReplayMessages: Realtime was unable to replay messages")
+                    Refusal::new(match e {
+                        DbBroadcastError::ReplayParams => e.to_string(),
+                        _ => "UnableToReplayMessages: Realtime was unable to replay messages"
+                            .to_string(),
+                    })
                 })?;
         }
 

@@ -1,4 +1,5 @@
-//! The WebSocket gateway (`/socket/websocket`) and the REST broadcast routes.
+//! The WebSocket gateway (`/socket/websocket`) and the REST broadcast routes. It holds no SQL:
+//! whatever asks a tenant database goes through `realtime_cdc`.
 //!
 //! Layout:
 //! - [`socket`]: the upgrade and its connect-time checks; [`session`]: one task per socket with a
@@ -6,12 +7,16 @@
 //! - One file per client event: [`join`], [`leave`], [`broadcast`], [`presence`],
 //!   [`access_token`], [`heartbeat`].
 //! - [`hub`]: topic → subscribers, each message encoded once per serializer.
-//! - [`authorization`]: private-channel RLS checks in the tenant database.
+//! - [`authorization`]: a private channel's cached policies and when they are evaluated; the
+//!   checks run in the tenant database through [`realtime_cdc::ChannelDatabases`].
+//! - [`replay`]: a private join's replay settings and the pushes of stored messages (read by
+//!   [`realtime_cdc::db_broadcast::replay()`]).
 //! - [`jwt`]: tenant JWT verification; [`rate`] and [`limits`]: upstream's rate counters and the
 //!   per-tenant limits; [`tenant_resolve`]: which tenant a request is for.
 //! - [`postgres_changes`]: a channel's change subscription; [`change_sink`]: where the
 //!   pipeline pushes its events, each change encoded once for all channels.
-//! - [`db_broadcast`]: rows inserted into `realtime.messages` fanned out as broadcasts.
+//! - [`db_broadcast`]: rows inserted into `realtime.messages` fanned out as broadcasts (the
+//!   stream itself is [`realtime_cdc::db_broadcast`]).
 //! - [`rest_broadcast`] and [`ping`]: the tenant HTTP routes that feed the same hub.
 
 pub mod access_token;
@@ -152,7 +157,7 @@ pub struct Gateway {
     pub(crate) sessions: DashMap<u64, Arc<SessionLink>>,
     pub(crate) cdc: Option<Arc<realtime_cdc::Cdc>>,
     rows: Option<Arc<realtime_tenants::TenantCache>>,
-    pub(crate) databases: authorization::TenantDatabases,
+    pub(crate) databases: realtime_cdc::ChannelDatabases,
     pub(crate) db_streams: DashMap<String, Arc<db_broadcast::DbStreamHandle>>,
     /// Counted sockets per tenant (joined at least one channel, until they close).
     pub(crate) users: DashMap<String, usize>,
@@ -189,7 +194,7 @@ impl Gateway {
         rows: Option<Arc<realtime_tenants::TenantCache>>,
     ) -> Gateway {
         let limits = Limits::new(settings.rate_tick);
-        let databases = authorization::TenantDatabases::default();
+        let databases = realtime_cdc::ChannelDatabases::default();
         if let Some(crypto) = &settings.crypto {
             databases.set_crypto(crypto.clone());
         }

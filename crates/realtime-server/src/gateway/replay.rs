@@ -1,16 +1,18 @@
-//! Broadcast replay on private channels (PROTOCOL.md §6.7): stored `realtime.messages` rows of
-//! the topic since a time, newest first up to the limit, pushed oldest first after the join.
+//! Broadcast replay on private channels (PROTOCOL.md §6.7): the join's replay settings, and
+//! the pushes of the stored messages ([`realtime_cdc::db_broadcast::replay()`] reads them),
+//! oldest first after the join reply.
 
 use bytes::Bytes;
+use realtime_cdc::db_broadcast::replay::MAX_REPLAY;
+use realtime_cdc::db_broadcast::{DbBroadcast, DbBroadcastError, DbPayload};
 use realtime_protocol::{BroadcastEncoding, Message, Outbound, UserBroadcast};
 use serde_json::{json, Value};
 
-use crate::gateway::authorization::{classify, AuthError};
 use crate::gateway::channel::Channel;
 use crate::gateway::Gateway;
 
 /// Most rows a replay returns (and the default).
-const MAX_LIMIT: i64 = 25;
+const MAX_LIMIT: i64 = MAX_REPLAY as i64;
 
 /// Validated `config.broadcast.replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,79 +38,46 @@ impl ReplayParams {
     }
 }
 
-/// One stored broadcast.
-#[derive(Debug, Clone)]
-pub struct Replayed {
-    /// Message id.
-    pub id: String,
-    /// Event name.
-    pub event: String,
-    /// JSON payload.
-    pub payload: Option<Value>,
-    /// Binary payload.
-    pub binary: Option<Vec<u8>>,
-}
-
 impl Gateway {
-    /// Reads the rows to replay, oldest first.
+    /// Reads the private rows of `sub` to replay, oldest first. An `Err` displays as the join
+    /// error reason.
     pub async fn replay(
         &self,
         tenant: &str,
         sub: &str,
         params: ReplayParams,
-    ) -> Result<Vec<Replayed>, AuthError> {
-        let slot = self.connection(tenant).await?;
-        let guard = slot.lock().await;
-        let client = guard
-            .as_ref()
-            .ok_or_else(|| AuthError::Unavailable("no connection".into()))?;
-        let rows = client
-            .query(
-                "SELECT id::text, coalesce(event, ''), payload, binary_payload FROM realtime.messages \
-                 WHERE topic = $1 AND private IS TRUE AND extension = 'broadcast' \
-                   AND inserted_at >= (to_timestamp($2::bigint / 1000.0) AT TIME ZONE 'UTC') \
-                   AND inserted_at < (now() AT TIME ZONE 'UTC') + interval '1 minute' \
-                 ORDER BY inserted_at DESC LIMIT $3",
-                &[&sub, &params.since, &params.limit],
-            )
+    ) -> Result<Vec<DbBroadcast>, DbBroadcastError> {
+        // `parse` clamped the limit to 1..=25.
+        let limit = u32::try_from(params.limit).unwrap_or(1);
+        self.databases
+            .replay(tenant, self.registry_row(tenant), sub, params.since, limit)
             .await
-            .map_err(classify)?;
-        let mut out: Vec<Replayed> = rows
-            .iter()
-            .map(|r| Replayed {
-                id: r.get(0),
-                event: r.get(1),
-                payload: r.get(2),
-                binary: r.get(3),
-            })
-            .collect();
-        out.reverse();
-        Ok(out)
     }
 }
 
 impl Channel {
     /// The push of one replayed message (JSON broadcast, or kind 4 for binary rows).
-    pub fn replayed(&self, m: Replayed) -> Outbound {
+    pub fn replayed(&self, m: DbBroadcast) -> Outbound {
         let meta = json!({"id": m.id, "replayed": true});
-        match m.binary {
-            Some(bytes) if m.payload.is_none() => Outbound::UserBroadcast(UserBroadcast {
+        match m.payload {
+            DbPayload::Binary(bytes) => Outbound::UserBroadcast(UserBroadcast {
                 join_ref: None,
                 msg_ref: None,
                 topic: self.topic.clone(),
                 event: m.event,
                 metadata: Bytes::from(meta.to_string()),
                 encoding: BroadcastEncoding::Binary,
-                payload: Bytes::from(bytes),
+                payload: bytes,
             }),
-            _ => Outbound::Message(Message {
+            DbPayload::Json(raw) => Outbound::Message(Message {
                 join_ref: self.push_ref.clone(),
                 msg_ref: None,
                 topic: self.topic.clone(),
                 event: "broadcast".into(),
                 payload: json!({
                     "event": m.event,
-                    "payload": m.payload.unwrap_or_else(|| json!({})),
+                    // jsonb text, so it parses; `null` covers the impossible.
+                    "payload": serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null),
                     "type": "broadcast",
                     "meta": meta,
                 }),

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use realtime_protocol::{BroadcastEncoding, Message, Outbound, UserBroadcast};
 use serde_json::{json, Map, Value};
 
-use crate::gateway::authorization::{AuthContext, AuthError, Policies};
+use crate::gateway::authorization::{Policies, PolicyContext, PolicyError};
 use crate::gateway::hub::TopicKey;
 use crate::gateway::jwt;
 use crate::gateway::ping::{add_headers, not_acceptable, tenant_gate, Gate};
@@ -58,7 +58,7 @@ fn accepts_octet_stream(headers: &HeaderMap) -> bool {
 }
 
 /// The caller's authorisation context for a private topic.
-fn auth_context(topic: &str, claims: &jwt::Claims, headers: &HeaderMap) -> AuthContext {
+fn auth_context(topic: &str, claims: &jwt::Claims, headers: &HeaderMap) -> PolicyContext {
     let mut x = Map::new();
     for (name, value) in headers.iter() {
         if name.as_str().starts_with("x-") {
@@ -68,7 +68,7 @@ fn auth_context(topic: &str, claims: &jwt::Claims, headers: &HeaderMap) -> AuthC
             );
         }
     }
-    AuthContext {
+    PolicyContext {
         topic: topic.to_string(),
         claims: claims.clone(),
         headers: x,
@@ -76,12 +76,12 @@ fn auth_context(topic: &str, claims: &jwt::Claims, headers: &HeaderMap) -> AuthC
 }
 
 /// The single-message route's answer when the write check could not run.
-fn write_check_failure(e: &AuthError) -> Response {
+fn write_check_failure(e: &PolicyError) -> Response {
     match e {
-        AuthError::Policy(_) => json_error(422, "message", "RLS policy error"),
-        AuthError::Canceled(_) => json_error(422, "message", "Query canceled"),
-        AuthError::MissingPartition => json_error(422, "message", "Missing messages partition"),
-        AuthError::Unavailable(_) => json_error(422, "message", "Tenant database unavailable"),
+        PolicyError::Policy(_) => json_error(422, "message", "RLS policy error"),
+        PolicyError::Canceled(_) => json_error(422, "message", "Query canceled"),
+        PolicyError::MissingPartition => json_error(422, "message", "Missing messages partition"),
+        PolicyError::Unavailable(_) => json_error(422, "message", "Tenant database unavailable"),
     }
 }
 

@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::http::admin::authorize;
 use crate::http::admin_auth::AdminAccess;
 use crate::http::response::{self, ApiError};
-use crate::tenant_db;
+use realtime_cdc::tenant_admin;
 
 /// `GET /healthcheck`: 200 `ok`.
 pub async fn healthcheck() -> Response {
@@ -49,7 +49,7 @@ pub async fn tenant_health(
     } else if connected > 0 {
         false
     } else {
-        let migrated = tenant.migrations_ran >= tenant_db::TENANT_MIGRATIONS
+        let migrated = tenant.migrations_ran >= tenant_admin::TENANT_MIGRATIONS
             || tenant.cdc_extension().is_none();
         if !migrated {
             state.migrate_in_background(&tenant);

@@ -11,7 +11,7 @@ use crate::http::admin::authorize;
 use crate::http::admin_auth::AdminAccess;
 use crate::http::body::JsonBody;
 use crate::http::response::{self, ApiError};
-use crate::tenant_db;
+use realtime_cdc::tenant_admin;
 use realtime_tenants::{Tenant, UpsertError};
 
 /// `GET /api/tenants`
@@ -78,7 +78,7 @@ pub async fn delete(
     // The row is gone; teardown problems are logged, the answer stays 204.
     let teardown = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        tenant_db::drop_replication_slot(&state.crypto, &tenant),
+        tenant_admin::drop_replication_slot(&state.crypto, &tenant),
     )
     .await;
     let failure = match teardown {
@@ -161,9 +161,9 @@ async fn upsert(state: &AppState, external_id: &str, params: &Value) -> Result<R
     let mut tenant = upserted.tenant;
 
     if upserted.created {
-        match tenant_db::migrate(&state.registry, &state.crypto, &tenant).await {
+        match tenant_admin::migrate(&state.registry, &state.crypto, &tenant).await {
             Ok(applied) => tenant.migrations_ran = applied,
-            Err(tenant_db::TenantDbError::NoDatabase) => {}
+            Err(tenant_admin::TenantAdminError::NoDatabase) => {}
             Err(e) => tracing::error!(
                 external_id = %external_id,
                 project = %external_id,
