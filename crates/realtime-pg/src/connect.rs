@@ -293,7 +293,13 @@ async fn connect_addr(
         .password(opts.password.as_bytes())
         .dbname(&opts.dbname)
         .application_name(&opts.application_name)
-        .connect_timeout(opts.connect_timeout);
+        .connect_timeout(opts.connect_timeout)
+        // A peer that vanished without closing (a dead host, a dropped NAT entry) is noticed
+        // within about two minutes instead of the system's two hours.
+        .keepalives(true)
+        .keepalives_idle(std::time::Duration::from_secs(60))
+        .keepalives_interval(std::time::Duration::from_secs(10))
+        .keepalives_retries(6);
     if let Some(options) = &opts.options {
         config.options(options);
     }

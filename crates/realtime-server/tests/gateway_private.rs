@@ -390,3 +390,50 @@ async fn replication_ready_opt_in_reports_the_connection() {
         json!(["1",null,"realtime:room1","system",{"channel":"room1","extension":"system","message":"Replication connection established","status":"ok"}])
     );
 }
+
+/// A policy that hangs costs its own join, bounded by the statement timeout, and holds one of
+/// the tenant's connections: another channel's check goes through meanwhile.
+#[tokio::test]
+async fn a_slow_policy_does_not_stall_the_tenant() {
+    let server = server_with_policies().await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    db.batch_execute(
+        "drop policy read_all on realtime.messages;
+         create policy read_unless_slow on realtime.messages for select to authenticated
+           using (case when realtime.topic() = 'slow' then pg_sleep(30) is null else true end);",
+    )
+    .await
+    .unwrap();
+    let mut slow = connect(&server, &user_token("authenticated")).await;
+    let mut fast = connect(&server, &user_token("authenticated")).await;
+    let started = Instant::now();
+    slow.push(
+        Some("1"),
+        Some("1"),
+        "realtime:slow",
+        "phx_join",
+        private(json!({})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fast.join_ok("fast", "1", private(json!({}))).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the fast join waited {:?}",
+        started.elapsed()
+    );
+    let r = match slow.next_within(15_000).await {
+        Seen::Text(v) => v,
+        other => panic!("expected the slow join's reply, got {other:?}"),
+    };
+    let reason = payload(&r)["response"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.starts_with("QueryCanceled: "), "{reason}");
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -79,7 +79,7 @@ impl Cluster {
             }
         }
         let port = free_port()?;
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             bin,
             dir,
             port,
@@ -115,7 +115,26 @@ impl Cluster {
         let mut existing = std::fs::read_to_string(&conf_path).map_err(|e| e.to_string())?;
         existing.push_str(&conf);
         std::fs::write(&conf_path, existing).map_err(|e| e.to_string())?;
-        cluster.pg_ctl_start()?;
+        // The free port can be taken by another test process before the server binds it:
+        // move to another one and try again.
+        let mut attempts = 0;
+        loop {
+            match cluster.pg_ctl_start() {
+                Ok(()) => break,
+                Err(e) if attempts < 5 && e.contains("Address already in use") => {
+                    attempts += 1;
+                    let next = free_port()?;
+                    let conf = std::fs::read_to_string(&conf_path).map_err(|e| e.to_string())?;
+                    let conf = conf.replace(
+                        &format!("\nport = {}\n", cluster.port),
+                        &format!("\nport = {next}\n"),
+                    );
+                    std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+                    cluster.port = next;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         cluster.bootstrap()?;
         Ok(cluster)
     }
