@@ -25,6 +25,8 @@
 //! - [`subscription_table`]: upstream's `realtime.subscription` rows, kept in step.
 //! - [`slot`]: the persistent slot's name, creation and adoption.
 //! - [`resume`]: exactly-once bookkeeping across reconnects, for both WAL consumers.
+//! - [`wal_consumer`]: the pure state machine both WAL consumers run: rows to route, when to
+//!   hand on, what to confirm, and exactly-once resumption across reconnects.
 //! - [`pipeline`]: the per-tenant streaming loop with reconnects and exact resumption.
 //! - [`tenant`]: per-tenant state and the idle-stop handshake.
 //! - [`db`]: the tenant SQL session with its caches.
@@ -72,6 +74,7 @@ pub mod subscription;
 pub mod subscription_table;
 pub mod tenant;
 pub mod value;
+pub mod wal_consumer;
 
 use std::sync::Arc;
 use std::time::Duration;
