@@ -4,9 +4,10 @@
 //!
 //! Layout:
 //! - [`row`]: pure decoding of an inserted row and upstream's rules for which rows count.
-//! - [`setup`]: publication `supabase_realtime_messages_publication`, the slot, and
-//!   `START_REPLICATION` (pgoutput protocol 2, binary values), in upstream's order.
-//! - [`stream`]: the task that reads, hands on, confirms and reconnects.
+//! - [`publication`]: the names, and publication `supabase_realtime_messages_publication`.
+//! - [`stream`]: the consumer that decodes rows and hands them to the sink, run by the
+//!   reconnect loop shared with Postgres Changes ([`crate::reconnect`]) over the shared slot
+//!   set-up ([`crate::slot`]): pgoutput protocol 2, binary values, in upstream's order.
 //! - [`mod@replay`]: stored messages for `config.broadcast.replay`.
 //! - [`error`]: the error type, [`DbBroadcastError`].
 //!
@@ -60,9 +61,9 @@
 //! that name exists.
 
 pub mod error;
+pub mod publication;
 pub mod replay;
 pub mod row;
-pub mod setup;
 pub mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,8 +79,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use error::DbBroadcastError;
+pub use publication::{slot_name, PUBLICATION};
 pub use replay::replay;
-pub use setup::{slot_name, PUBLICATION};
 
 /// One broadcast read from `realtime.messages`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +147,8 @@ impl Eq for DbPayload {}
 pub struct DbBroadcastOptions {
     /// `SLOT_NAME_SUFFIX`; absent counts as empty (slot `…_replication_slot_`).
     pub slot_name_suffix: Option<String>,
-    /// First reconnect delay (randomised down to half), doubled per failure.
+    /// First reconnect delay (randomised down to half), doubled per failure; a session that
+    /// streamed for 30 s starts over from it.
     pub reconnect_min: Duration,
     /// Largest reconnect delay.
     pub reconnect_max: Duration,
@@ -214,32 +216,27 @@ impl DbBroadcastStream {
             settings.user.clone(),
             settings.password.clone(),
         );
-        conn.application_name = setup::APPLICATION_NAME.to_string();
+        conn.application_name = publication::APPLICATION_NAME.to_string();
         if settings.ssl_enforced {
             conn.tls = TlsMode::RequireNoVerify;
         }
         let slot = slot_name(opts.slot_name_suffix.as_deref());
         tracing::info!(external_id = %external_id, %slot, "Starting replication for Broadcast Changes");
-        let cfg = stream::Config {
-            target: setup::Target {
-                external_id,
-                conn,
-                slot: slot.clone(),
-            },
-            opts,
-            max_body: tenant.max_payload_bytes(),
-        };
-        let first = match setup::open(&cfg.target, false).await {
-            // The slot vanished between its creation and the start (dropped by an operator, or
-            // by the clean-up of a stream this process just ended): make it again, once.
-            Err(DbBroadcastError::Replication(
-                realtime_pg::replication::ReplicationError::SlotNotFound(_),
-            )) => setup::open(&cfg.target, false).await?,
-            other => other?,
-        };
+        let target = stream::target(external_id, conn, slot.clone());
+        let first = stream::open(&target, false).await?;
         let (stop, stop_rx) = watch::channel(false);
         let connected = Arc::new(AtomicBool::new(true));
-        let task = tokio::spawn(stream::run(cfg, first, sink, stop_rx, connected.clone()));
+        let consumer = stream::Broadcasts {
+            target,
+            max_body: tenant.max_payload_bytes(),
+            opts,
+            sink,
+            stop: stop_rx,
+            connected: connected.clone(),
+            recreate: false,
+            pending: Vec::new(),
+        };
+        let task = tokio::spawn(stream::run(consumer, first));
         Ok(DbBroadcastStream {
             stop,
             task: Some(task),
