@@ -37,9 +37,12 @@
 //! - [`subscribe`]: resolving and validating join entries against the tenant database.
 //! - [`subscription`]: a channel's live registration ([`Subscription`]).
 //! - [`subscription_table`]: upstream's `realtime.subscription` rows, kept in step.
-//! - [`slot`]: the persistent slot's name, creation and adoption.
-//! - [`resume`]: exactly-once bookkeeping across reconnects, for both WAL consumers.
-//! - [`pipeline`]: the per-tenant streaming loop with reconnects and exact resumption.
+//! - [`slot`]: the persistent slot's name, its set-up before streaming and its release, for
+//!   both WAL consumers.
+//! - [`wal_consumer`]: the pure state machine both WAL consumers run: rows to route, when to
+//!   hand on, what to confirm, and exactly-once resumption across reconnects.
+//! - [`reconnect`]: the session loop both WAL consumers run, with backoff and its exits.
+//! - [`pipeline`]: the Postgres Changes consumer: routing, the RLS gate and delivery.
 //! - [`tenant`]: per-tenant state and the idle-stop handshake.
 //! - [`db`]: the tenant SQL session with its caches.
 //!
@@ -77,7 +80,7 @@ pub mod jsonb;
 pub mod params;
 pub mod payload;
 pub mod pipeline;
-pub mod resume;
+pub mod reconnect;
 pub mod rls_gate;
 pub mod rls_policy;
 pub mod router;
@@ -90,6 +93,7 @@ pub mod tenant;
 pub mod tenant_admin;
 pub mod tenant_conn;
 pub mod value;
+pub mod wal_consumer;
 
 use std::sync::Arc;
 use std::time::Duration;

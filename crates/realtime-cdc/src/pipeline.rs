@@ -2,371 +2,262 @@
 //! connection, decoded, routed, gated and fanned out, with the slot's confirmed position
 //! advanced only after a transaction's events were handed to the channels' sinks.
 //!
-//! Reconnects resume from the slot without loss; transactions (and changes inside a partly
-//! delivered transaction) replayed after a reconnect are skipped, so nothing is delivered
-//! twice. The slot is dropped when the pipeline stops after its idle period.
+//! The reading, batching, exactly-once resumption and reconnects are shared with broadcast
+//! from the database ([`crate::wal_consumer`], [`crate::reconnect`], [`crate::slot`]); this
+//! is the Postgres Changes part: routing, the RLS gate and delivery. The slot is dropped when
+//! the pipeline stops after its idle period.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_util::FutureExt;
-use realtime_pg::pgoutput::{self, LogicalMessage, Relation};
-use realtime_pg::replication::{LogicalStream, ReplicationError, ReplicationStream};
-use realtime_pg::{slots, Lsn};
+use realtime_pg::pgoutput::Relation;
+use realtime_pg::replication::{LogicalStream, ReplicationError, StartOptions, STATUS_INTERVAL};
+use realtime_pg::slots;
 
 use crate::change;
 use crate::db::TenantDb;
 use crate::fanout::{self, Delivery};
-use crate::resume::{Resume, Txn};
-use crate::slot::{self, SlotError};
+use crate::reconnect::{self, Backoff, Consumer, Ended, Exit};
+use crate::router::Candidate;
+use crate::slot::{self, OnLost, SlotError, SlotTarget};
 use crate::tenant::{PipelineState, TenantCdc};
-use crate::{Action, CdcEvent};
+use crate::wal_consumer::RowChange;
+use crate::CdcEvent;
 
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Consecutive "slot in use" answers tolerated before the holder is terminated.
+pub const BUSY_ATTEMPTS_BEFORE_TERMINATE: u32 = 16;
 
-/// How a streaming session ended.
-enum Exit {
-    /// No subscribers for the idle period: stop and drop the slot.
-    Idle,
-    /// Transient failure: reconnect.
-    Retry(String),
-    /// Unrecoverable: stop and tell the subscribers.
-    Fatal(String),
-}
+/// Most changes judged and handed on together; a longer transaction is handed on in slices
+/// of this size.
+const BATCH_MAX: usize = 512;
 
-/// Runs the pipeline until it stops (idle or fatal).
+/// Runs the pipeline until it stops (idle, shut down, or fatal).
 pub async fn run(tenant: Arc<TenantCdc>) {
     tenant.wait_predecessor(Duration::from_secs(10)).await;
-    let mut resume = Resume::default();
-    let mut backoff = MIN_BACKOFF;
-    let mut busy = 0u32;
-    loop {
-        if tenant.shutdown_requested() {
-            drop_slot_best_effort(&tenant).await;
-            stopped(&tenant);
-            return;
+    let mut changes = Changes::new(tenant.clone());
+    match reconnect::run(&mut changes, None, Backoff::default()).await {
+        Ended::Stopped(released) => {
+            if let Err(e) = released {
+                tracing::warn!(tenant = %tenant.config.external_id, error = %e, "could not drop the replication slot");
+            }
+            // After a requested stop the channels still registered lose their sinks, which
+            // is how the gateway learns to subscribe them again.
+            if tenant.shutdown_requested() {
+                tenant.router.clear();
+            }
+            tenant.set_state(PipelineState::Stopped);
         }
-        let started = Instant::now();
-        match session(&tenant, &mut resume, &mut busy).await {
-            Exit::Idle => {
-                tracing::info!(tenant = %tenant.config.external_id, "Postgres Changes pipeline stopped");
-                stopped(&tenant);
-                return;
-            }
-            Exit::Fatal(msg) => {
-                tracing::error!(tenant = %tenant.config.external_id, error = %msg, "Postgres Changes pipeline stopped");
-                tenant.fail(msg).await;
-                return;
-            }
-            Exit::Retry(msg) => {
-                if started.elapsed() > Duration::from_secs(30) {
-                    backoff = MIN_BACKOFF;
+        Ended::Fatal(message) => tenant.fail(message).await,
+        Ended::GaveUp { last, .. } => tenant.fail(last).await,
+    }
+}
+
+/// The Postgres Changes consumer: routes rows to the tenant's channels, judges them through
+/// the RLS gate in batches and delivers the events.
+struct Changes {
+    tenant: Arc<TenantCdc>,
+    target: SlotTarget,
+    /// The session's tenant connection (catalog, filters, RLS).
+    db: Option<TenantDb>,
+    /// Consecutive "slot in use" answers.
+    busy: u32,
+    /// Changes kept for the next hand-on, in commit order.
+    pending: Vec<(change::Change, Vec<Candidate>)>,
+    /// Wakes the idle check while no WAL arrives.
+    tick: tokio::time::Interval,
+}
+
+impl Changes {
+    fn new(tenant: Arc<TenantCdc>) -> Changes {
+        let cfg = &tenant.config;
+        let mut conn = cfg.conn.clone();
+        conn.application_name = "realtime_replication_cdc".to_string();
+        // pgoutput renders values with the walsender's settings; pin the ones the typing step
+        // parses so a server configured otherwise (e.g. DateStyle SQL) still types correctly.
+        let pinned =
+            "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1";
+        conn.options = Some(match &cfg.conn.options {
+            Some(o) => format!("{o} {pinned}"),
+            None => pinned.to_string(),
+        });
+        let target = SlotTarget {
+            external_id: cfg.external_id.clone(),
+            conn,
+            slot: cfg.slot.clone(),
+            start: StartOptions::new(&cfg.publication),
+            on_lost: OnLost::Report,
+        };
+        Changes {
+            target,
+            tenant,
+            db: None,
+            busy: 0,
+            pending: Vec::new(),
+            tick: tokio::time::interval(Duration::from_secs(1)),
+        }
+    }
+
+    /// Why the slot cannot be used, as an exit: the lost and foreign ones stop the pipeline.
+    async fn slot_failed(&mut self, e: SlotError, db: &TenantDb) -> Exit {
+        match e {
+            SlotError::InUse { .. } => {
+                self.busy += 1;
+                // After over a minute of backoff, longer than the default `wal_sender_timeout`,
+                // the holder is taken to be a stale session of a crashed instance.
+                if self.busy > BUSY_ATTEMPTS_BEFORE_TERMINATE {
+                    tracing::warn!(slot = %self.target.slot, "terminating the stale holder of the replication slot");
+                    if let Err(e) =
+                        slots::terminate_slot_backend(&db.client, &self.target.slot).await
+                    {
+                        tracing::warn!(slot = %self.target.slot, error = %e, "could not terminate the holder of the replication slot");
+                    }
                 }
-                tracing::warn!(tenant = %tenant.config.external_id, error = %msg, ?backoff, "Postgres Changes pipeline reconnecting");
-                if tenant.try_begin_idle_stop() {
-                    drop_slot_best_effort(&tenant).await;
-                    stopped(&tenant);
-                    return;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = tenant.shutdown_signal() => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                Exit::Retry(e.to_string())
             }
+            SlotError::Lost { .. } => Exit::Fatal(lost_message(&e)),
+            SlotError::Conflict { .. } => Exit::Fatal(e.to_string()),
+            // Wrong credentials, no REPLICATION attribute, bad TLS settings or an impossible
+            // slot name will not fix themselves: stop and say so.
+            SlotError::Connect(ReplicationError::Auth { .. } | ReplicationError::Tls(_))
+            | SlotError::Replication(ReplicationError::InvalidSlotName(_)) => {
+                Exit::Fatal(e.to_string())
+            }
+            SlotError::Create { ref source, .. } if !source.is_retryable() => {
+                Exit::Fatal(e.to_string())
+            }
+            e => Exit::Retry(e.to_string()),
         }
     }
 }
 
-/// Marks the pipeline stopped. After a requested stop the channels still registered lose
-/// their sinks, which is how the gateway learns to subscribe them again.
-fn stopped(tenant: &TenantCdc) {
-    if tenant.shutdown_requested() {
-        tenant.router.clear();
-    }
-    tenant.set_state(PipelineState::Stopped);
-}
-
-async fn drop_slot_best_effort(tenant: &TenantCdc) {
-    if let Ok(db) = TenantDb::connect(&tenant.config.conn, "realtime_rls").await {
-        drop_slot(&db, &tenant.config.slot).await;
-    }
-}
-
-/// Drops the slot, waiting briefly for the walsender that just closed to release it.
-async fn drop_slot(db: &TenantDb, slot: &str) {
-    let mut last = None;
-    for _ in 0..50 {
-        match slots::drop_slot_if_exists(&db.client, slot).await {
-            Ok(_) => {
-                tracing::info!(slot, "replication slot dropped");
-                return;
-            }
-            // 55006: still active for the exiting walsender.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) => {
-                last = Some(e);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => {
-                last = Some(e);
-                break;
-            }
-        }
-    }
-    if let Some(e) = last {
-        tracing::warn!(slot, error = %e, "could not drop the replication slot");
-    }
+/// What the channels are told when the slot was invalidated.
+fn lost_message(e: &SlotError) -> String {
+    format!("{e}; Postgres Changes stopped and will start again with a new slot on the next subscription")
 }
 
 fn retry(e: impl std::fmt::Display) -> Exit {
     Exit::Retry(e.to_string())
 }
 
-async fn session(tenant: &Arc<TenantCdc>, resume: &mut Resume, busy: &mut u32) -> Exit {
-    let cfg = &tenant.config;
-    let mut db = match TenantDb::connect(&cfg.conn, "realtime_rls").await {
-        Ok(db) => db,
-        Err(e) if e.is_retryable() => return retry(e),
-        Err(e) => return Exit::Fatal(format!("cannot connect to the tenant database: {e}")),
-    };
-    let mut repl_opts = cfg.conn.clone();
-    repl_opts.application_name = "realtime_replication_cdc".to_string();
-    // pgoutput renders values with the walsender's settings; pin the ones the typing step
-    // parses so a server configured otherwise (e.g. DateStyle SQL) still types correctly.
-    let pinned =
-        "-c DateStyle=ISO -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1";
-    repl_opts.options = Some(match &cfg.conn.options {
-        Some(o) => format!("{o} {pinned}"),
-        None => pinned.to_string(),
-    });
-    let mut repl = match ReplicationStream::connect(&repl_opts).await {
-        Ok(r) => r,
-        // Wrong credentials, no REPLICATION attribute or bad TLS settings will not fix
-        // themselves: stop and say so.
-        Err(
-            e @ (ReplicationError::Auth { .. }
-            | ReplicationError::Tls(_)
-            | ReplicationError::InvalidSlotName(_)),
-        ) => {
-            return Exit::Fatal(format!(
-                "cannot open the replication connection to the tenant database: {e}"
-            ))
-        }
-        Err(e) => return retry(e),
-    };
-    match slot::ensure(&db.client, &mut repl, &cfg.slot, &cfg.conn.dbname, busy).await {
-        Ok(()) => {}
-        Err(SlotError::Retry(m)) => return Exit::Retry(m),
-        Err(SlotError::Fatal(m)) => return Exit::Fatal(m),
-    }
-    let mut stream = match repl.start(&cfg.slot, Lsn::ZERO, &cfg.publication).await {
-        Ok(s) => s,
-        Err(ReplicationError::SlotInvalidated(e)) => {
-            let _ = slots::drop_slot_if_exists(&db.client, &cfg.slot).await;
-            return Exit::Fatal(format!(
-                "replication slot {} was invalidated (wal_status 'lost'): {e}",
-                cfg.slot
-            ));
-        }
-        Err(e) => return retry(e),
-    };
-    *busy = 0;
-    if tenant.state() == PipelineState::Starting {
-        crate::subscription_table::wipe(&db.client).await;
-    }
-    tenant.set_state(PipelineState::Ready);
+impl Consumer for Changes {
+    const NAME: &'static str = "Postgres Changes";
+    const BATCH_MAX: usize = BATCH_MAX;
+    const STATUS_INTERVAL: Duration = STATUS_INTERVAL;
 
-    let mut relations: HashMap<u32, Relation> = HashMap::new();
-    // The transaction being streamed, with its commit time.
-    let mut txn: Option<(Txn, i64)> = None;
-    let mut pending = Pending::default();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        // Committed changes wait only while more WAL is already at hand, so one visibility
-        // check covers every transaction that arrived while the previous one ran: the batch
-        // grows with the load instead of the checks.
-        let ready = if pending.commit.is_some() {
-            stream.next().now_or_never()
-        } else {
-            None
-        };
-        let next = match ready {
-            Some(n) => n,
-            None if pending.commit.is_some() => {
-                if let Err(e) = pending.hand_on(tenant, &mut db, resume, &mut stream).await {
-                    return retry(e);
-                }
-                continue;
-            }
-            None => tokio::select! {
-                n = stream.next() => n,
-                _ = async {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = tenant.shutdown_signal() => {}
-                    }
-                } => {
-                    if tenant.try_begin_idle_stop() {
-                        stream.close().await;
-                        drop_slot(&db, &cfg.slot).await;
-                        return Exit::Idle;
-                    }
-                    continue;
-                }
-            },
-        };
-        let data = match next {
-            Ok(Some(x)) => x,
-            Ok(None) => return retry("the server ended the replication stream"),
-            Err(ReplicationError::SlotInvalidated(e)) => {
-                stream.close().await;
-                let _ = slots::drop_slot_if_exists(&db.client, &cfg.slot).await;
-                return Exit::Fatal(format!(
-                    "replication slot {} was invalidated (wal_status 'lost'): {e}",
-                    cfg.slot
-                ));
-            }
-            Err(e) => return retry(e),
-        };
-        let message = match pgoutput::decode(&data.data) {
-            Ok(m) => m,
+    fn target(&self) -> &SlotTarget {
+        &self.target
+    }
+
+    async fn open(&mut self) -> Result<LogicalStream, Exit> {
+        let db = match TenantDb::connect(&self.tenant.config.conn, "realtime_rls").await {
+            Ok(db) => db,
+            Err(e) if e.is_retryable() => return Err(retry(e)),
             Err(e) => {
-                tracing::warn!(error = %e, lsn = %data.wal_start, "skipping an undecodable pgoutput message");
-                continue;
+                return Err(Exit::Fatal(format!(
+                    "cannot connect to the tenant database: {e}"
+                )))
             }
         };
-        let (relation, action, new, old, old_is_key) = match message {
-            LogicalMessage::Begin {
-                final_lsn,
-                commit_time,
-                ..
-            } => {
-                let t = resume.begin(final_lsn);
-                if t.is_resent() {
-                    tracing::debug!(%final_lsn, "skipping what was already delivered of a transaction");
-                }
-                txn = Some((t, commit_time));
-                continue;
-            }
-            LogicalMessage::Commit {
-                commit_lsn,
-                end_lsn,
-                ..
-            } => {
-                pending.commit = Some((commit_lsn, end_lsn));
-                txn = None;
-                if pending.changes.len() >= BATCH_MAX {
-                    if let Err(e) = pending.hand_on(tenant, &mut db, resume, &mut stream).await {
-                        return retry(e);
-                    }
-                }
-                continue;
-            }
-            LogicalMessage::Relation(r) => {
-                db.catalog.invalidate(r.oid);
-                relations.insert(r.oid, r);
-                continue;
-            }
-            LogicalMessage::Insert { relation, new } => {
-                (relation, Action::Insert, Some(new), None, false)
-            }
-            LogicalMessage::Update {
-                relation,
-                old,
-                old_is_key,
-                new,
-            } => (relation, Action::Update, Some(new), old, old_is_key),
-            LogicalMessage::Delete {
-                relation,
-                old,
-                old_is_key,
-            } => (relation, Action::Delete, None, Some(old), old_is_key),
-            // TRUNCATE never reaches clients upstream; types, origins and messages are not
-            // needed.
-            _ => continue,
+        let stream = match slot::open(&self.target, false).await {
+            Ok(stream) => stream,
+            Err(e) => return Err(self.slot_failed(e, &db).await),
         };
-        let Some(t) = txn.as_mut() else {
-            continue;
-        };
-        if !resume.next_row(&mut t.0) {
-            continue;
+        self.busy = 0;
+        if self.tenant.state() == PipelineState::Starting {
+            crate::subscription_table::wipe(&db.client).await;
         }
-        let Some(rel) = relations.get(&relation) else {
-            tracing::warn!(relation, "change for a relation never described, skipped");
-            continue;
-        };
-        let candidates = tenant
-            .router
-            .candidates(rel, action, new.as_deref(), old.as_deref());
+        self.tenant.set_state(PipelineState::Ready);
+        self.db = Some(db);
+        Ok(stream)
+    }
+
+    async fn stop_wanted(&mut self) {
+        loop {
+            tokio::select! {
+                _ = self.tick.tick() => {}
+                _ = self.tenant.shutdown_signal() => {}
+            }
+            if self.tenant.try_begin_idle_stop() {
+                return;
+            }
+        }
+    }
+
+    fn should_stop(&mut self) -> bool {
+        self.tenant.try_begin_idle_stop()
+    }
+
+    fn described(&mut self, relation: &Relation) {
+        if let Some(db) = self.db.as_mut() {
+            db.catalog.invalidate(relation.oid);
+        }
+    }
+
+    async fn route(&mut self, row: RowChange) -> Result<bool, Exit> {
+        let candidates = self.tenant.router.candidates(
+            &row.relation,
+            row.action,
+            row.new.as_deref(),
+            row.old.as_deref(),
+        );
         if candidates.is_empty() {
-            continue;
+            return Ok(false);
         }
-        let table = match db.catalog.table(&db.client, relation).await {
+        let Some(db) = self.db.as_mut() else {
+            return Err(retry("no tenant connection"));
+        };
+        let table = match db.catalog.table(&db.client, row.relation.oid).await {
             Ok(Some(t)) => t,
-            Ok(None) => continue,
-            Err(e) if e.is_closed() || db.is_closed() => return retry(e),
+            Ok(None) => return Ok(false),
+            Err(e) if e.is_closed() || db.is_closed() => return Err(retry(e)),
             Err(e) => {
-                tracing::warn!(error = %e, table = %rel.name, "catalog lookup failed, change skipped");
-                continue;
+                tracing::warn!(error = %e, table = %row.relation.name, "catalog lookup failed, change skipped");
+                return Ok(false);
             }
         };
         let change = change::build(
             change::Source {
-                action,
-                relation: rel,
-                commit_time_us: t.1,
-                new: new.as_deref(),
-                old: old.as_deref(),
-                old_is_key,
+                action: row.action,
+                relation: &row.relation,
+                commit_time_us: row.commit_time,
+                new: row.new.as_deref(),
+                old: row.old.as_deref(),
+                old_is_key: row.old_is_key,
             },
             table,
-            cfg.max_record_bytes,
+            self.tenant.config.max_record_bytes,
         );
-        pending.changes.push((change, candidates));
-        if pending.changes.len() >= BATCH_MAX {
-            if let Err(e) = pending.hand_on(tenant, &mut db, resume, &mut stream).await {
-                return retry(e);
-            }
-            resume.processed(&t.0);
+        self.pending.push((change, candidates));
+        Ok(true)
+    }
+
+    /// Judges and delivers the pending changes.
+    async fn hand_on(&mut self, _stream: &mut LogicalStream) -> Result<(), Exit> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let Some(db) = self.db.as_mut() else {
+            return Err(retry("no tenant connection"));
+        };
+        let deliveries = fanout::fan_out_batch(db, std::mem::take(&mut self.pending))
+            .await
+            .map_err(retry)?;
+        deliver(&self.tenant, deliveries).await;
+        Ok(())
+    }
+
+    fn stream_failed(&mut self, error: &ReplicationError) -> Exit {
+        match error {
+            ReplicationError::SlotInvalidated(_) => Exit::Fatal(lost_message(&SlotError::Lost {
+                slot: self.target.slot.clone(),
+            })),
+            e => retry(e),
         }
     }
-}
 
-/// Most changes judged and handed on together; a longer transaction is handled in slices of
-/// this size.
-const BATCH_MAX: usize = 512;
-
-/// Changes read but not yet handed on.
-#[derive(Default)]
-struct Pending {
-    /// In commit order; the last transaction may be incomplete.
-    changes: Vec<(change::Change, Vec<crate::router::Candidate>)>,
-    /// Commit and end LSN of the last transaction whose changes are all in `changes`.
-    commit: Option<(Lsn, Lsn)>,
-}
-
-impl Pending {
-    /// Judges and delivers the pending changes, then records (and confirms to the server)
-    /// the last complete transaction among them. The slot never moves past a change that
-    /// was not handed on.
-    async fn hand_on(
-        &mut self,
-        tenant: &TenantCdc,
-        db: &mut TenantDb,
-        resume: &mut Resume,
-        stream: &mut LogicalStream,
-    ) -> Result<(), crate::evaluate::FanoutError> {
-        if !self.changes.is_empty() {
-            let deliveries = fanout::fan_out_batch(db, std::mem::take(&mut self.changes)).await?;
-            deliver(tenant, deliveries).await;
-        }
-        if let Some((commit_lsn, end_lsn)) = self.commit.take() {
-            resume.commit(commit_lsn);
-            stream.confirm(end_lsn);
-        }
-        Ok(())
+    fn session_ended(&mut self) {
+        self.pending.clear();
+        self.db = None;
     }
 }
 

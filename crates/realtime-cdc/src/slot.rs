@@ -1,13 +1,15 @@
-//! The tenant's persistent pgoutput slot: its name, and creating or adopting it before
-//! streaming.
+//! The persistent pgoutput slot both WAL consumers stream from: its name, setting it up before
+//! streaming (create, adopt, recreate one that vanished or was invalidated) and releasing it.
 
-use realtime_pg::replication::{ReplicationError, ReplicationStream};
-use realtime_pg::slots;
-use tokio_postgres::Client;
+use std::time::Duration;
+
+use realtime_pg::replication::{LogicalStream, ReplicationError, ReplicationStream, StartOptions};
+use realtime_pg::{ConnectOptions, Lsn};
 
 /// `<base>_<suffix>`; an absent suffix counts as empty, as in the official image, so the
 /// default is `supabase_realtime_replication_slot_`. Characters PostgreSQL does not allow in
-/// slot names are replaced by `_`.
+/// slot names are replaced by `_`, upper case becomes lower case, and the name is cut at
+/// PostgreSQL's 63 bytes.
 pub fn slot_name(base: &str, suffix: Option<&str>) -> String {
     let raw = format!("{base}_{}", suffix.unwrap_or(""));
     let mut name: String = raw
@@ -22,81 +24,359 @@ pub fn slot_name(base: &str, suffix: Option<&str>) -> String {
     name
 }
 
-/// Consecutive "slot in use" answers tolerated before the holder is terminated.
-pub const BUSY_ATTEMPTS_BEFORE_TERMINATE: u32 = 16;
+/// What to do with a slot found invalidated (`wal_status = 'lost'`: the WAL it needed was
+/// removed, beyond `max_slot_wal_keep_size`). It is dropped either way, since it can never
+/// stream again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLost {
+    /// Report [`SlotError::Lost`]: the consumer stops and says changes were lost.
+    Report,
+    /// Log `ReplicationSlotLost` and carry on with a new slot.
+    Recreate,
+}
 
-/// Why the slot cannot be used.
+/// Where a consumer streams from.
+#[derive(Debug, Clone)]
+pub struct SlotTarget {
+    /// Tenant external id, for logs.
+    pub external_id: String,
+    /// The replication session's connection settings.
+    pub conn: ConnectOptions,
+    /// The slot, `[a-z0-9_]` only (see [`slot_name`]).
+    pub slot: String,
+    /// pgoutput options of `START_REPLICATION`.
+    pub start: StartOptions,
+    /// What to do with an invalidated slot.
+    pub on_lost: OnLost,
+}
+
+/// Why the slot cannot be streamed from, or released. No variant carries a password.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
-    /// Try again later (connection trouble, slot held by another session).
+    /// Another session streams from the slot; try again later.
+    #[error("replication slot {slot} is in use by PID {pid:?}")]
+    InUse {
+        /// The slot name.
+        slot: String,
+        /// The holder's process id, when known.
+        pid: Option<i32>,
+    },
+    /// A slot with our name was made for another database or plugin: never touched.
+    #[error("replication slot {slot} exists for another use ({detail}); set SLOT_NAME_SUFFIX so each tenant database gets its own slot")]
+    Conflict {
+        /// The slot name.
+        slot: String,
+        /// Its plugin and database.
+        detail: String,
+    },
+    /// The slot was invalidated and has been dropped ([`OnLost::Report`]).
+    #[error("replication slot {slot} was invalidated (wal_status 'lost'): the WAL it needed was removed, so changes were lost")]
+    Lost {
+        /// The slot name.
+        slot: String,
+    },
+    /// The replication connection could not be opened.
+    #[error("cannot open the replication connection to the tenant database: {0}")]
+    Connect(#[source] ReplicationError),
+    /// `CREATE_REPLICATION_SLOT` failed.
+    #[error("cannot create replication slot {slot}: {source}")]
+    Create {
+        /// The slot name.
+        slot: String,
+        /// The server's answer (boxed: it is large and rare).
+        source: Box<ReplicationError>,
+    },
+    /// Checking the slot or starting to stream failed.
     #[error("{0}")]
-    Retry(String),
-    /// Give up: the slot can never stream again or belongs to something else.
-    #[error("{0}")]
-    Fatal(String),
+    Replication(#[from] ReplicationError),
+    /// Releasing the slot failed; it keeps holding WAL until a later start adopts it or an
+    /// operator drops it.
+    #[error("replication slot {slot} was not released: {reason}")]
+    NotReleased {
+        /// The slot name.
+        slot: String,
+        /// Why.
+        reason: String,
+    },
 }
 
-impl From<tokio_postgres::Error> for SlotError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        SlotError::Retry(e.to_string())
+/// What a look at `pg_replication_slots` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Found {
+    active: bool,
+    pid: Option<i32>,
+    plugin: Option<String>,
+    same_database: bool,
+    lost: bool,
+}
+
+/// What to do with the slot before streaming, from what was found: the pure part of the
+/// set-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Plan {
+    /// Create it.
+    Create,
+    /// Stream from it as it is.
+    Adopt,
+    /// Drop it, then create it; `lost` when it was invalidated.
+    Replace { lost: bool },
+}
+
+fn plan(slot: &str, found: Option<Found>, recreate: bool) -> Result<Plan, SlotError> {
+    let Some(f) = found else {
+        return Ok(Plan::Create);
+    };
+    if f.active {
+        return Err(SlotError::InUse {
+            slot: slot.to_string(),
+            pid: f.pid,
+        });
+    }
+    if f.plugin.as_deref() != Some("pgoutput") || !f.same_database {
+        return Err(SlotError::Conflict {
+            slot: slot.to_string(),
+            detail: format!("plugin {:?}, same database: {}", f.plugin, f.same_database),
+        });
+    }
+    // Dropped even when it is only to be reported, so the next start begins afresh.
+    if f.lost {
+        return Ok(Plan::Replace { lost: true });
+    }
+    Ok(if recreate {
+        Plan::Replace { lost: false }
+    } else {
+        Plan::Adopt
+    })
+}
+
+/// Slot names the server accepts, `[a-z0-9_]{1,63}`; checked before a name is spliced into
+/// SQL.
+fn check_name(slot: &str) -> Result<(), SlotError> {
+    let ok = !slot.is_empty()
+        && slot.len() <= 63
+        && slot
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ReplicationError::InvalidSlotName(slot.to_string()).into())
     }
 }
 
-/// Makes sure `slot` exists for this database with pgoutput, creating it when missing and
-/// adopting one left by a previous run. `busy_attempts` counts consecutive "in use" answers:
-/// after [`BUSY_ATTEMPTS_BEFORE_TERMINATE`] (over a minute with the pipeline's backoff, longer
-/// than the default `wal_sender_timeout`), the holder is taken to be a stale session of a
-/// crashed instance and terminated.
-pub async fn ensure(
-    client: &Client,
-    repl: &mut ReplicationStream,
-    slot: &str,
-    dbname: &str,
-    busy_attempts: &mut u32,
-) -> Result<(), SlotError> {
-    match slots::slot_info(client, slot).await? {
-        None => match repl.create_slot(slot, false).await {
-            Ok(_) => Ok(()),
-            Err(ReplicationError::SlotExists(_)) => Ok(()),
-            Err(e) if e.is_retryable() => Err(SlotError::Retry(e.to_string())),
-            Err(e) => Err(SlotError::Fatal(format!(
-                "cannot create replication slot {slot}: {e}"
-            ))),
-        },
-        Some(info) if info.is_lost() => {
-            // It can never stream again; drop it so a later start creates a fresh one.
-            let _ = slots::drop_slot_if_exists(client, slot).await;
-            Err(SlotError::Fatal(format!(
-                "replication slot {slot} was invalidated (wal_status 'lost'): the WAL it needed was removed, so changes were lost; Postgres Changes stopped and will start again with a new slot on the next subscription"
-            )))
+async fn inspect(repl: &mut ReplicationStream, slot: &str) -> Result<Option<Found>, SlotError> {
+    // The name was checked (`check_name`), so splicing it is safe.
+    let rows = repl
+        .simple_query(&format!(
+            "SELECT active::text, active_pid::text, plugin::text, (database = current_database())::text, wal_status::text \
+             FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        ))
+        .await?;
+    Ok(rows.first().map(|row| {
+        let col = |i: usize| row.get(i).cloned().flatten();
+        Found {
+            active: col(0).as_deref() == Some("true"),
+            pid: col(1).and_then(|p| p.parse().ok()),
+            plugin: col(2),
+            same_database: col(3).as_deref() == Some("true"),
+            lost: col(4).as_deref() == Some("lost"),
         }
-        Some(info)
-            if info.database.as_deref() != Some(dbname)
-                || info.plugin.as_deref() != Some("pgoutput") =>
-        {
-            Err(SlotError::Fatal(format!(
-                "replication slot {slot} exists but belongs to database {:?} with plugin {:?}; set SLOT_NAME_SUFFIX so each tenant database gets its own slot",
-                info.database, info.plugin
-            )))
-        }
-        Some(info) if info.active => {
-            *busy_attempts += 1;
-            if *busy_attempts > BUSY_ATTEMPTS_BEFORE_TERMINATE {
-                tracing::warn!(slot, pid = ?info.active_pid, "terminating the stale holder of the replication slot");
-                slots::terminate_slot_backend(client, slot).await?;
+    }))
+}
+
+async fn drop_inactive(repl: &mut ReplicationStream, slot: &str) -> Result<(), SlotError> {
+    repl.simple_query(&format!(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+         WHERE slot_name = '{slot}' AND NOT active"
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Opens a replication session and starts streaming from the slot's confirmed position, with
+/// no step of the consumer's own before the slot is created. See [`open_with`].
+pub async fn open(target: &SlotTarget, recreate: bool) -> Result<LogicalStream, SlotError> {
+    open_with(target, recreate, async |_: &mut ReplicationStream| {
+        Ok::<(), SlotError>(())
+    })
+    .await
+}
+
+/// Opens a replication session, sets the slot up and starts streaming from its confirmed
+/// position:
+/// - a slot held by another session is never taken ([`SlotError::InUse`]), nor one made for
+///   another database or plugin ([`SlotError::Conflict`]);
+/// - an invalidated slot is dropped, then reported or replaced per [`SlotTarget::on_lost`];
+/// - `recreate` drops an existing (inactive) slot first: its pending WAL cannot be decoded;
+/// - `before_create` runs before the slot is created (a publication must exist before the
+///   slot's starting point);
+/// - a slot that vanished before streaming started (dropped by an operator, or by the
+///   clean-up of a consumer this process just ended) is made again, once;
+/// - a slot made by this call is released when streaming cannot start, so it holds no WAL
+///   for nobody.
+pub async fn open_with<E>(
+    target: &SlotTarget,
+    recreate: bool,
+    mut before_create: impl AsyncFnMut(&mut ReplicationStream) -> Result<(), E>,
+) -> Result<LogicalStream, E>
+where
+    E: From<SlotError>,
+{
+    check_name(&target.slot)?;
+    let mut recreate = recreate;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut repl = ReplicationStream::connect(&target.conn)
+            .await
+            .map_err(SlotError::Connect)?;
+        let created = match prepare(target, &mut repl, recreate, &mut before_create).await {
+            Ok(created) => created,
+            Err(e) => {
+                repl.close().await;
+                return Err(e);
             }
-            Err(SlotError::Retry(format!(
-                "replication slot {slot} is in use by PID {:?}",
-                info.active_pid
-            )))
+        };
+        let e = match repl
+            .start_with(&target.slot, Lsn::ZERO, &target.start)
+            .await
+        {
+            Ok(stream) => return Ok(stream),
+            Err(e) => e,
+        };
+        if created {
+            if let Err(e) = release(target, Duration::from_secs(2)).await {
+                tracing::warn!(external_id = %target.external_id, error = %e, "could not release the replication slot");
+            }
         }
-        Some(_) => Ok(()),
+        match e {
+            ReplicationError::SlotInUse { pid, .. } => {
+                return Err(SlotError::InUse {
+                    slot: target.slot.clone(),
+                    pid,
+                }
+                .into())
+            }
+            ReplicationError::SlotNotFound(_) if attempt == 1 => {
+                tracing::info!(external_id = %target.external_id, slot = %target.slot, "replication slot vanished before streaming started; making it again");
+            }
+            // Invalidated between the check and the start: the next round sees it lost.
+            ReplicationError::SlotInvalidated(_) if attempt == 1 => {}
+            e => return Err(SlotError::Replication(e).into()),
+        }
+        recreate = false;
     }
+}
+
+/// Checks, drops and creates as needed; returns whether the slot was created now.
+async fn prepare<E: From<SlotError>>(
+    target: &SlotTarget,
+    repl: &mut ReplicationStream,
+    recreate: bool,
+    before_create: &mut impl AsyncFnMut(&mut ReplicationStream) -> Result<(), E>,
+) -> Result<bool, E> {
+    let slot = &target.slot;
+    let found = inspect(repl, slot).await?;
+    let plan = plan(slot, found, recreate)?;
+    match plan {
+        Plan::Adopt => {
+            tracing::info!(external_id = %target.external_id, %slot, "resuming from the existing replication slot");
+        }
+        Plan::Replace { lost: true } => {
+            drop_inactive(repl, slot).await?;
+            if target.on_lost == OnLost::Report {
+                return Err(SlotError::Lost { slot: slot.clone() }.into());
+            }
+            // What was committed while nobody streamed is lost; replay is the clients' way
+            // to catch up.
+            tracing::error!(
+                external_id = %target.external_id,
+                %slot,
+                "ReplicationSlotLost: replication slot was invalidated (max_slot_wal_keep_size); recreating it, changes committed while disconnected are not delivered"
+            );
+        }
+        Plan::Replace { lost: false } => {
+            tracing::error!(
+                external_id = %target.external_id,
+                %slot,
+                "ReplicationSlotUnusable: the slot's pending WAL cannot be decoded; recreating the slot, changes committed in between are not delivered"
+            );
+            drop_inactive(repl, slot).await?;
+        }
+        Plan::Create => {}
+    }
+    before_create(repl).await?;
+    if plan == Plan::Adopt {
+        return Ok(false);
+    }
+    match repl.create_slot(slot, false).await {
+        Ok(_) => Ok(true),
+        // Created by someone else between our check and now.
+        Err(ReplicationError::SlotExists(_)) => Err(SlotError::InUse {
+            slot: slot.clone(),
+            pid: None,
+        }
+        .into()),
+        Err(e) => Err(SlotError::Create {
+            slot: slot.clone(),
+            source: Box::new(e),
+        }
+        .into()),
+    }
+}
+
+/// Drops the slot once no session holds it (our own walsender may still be exiting); gives up
+/// after `wait` rather than touch a slot someone else streams from.
+pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotError> {
+    let slot = &target.slot;
+    let not_released = |reason: String| SlotError::NotReleased {
+        slot: slot.clone(),
+        reason,
+    };
+    if let Err(e) = check_name(slot) {
+        return Err(not_released(e.to_string()));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let attempt = async {
+        let mut repl = ReplicationStream::connect(&target.conn)
+            .await
+            .map_err(|e| not_released(e.to_string()))?;
+        let result = loop {
+            let rows = repl
+                .simple_query(&format!(
+                    "SELECT active::text, CASE WHEN active THEN NULL ELSE pg_drop_replication_slot(slot_name)::text END \
+                     FROM pg_replication_slots WHERE slot_name = '{slot}'"
+                ))
+                .await;
+            match rows {
+                Ok(rows) => match rows.first() {
+                    None => break Ok(()),
+                    Some(row) if row.first().cloned().flatten().as_deref() == Some("false") => {
+                        break Ok(())
+                    }
+                    Some(_) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Some(_) => break Err(not_released("the slot is still in use".into())),
+                },
+                Err(e) => break Err(not_released(e.to_string())),
+            }
+        };
+        repl.close().await;
+        result
+    };
+    match tokio::time::timeout(wait + Duration::from_secs(5), attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(not_released(format!("timed out after {wait:?}"))),
+    }
+    .inspect(
+        |()| tracing::info!(external_id = %target.external_id, %slot, "replication slot released"),
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::slot_name;
+    use super::*;
 
     #[test]
     fn names() {
@@ -108,5 +388,66 @@ mod tests {
             slot_name("supabase_realtime_replication_slot", Some("eu-1")),
             "supabase_realtime_replication_slot_eu_1"
         );
+        assert_eq!(slot_name("s", Some(&"x".repeat(80))).len(), 63);
+        for name in ["supabase_realtime_replication_slot_", "a1_b"] {
+            assert!(check_name(name).is_ok(), "{name}");
+        }
+        for bad in ["", "Upper", "a-b", "x'; drop", &"a".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn found() -> Found {
+        Found {
+            active: false,
+            pid: None,
+            plugin: Some("pgoutput".into()),
+            same_database: true,
+            lost: false,
+        }
+    }
+
+    #[test]
+    fn plans() {
+        assert_eq!(plan("s", None, false).unwrap(), Plan::Create);
+        assert_eq!(plan("s", None, true).unwrap(), Plan::Create);
+        assert_eq!(plan("s", Some(found()), false).unwrap(), Plan::Adopt);
+        assert_eq!(
+            plan("s", Some(found()), true).unwrap(),
+            Plan::Replace { lost: false }
+        );
+        let lost = Found {
+            lost: true,
+            ..found()
+        };
+        for recreate in [false, true] {
+            assert_eq!(
+                plan("s", Some(lost.clone()), recreate).unwrap(),
+                Plan::Replace { lost: true }
+            );
+        }
+        let busy = Found {
+            active: true,
+            pid: Some(42),
+            ..lost
+        };
+        assert!(matches!(
+            plan("s", Some(busy), true),
+            Err(SlotError::InUse { pid: Some(42), .. })
+        ));
+        for foreign in [
+            Found {
+                plugin: Some("test_decoding".into()),
+                ..found()
+            },
+            Found {
+                same_database: false,
+                ..found()
+            },
+        ] {
+            let e = plan("s", Some(foreign), true).unwrap_err();
+            assert!(matches!(e, SlotError::Conflict { .. }), "{e:?}");
+            assert!(e.to_string().contains("SLOT_NAME_SUFFIX"), "{e}");
+        }
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use realtime_pg::replication::ReplicationError;
 
+use crate::slot::SlotError;
+
 /// Why the stream could not start, stopped, or why a replay failed. No variant carries a
 /// password.
 #[derive(Debug, thiserror::Error)]
@@ -80,18 +82,27 @@ pub enum DbBroadcastError {
     ReplayFailed(#[source] Option<tokio_postgres::Error>),
 }
 
-impl DbBroadcastError {
-    /// Classifies a replication error the way upstream reports it.
-    pub(crate) fn from_replication(e: ReplicationError, slot: &str) -> DbBroadcastError {
+impl From<SlotError> for DbBroadcastError {
+    /// The slot set-up's errors in this stream's terms, as upstream reports them.
+    fn from(e: SlotError) -> Self {
         match e {
-            ReplicationError::Server(s) if s.code == "53300" || s.code == "53400" => {
-                DbBroadcastError::MaxWalSendersReached
+            SlotError::InUse { slot, pid } => DbBroadcastError::SlotInUse { slot, pid },
+            SlotError::Conflict { slot, detail } => DbBroadcastError::SlotConflict { slot, detail },
+            SlotError::NotReleased { slot, reason } => {
+                DbBroadcastError::SlotNotReleased { slot, reason }
             }
-            ReplicationError::SlotInUse { pid, .. } => DbBroadcastError::SlotInUse {
-                slot: slot.to_string(),
-                pid,
+            SlotError::Create { source, .. } => {
+                DbBroadcastError::from(SlotError::Replication(*source))
+            }
+            SlotError::Connect(r) | SlotError::Replication(r) => match r {
+                ReplicationError::Server(s) if s.code == "53300" || s.code == "53400" => {
+                    DbBroadcastError::MaxWalSendersReached
+                }
+                other => DbBroadcastError::Replication(other),
             },
-            other => DbBroadcastError::Replication(other),
+            // The stream replaces a lost slot, so this is not expected; it is still a failure
+            // to start replication.
+            SlotError::Lost { .. } => DbBroadcastError::Task(e.to_string()),
         }
     }
 }

@@ -4,9 +4,10 @@
 //!
 //! Layout:
 //! - [`row`]: pure decoding of an inserted row and upstream's rules for which rows count.
-//! - [`setup`]: publication `supabase_realtime_messages_publication`, the slot, and
-//!   `START_REPLICATION` (pgoutput protocol 2, binary values), in upstream's order.
-//! - [`stream`]: the task that reads, hands on, confirms and reconnects.
+//! - [`publication`]: the names, and publication `supabase_realtime_messages_publication`.
+//! - [`stream`]: the consumer that decodes rows and hands them to the sink, run by the
+//!   reconnect loop shared with Postgres Changes ([`crate::reconnect`]) over the shared slot
+//!   set-up ([`crate::slot`]): pgoutput protocol 2, binary values, in upstream's order.
 //! - [`mod@replay`]: stored messages for `config.broadcast.replay`.
 //! - [`error`]: the error type, [`DbBroadcastError`].
 //!
@@ -61,9 +62,9 @@
 //! that name exists.
 
 pub mod error;
+pub mod publication;
 pub mod replay;
 pub mod row;
-pub mod setup;
 pub mod stream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,8 +81,8 @@ use tokio::task::JoinHandle;
 use crate::tenant_conn::{self, TenantConnError};
 
 pub use error::DbBroadcastError;
+pub use publication::{slot_name, PUBLICATION};
 pub use replay::replay;
-pub use setup::{slot_name, PUBLICATION};
 
 /// One broadcast read from `realtime.messages`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +149,8 @@ impl Eq for DbPayload {}
 pub struct DbBroadcastOptions {
     /// `SLOT_NAME_SUFFIX`; absent counts as empty (slot `…_replication_slot_`).
     pub slot_name_suffix: Option<String>,
-    /// First reconnect delay (randomised down to half), doubled per failure.
+    /// First reconnect delay (randomised down to half), doubled per failure; a session that
+    /// streamed for 30 s starts over from it.
     pub reconnect_min: Duration,
     /// Largest reconnect delay.
     pub reconnect_max: Duration,
@@ -200,8 +202,8 @@ impl DbBroadcastStream {
         sink: mpsc::Sender<DbBroadcast>,
     ) -> Result<DbBroadcastStream, DbBroadcastError> {
         let external_id = tenant.external_id.clone();
-        let conn = tenant_conn::tenant_options(&tenant, &crypto, setup::APPLICATION_NAME).map_err(
-            |e| match e {
+        let conn = tenant_conn::tenant_options(&tenant, &crypto, publication::APPLICATION_NAME)
+            .map_err(|e| match e {
                 TenantConnError::NoDatabase { external_id } => {
                     DbBroadcastError::NoDatabase { external_id }
                 }
@@ -212,30 +214,24 @@ impl DbBroadcastStream {
                     external_id,
                     source,
                 },
-            },
-        )?;
+            })?;
         let slot = slot_name(opts.slot_name_suffix.as_deref());
         tracing::info!(external_id = %external_id, %slot, "Starting replication for Broadcast Changes");
-        let cfg = stream::Config {
-            target: setup::Target {
-                external_id,
-                conn,
-                slot: slot.clone(),
-            },
-            opts,
-            max_body: tenant.max_payload_bytes(),
-        };
-        let first = match setup::open(&cfg.target, false).await {
-            // The slot vanished between its creation and the start (dropped by an operator, or
-            // by the clean-up of a stream this process just ended): make it again, once.
-            Err(DbBroadcastError::Replication(
-                realtime_pg::replication::ReplicationError::SlotNotFound(_),
-            )) => setup::open(&cfg.target, false).await?,
-            other => other?,
-        };
+        let target = stream::target(external_id, conn, slot.clone());
+        let first = stream::open(&target, false).await?;
         let (stop, stop_rx) = watch::channel(false);
         let connected = Arc::new(AtomicBool::new(true));
-        let task = tokio::spawn(stream::run(cfg, first, sink, stop_rx, connected.clone()));
+        let consumer = stream::Broadcasts {
+            target,
+            max_body: tenant.max_payload_bytes(),
+            opts,
+            sink,
+            stop: stop_rx,
+            connected: connected.clone(),
+            recreate: false,
+            pending: Vec::new(),
+        };
+        let task = tokio::spawn(stream::run(consumer, first));
         Ok(DbBroadcastStream {
             stop,
             task: Some(task),
