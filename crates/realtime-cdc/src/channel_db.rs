@@ -143,7 +143,9 @@ impl ChannelDatabases {
         };
         let client = match idle {
             Some(c) => c,
-            None => self.connect(row).await?,
+            // Boxed: connecting (TLS included) has a large state that would otherwise be
+            // part of every socket task that may check a policy.
+            None => Box::pin(self.connect(row)).await?,
         };
         Ok(Lease {
             pool,
@@ -194,7 +196,13 @@ impl ChannelDatabases {
         with_presence: bool,
     ) -> Result<ReadAccess, PolicyError> {
         let mut lease = self.lease(tenant, row).await?;
-        let check = channel_policies::check_read(lease.client()?, ctx, with_presence);
+        // Boxed: the check's state is large, and every socket task that might run one would
+        // otherwise carry room for it all its life.
+        let check = Box::pin(channel_policies::check_read(
+            lease.client()?,
+            ctx,
+            with_presence,
+        ));
         let outcome = tokio::time::timeout(CHECK_TIMEOUT, check).await;
         lease.finish(tenant, outcome)
     }
@@ -207,7 +215,7 @@ impl ChannelDatabases {
         ctx: &PolicyContext,
     ) -> Result<WriteAccess, PolicyError> {
         let mut lease = self.lease(tenant, row).await?;
-        let check = channel_policies::check_write(lease.client()?, ctx);
+        let check = Box::pin(channel_policies::check_write(lease.client()?, ctx));
         let outcome = tokio::time::timeout(CHECK_TIMEOUT, check).await;
         lease.finish(tenant, outcome)
     }
@@ -230,7 +238,7 @@ impl ChannelDatabases {
         let client = lease
             .client()
             .map_err(|_| DbBroadcastError::ReplayFailed(None))?;
-        let result = db_broadcast::replay(client, topic, true, since_ms, limit).await;
+        let result = Box::pin(db_broadcast::replay(client, topic, true, since_ms, limit)).await;
         lease.done = true;
         result
     }

@@ -138,7 +138,9 @@ impl TenantCache {
             // Whoever held the lock may have read it meanwhile.
             match self.cached(external_id) {
                 Some(answer) => Ok(answer),
-                None => self.read(external_id).await,
+                // Boxed: a registry read has a large state, and callers keep a cache lookup
+                // inside long-lived tasks (every socket).
+                None => Box::pin(self.read(external_id)).await,
             }
         };
         drop(lock);
