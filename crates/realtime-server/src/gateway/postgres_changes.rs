@@ -58,7 +58,7 @@ impl Session {
                 .send(Control::CdcResult {
                     channel_id,
                     generation,
-                    result,
+                    result: Box::new(result),
                 })
                 .await;
         });

@@ -38,21 +38,15 @@ pub enum Control {
         /// Token generation the timer was armed for.
         generation: u64,
     },
-    /// Push a message on behalf of a channel if it is still the same channel.
-    ChannelPush {
-        /// The channel.
-        channel_id: u64,
-        /// What to push.
-        msg: Outbound,
-    },
     /// Outcome of a change subscription attempt.
     CdcResult {
         /// The channel.
         channel_id: u64,
         /// Attempt generation.
         generation: u64,
-        /// The subscription or why it failed.
-        result: Result<realtime_cdc::Subscription, realtime_cdc::SubscribeError>,
+        /// The subscription or why it failed (boxed: every socket's control queue has room
+        /// for a few dozen controls from the start, so the enum is kept small).
+        result: Box<Result<realtime_cdc::Subscription, realtime_cdc::SubscribeError>>,
     },
     /// Retry a failed change subscription.
     CdcRetry {
@@ -467,16 +461,11 @@ impl Session {
                 channel_id,
                 generation,
             } => self.on_token_check(channel_id, generation).await,
-            Control::ChannelPush { channel_id, msg } => {
-                if self.topic_of(channel_id).is_some() {
-                    self.send(&msg);
-                }
-            }
             Control::CdcResult {
                 channel_id,
                 generation,
                 result,
-            } => self.on_cdc_result(channel_id, generation, result),
+            } => self.on_cdc_result(channel_id, generation, *result),
             Control::CdcRetry {
                 channel_id,
                 generation,
