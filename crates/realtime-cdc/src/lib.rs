@@ -8,8 +8,8 @@
 //!   every tenant-database connection below starts there.
 //! - [`channel_policies`]: private-channel read and write checks against the tenant's RLS
 //!   policies on `realtime.messages`.
-//! - [`channel_db`]: the per-tenant connection private channels use for those checks and for
-//!   broadcast replay ([`ChannelDatabases`]).
+//! - [`channel_db`]: the small per-tenant pool private channels use for those checks and for
+//!   broadcast replay, every wait bounded ([`ChannelDatabases`]).
 //! - [`db_broadcast`]: broadcast from the database (`realtime.messages` inserts streamed over a
 //!   replication slot) and the replay of stored messages for joining channels.
 //! - [`tenant_admin`]: control-plane work in a tenant database: tenant migrations, the
