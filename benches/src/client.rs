@@ -168,6 +168,32 @@ pub async fn next_json(ws: &mut Ws, limit: Duration) -> Result<Option<Value>, Be
     }
 }
 
+/// Waits (until `deadline`) for the `postgres_changes` `system` message that ends a
+/// subscription: `Ok(Ok(()))` when subscribed, `Ok(Err(text))` when the server said no or
+/// said nothing in time.
+pub async fn await_subscribed(
+    ws: &mut Ws,
+    deadline: std::time::Instant,
+) -> Result<Result<(), String>, BenchError> {
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Some(frame) = next_json(ws, left).await? else {
+            return Ok(Err("no system message in time".to_string()));
+        };
+        if event(&frame) != "system" {
+            continue;
+        }
+        let p = payload(&frame);
+        if p["extension"] != "postgres_changes" {
+            continue;
+        }
+        if p["status"] == "ok" {
+            return Ok(Ok(()));
+        }
+        return Ok(Err(format!("system message {p}")));
+    }
+}
+
 /// Event of a frame in either serializer.
 pub fn event(frame: &Value) -> &str {
     let v = if frame.is_array() {

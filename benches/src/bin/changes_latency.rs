@@ -282,25 +282,9 @@ async fn subscribe(addr: std::net::SocketAddr, token: &str) -> Result<Ws, Subscr
         Duration::from_secs(30),
     )
     .await?;
-    let deadline = Instant::now() + SUBSCRIBE_WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Some(frame) = client::next_json(&mut ws, left).await? else {
-            return Err(Subscribe::NotReady(format!(
-                "no system message within {SUBSCRIBE_WAIT:?}"
-            )));
-        };
-        if client::event(&frame) != "system" {
-            continue;
-        }
-        let p = client::payload(&frame);
-        if p["extension"] != "postgres_changes" {
-            continue;
-        }
-        if p["status"] == "ok" {
-            return Ok(ws);
-        }
-        return Err(Subscribe::NotReady(format!("system message {p}")));
+    match client::await_subscribed(&mut ws, Instant::now() + SUBSCRIBE_WAIT).await? {
+        Ok(()) => Ok(ws),
+        Err(text) => Err(Subscribe::NotReady(text)),
     }
 }
 

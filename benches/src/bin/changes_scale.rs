@@ -426,24 +426,10 @@ async fn subscribe(
     client::join(&mut ws, Vsn::V2, &topic, "1", payload, JOIN_REPLY_WAIT)
         .await
         .map_err(|e| e.to_string())?;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = client::next_json(&mut ws, left)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no system message within {SUBSCRIBE_WAIT:?}"))?;
-        if client::event(&frame) != "system" {
-            continue;
-        }
-        let p = client::payload(&frame);
-        if p["extension"] != "postgres_changes" {
-            continue;
-        }
-        if p["status"] == "ok" {
-            return Ok(ws);
-        }
-        return Err(format!("system message {p}"));
-    }
+    client::await_subscribed(&mut ws, deadline.into_std())
+        .await
+        .map_err(|e| e.to_string())?
+        .map(|()| ws)
 }
 
 /// The `sent_us` of the row in a `postgres_changes` frame, found in the text without parsing

@@ -152,16 +152,7 @@ fn plan(slot: &str, found: Option<Found>, recreate: bool) -> Result<Plan, SlotEr
 /// Slot names the server accepts, `[a-z0-9_]{1,63}`; checked before a name is spliced into
 /// SQL.
 fn check_name(slot: &str) -> Result<(), SlotError> {
-    let ok = !slot.is_empty()
-        && slot.len() <= 63
-        && slot
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(ReplicationError::InvalidSlotName(slot.to_string()).into())
-    }
+    realtime_pg::replication::check_slot_name(slot).map_err(SlotError::from)
 }
 
 async fn inspect(repl: &mut ReplicationStream, slot: &str) -> Result<Option<Found>, SlotError> {

@@ -451,9 +451,9 @@ fn streaming_interrupted(
     }
 }
 
-/// Slot names the server accepts: `[a-z0-9_]{1,63}`; checked here because they are spliced
-/// into replication commands.
-fn check_slot_name(slot: &str) -> Result<(), ReplicationError> {
+/// Slot names the server accepts: `[a-z0-9_]{1,63}`; checked before a name is spliced into
+/// replication commands or SQL.
+pub fn check_slot_name(slot: &str) -> Result<(), ReplicationError> {
     let ok = !slot.is_empty()
         && slot.len() <= 63
         && slot

@@ -6,6 +6,7 @@ mod gateway_common;
 use std::time::{Duration, Instant};
 
 use gateway_common::*;
+use realtime_server::gateway::GatewaySettings;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -100,10 +101,9 @@ async fn join_refused_for_uncounted_socket_over_user_limit() {
     a.join_ok("room2", "2", join_config(json!({}))).await;
 }
 
-#[tokio::test]
-async fn slow_client_is_disconnected_fast_client_keeps_receiving() {
-    let mut settings = fast_settings();
-    settings.outbound_queue = 16;
+/// A gateway whose event limit never interferes, and three sockets joined to `room1`: one to
+/// send, one that reads, one that never will.
+async fn sender_fast_and_slow(settings: GatewaySettings) -> (TestGateway, Client, Client, Client) {
     let s = TestGateway::start(settings).await;
     s.update(|t| t.limits.max_events_per_second = 1_000_000);
     let mut sender = s.client("2.0.0").await;
@@ -112,6 +112,14 @@ async fn slow_client_is_disconnected_fast_client_keeps_receiving() {
     sender.join_ok("room1", "1", join_config(json!({}))).await;
     fast.join_ok("room1", "1", join_config(json!({}))).await;
     slow.join_ok("room1", "1", join_config(json!({}))).await;
+    (s, sender, fast, slow)
+}
+
+#[tokio::test]
+async fn slow_client_is_disconnected_fast_client_keeps_receiving() {
+    let mut settings = fast_settings();
+    settings.outbound_queue = 16;
+    let (s, mut sender, mut fast, mut slow) = sender_fast_and_slow(settings).await;
     assert_eq!(s.gw.connected_count(TENANT), 3);
     let blob = "y".repeat(64 * 1024);
     // The fast client reads each message before the next is sent; the slow one never reads.
@@ -156,14 +164,7 @@ async fn a_socket_that_never_reads_is_cut_at_the_byte_limit() {
     let mut settings = fast_settings();
     settings.outbound_queue = 1024;
     settings.outbound_queue_bytes = 1024 * 1024;
-    let s = TestGateway::start(settings).await;
-    s.update(|t| t.limits.max_events_per_second = 1_000_000);
-    let mut sender = s.client("2.0.0").await;
-    let mut fast = s.client("2.0.0").await;
-    let mut slow = s.client("2.0.0").await;
-    sender.join_ok("room1", "1", join_config(json!({}))).await;
-    fast.join_ok("room1", "1", join_config(json!({}))).await;
-    slow.join_ok("room1", "1", join_config(json!({}))).await;
+    let (s, mut sender, mut fast, _slow) = sender_fast_and_slow(settings).await;
     let blob = "y".repeat(64 * 1024);
     for i in 0..400 {
         sender

@@ -409,6 +409,18 @@ async fn case58_59_62_access_token_events() {
     );
 }
 
+/// Sends an `access_token` refresh on `room1` joined as "1".
+async fn refresh(a: &mut Client, token: &str) {
+    a.push(
+        Some("1"),
+        None,
+        "realtime:room1",
+        "access_token",
+        json!({ "access_token": token }),
+    )
+    .await;
+}
+
 /// A flood of `access_token` refreshes: a few per second are verified, the rest ignored, and
 /// re-arming the expiry timer cancels the previous one (no sleeping task per refresh).
 #[tokio::test]
@@ -429,37 +441,16 @@ async fn access_token_floods_are_cut_per_second_and_leave_no_timers() {
     let metrics = tokio::runtime::Handle::current().metrics();
     let before = metrics.num_alive_tasks();
     for t in &tokens {
-        a.push(
-            Some("1"),
-            None,
-            "realtime:room1",
-            "access_token",
-            json!({ "access_token": t }),
-        )
-        .await;
+        refresh(&mut a, t).await;
     }
     // Beyond the allowance within the same second: not even verified, the channel stays.
-    a.push(
-        Some("1"),
-        None,
-        "realtime:room1",
-        "access_token",
-        json!({ "access_token": expired }),
-    )
-    .await;
+    refresh(&mut a, &expired).await;
     a.silent(300).await;
     let after = metrics.num_alive_tasks();
     assert!(after <= before + 1, "alive tasks {before} -> {after}");
     // A second later the allowance is back and the expired token is refused.
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
-    a.push(
-        Some("1"),
-        None,
-        "realtime:room1",
-        "access_token",
-        json!({ "access_token": expired }),
-    )
-    .await;
+    refresh(&mut a, &expired).await;
     let sys = a.recv().await;
     assert!(
         sys[4]["message"]

@@ -212,10 +212,8 @@ impl ChangeSink for ChannelSink {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
 
     use tokio::sync::mpsc;
-    use tokio_util::sync::CancellationToken;
 
     use super::*;
 
@@ -318,17 +316,14 @@ mod tests {
     fn link(vsn: Vsn, capacity: usize) -> (Arc<SessionLink>, mpsc::Receiver<WsMessage>) {
         let (out, rx) = mpsc::channel(capacity);
         let (control, _) = mpsc::channel(4);
-        let link = Arc::new(SessionLink {
-            id: 1,
-            tenant: Arc::from("t"),
+        let link = Arc::new(SessionLink::new(
+            1,
+            Arc::from("t"),
             vsn,
             out,
             control,
-            kill: CancellationToken::new(),
-            counted: AtomicBool::new(false),
-            queued_bytes: Default::default(),
-            max_queued_bytes: usize::MAX,
-        });
+            usize::MAX,
+        ));
         (link, rx)
     }
 
@@ -397,17 +392,14 @@ mod tests {
     async fn a_stopped_pipeline_is_reported_to_the_session() {
         let (out, _rx) = mpsc::channel(4);
         let (control, mut ctl) = mpsc::channel(4);
-        let l = Arc::new(SessionLink {
-            id: 1,
-            tenant: Arc::from("t"),
-            vsn: Vsn::V1,
+        let l = Arc::new(SessionLink::new(
+            1,
+            Arc::from("t"),
+            Vsn::V1,
             out,
             control,
-            kill: CancellationToken::new(),
-            counted: AtomicBool::new(false),
-            queued_bytes: Default::default(),
-            max_queued_bytes: usize::MAX,
-        });
+            usize::MAX,
+        ));
         let mut s = sink(&l, "realtime:a");
         s.channel_id = 7;
         s.generation = 3;

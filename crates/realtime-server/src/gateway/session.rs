@@ -108,6 +108,28 @@ fn frame_bytes(m: &WsMessage) -> usize {
 }
 
 impl SessionLink {
+    /// A link for session `id` of `tenant`, live and not yet counted as a user.
+    pub fn new(
+        id: u64,
+        tenant: Arc<str>,
+        vsn: Vsn,
+        out: mpsc::Sender<WsMessage>,
+        control: mpsc::Sender<Control>,
+        max_queued_bytes: usize,
+    ) -> SessionLink {
+        SessionLink {
+            id,
+            tenant,
+            vsn,
+            out,
+            control,
+            kill: CancellationToken::new(),
+            counted: AtomicBool::new(false),
+            queued_bytes: Arc::default(),
+            max_queued_bytes,
+        }
+    }
+
     /// Queues a frame without waiting; a full queue disconnects the socket.
     ///
     /// The queue is bounded in frames and in bytes: a socket that never reads cannot pin more
@@ -197,17 +219,14 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
     let (out_tx, out_rx) = mpsc::channel(gw.settings.outbound_queue.max(1));
     let (ctl_tx, ctl_rx) = mpsc::channel(1024);
     let id = gw.next_id();
-    let link = Arc::new(SessionLink {
+    let link = Arc::new(SessionLink::new(
         id,
-        tenant: Arc::from(info.tenant.external_id.as_str()),
-        vsn: info.vsn,
-        out: out_tx,
-        control: ctl_tx,
-        kill: CancellationToken::new(),
-        counted: AtomicBool::new(false),
-        queued_bytes: Arc::default(),
-        max_queued_bytes: gw.settings.outbound_queue_bytes,
-    });
+        Arc::from(info.tenant.external_id.as_str()),
+        info.vsn,
+        out_tx,
+        ctl_tx,
+        gw.settings.outbound_queue_bytes,
+    ));
     gw.sessions.insert(id, link.clone());
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(write_loop(
