@@ -70,7 +70,7 @@ impl Prepared {
         for r in self.roles.iter().filter(|r| r.row_error.is_none()) {
             for (c, _) in &r.passing {
                 let claims = &self.claims[*c];
-                if seen.insert(claims.text.as_str()) {
+                if seen.insert(&*claims.text) {
                     out.push(claims.clone());
                 }
             }
@@ -224,7 +224,7 @@ pub async fn prepare(
 
 /// The events of a prepared change, given the RLS verdict per claims text (`Err` carries the
 /// text reported to those subscribers).
-fn finish(p: Prepared, verdicts: &HashMap<String, Result<bool, String>>) -> Vec<Delivery> {
+fn finish(p: Prepared, verdicts: &HashMap<Arc<str>, Result<bool, String>>) -> Vec<Delivery> {
     let mut out = Vec::new();
     let needs_rls = p.needs_rls();
     for share in &p.roles {
@@ -311,6 +311,9 @@ pub async fn fan_out(
 /// Claims with the indexes of the prepared changes they must see.
 type ClaimsRows = (Arc<Claims>, Vec<usize>);
 
+/// One table's claims to judge, with each claims text's position among them.
+type TableNeeds = (Vec<ClaimsRows>, HashMap<Arc<str>, usize>);
+
 /// Computes the events for consecutive changes (one or more transactions), in order. RLS is
 /// judged once per table for the whole batch: one statement covering every distinct claims
 /// set, or none when the catalog proves the answer (see [`crate::rls_policy`]).
@@ -324,10 +327,10 @@ pub async fn fan_out_batch(
             prepared.push(prepare(db, change, candidates).await?);
         }
     }
-    let mut verdicts: Vec<HashMap<String, Result<bool, String>>> =
+    let mut verdicts: Vec<HashMap<Arc<str>, Result<bool, String>>> =
         prepared.iter().map(|_| HashMap::new()).collect();
     // table → claims → rows (prepared indexes) to judge.
-    let mut needs: BTreeMap<u32, (Vec<ClaimsRows>, HashMap<String, usize>)> = BTreeMap::new();
+    let mut needs: BTreeMap<u32, TableNeeds> = BTreeMap::new();
     for (i, p) in prepared.iter().enumerate() {
         for claims in p.rls_claims() {
             let (per_table, index) = needs.entry(p.change.table.oid).or_default();
@@ -365,7 +368,7 @@ async fn judge_table(
     oid: u32,
     prepared: &[Prepared],
     checks: &[ClaimsRows],
-    verdicts: &mut [HashMap<String, Result<bool, String>>],
+    verdicts: &mut [HashMap<Arc<str>, Result<bool, String>>],
 ) -> Result<(), FanoutError> {
     let Some(first) = checks.iter().find_map(|(_, rows)| rows.first()) else {
         return Ok(());
@@ -430,7 +433,7 @@ async fn judge_table(
         }
         entries.push(rls_gate::GateEntry {
             role: claims.role.clone(),
-            claims: claims.text.clone(),
+            claims: claims.text.to_string(),
             expr: e,
             rows: Vec::new(),
         });

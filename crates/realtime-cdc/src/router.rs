@@ -25,8 +25,9 @@ use crate::Action;
 /// A subscriber's JWT claims with what the gate needs from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
-    /// The claims as JSON text, for `request.jwt.claims` and for grouping identical claims.
-    pub text: String,
+    /// The claims as JSON text, for `request.jwt.claims` and for grouping identical claims
+    /// (shared: verdicts are keyed by it for every row of a batch).
+    pub text: Arc<str>,
     /// The `role` claim.
     pub role: String,
 }
@@ -36,7 +37,7 @@ impl Claims {
     pub fn new(claims: &Value) -> Option<Claims> {
         let role = claims.get("role")?.as_str()?.to_string();
         Some(Claims {
-            text: claims.to_string(),
+            text: Arc::from(claims.to_string()),
             role,
         })
     }
