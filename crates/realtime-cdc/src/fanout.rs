@@ -264,8 +264,9 @@ fn finish(p: Prepared, verdicts: &HashMap<Arc<str>, Result<bool, String>>) -> Ve
                     .iter()
                     .rev()
                     .copied()
-                    .filter(|&b| group_key(&cand.subscriber, b) == *group)
+                    // The cheap test first: most candidates of a selective policy see nothing.
                     .filter(|&b| share.row_error.is_some() || visible.contains(&(*c, b)))
+                    .filter(|&b| group_key(&cand.subscriber, b) == *group)
                     .map(|b| cand.subscriber.bindings[b].id)
                     .collect();
                 if ids.is_empty() {
