@@ -73,6 +73,7 @@ fi
 
 echo "== building linux/$arch from docker/Dockerfile"
 tag=localhost/realtime:$arch
+# build_ca: this machine reaches crates.io through a proxy that only the host's CA bundle trusts.
 # No --layers: with the vfs driver every cached layer is a full copy of its stage's file tree
 # (1–2 GB for the toolchain). The cargo registry and target directory persist in the
 # Dockerfile's cache mounts, so a rebuild recompiles only what changed.
@@ -80,6 +81,7 @@ nice -n 19 buildah --root "$store/root" --runroot "$store/run" --storage-driver 
   build --isolation chroot --layers=false --pull-never \
   --platform "linux/$arch" \
   -f docker/Dockerfile --ignorefile docker/Dockerfile.dockerignore \
+  --secret id=build_ca,src=/etc/ssl/certs/ca-certificates.crt \
   -t "$tag" .
 
 bh rm --all >/dev/null

@@ -130,6 +130,7 @@ jwt_secret=your-super-secret-jwt-token-with-at-least-32-characters-long
 mkdir -p "$work/pgdata" "$work/pgsock"
 chown postgres: "$work/pgdata" "$work/pgsock"
 printf '%s\n' "$pg_password" >"$work/pgpass" && chown postgres: "$work/pgpass"
+touch "$work/postgres.log" && chown postgres: "$work/postgres.log"
 runuser -u postgres -- "$pg_bin/initdb" -D "$work/pgdata" -U supabase_admin --pwfile="$work/pgpass" \
   --auth-local=trust --auth-host=scram-sha-256 >"$work/initdb.log" 2>&1
 cat >>"$work/pgdata/postgresql.conf" <<EOF
