@@ -73,6 +73,8 @@ fi
 
 echo "== building linux/$arch from docker/Dockerfile"
 tag=localhost/realtime:$arch
+# BUILDPLATFORM/BUILDARCH: BuildKit sets them; buildah 1.28 leaves them empty (and would look for
+# a base image of the target's architecture).
 # build_ca: this machine reaches crates.io through a proxy that only the host's CA bundle trusts.
 # No --layers: with the vfs driver every cached layer is a full copy of its stage's file tree
 # (1–2 GB for the toolchain). The cargo registry and target directory persist in the
@@ -80,6 +82,7 @@ tag=localhost/realtime:$arch
 nice -n 19 buildah --root "$store/root" --runroot "$store/run" --storage-driver vfs \
   build --isolation chroot --layers=false --pull-never \
   --platform "linux/$arch" \
+  --build-arg BUILDPLATFORM="linux/$build_arch" --build-arg BUILDARCH="$build_arch" \
   -f docker/Dockerfile --ignorefile docker/Dockerfile.dockerignore \
   --secret id=build_ca,src=/etc/ssl/certs/ca-certificates.crt \
   -t "$tag" .

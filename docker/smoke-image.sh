@@ -32,8 +32,46 @@ archive=${1:-}
 archive=$(realpath "$archive")
 [ "$(id -u)" = 0 ] || { echo "smoke-image.sh: run as root (chroot, namespaces, runuser)" >&2; exit 1; }
 
+# What needs the network comes first, outside the namespaces: supabase-js for the client and,
+# for an arm64 image on an amd64 host, a qemu-user recent enough. qemu-user before 8 refuses
+# prctl(PR_SET_CHILD_SUBREAPER), which `tini -s` needs, and bookworm's qemu-user-static is 7.2:
+# then the static qemu-aarch64 of the distribution's backports is unpacked (not installed)
+# under target/image/qemu-user.
 if [ -z "${SMOKE_IN_NAMESPACES:-}" ]; then
-  exec unshare --net --mount --propagation private env SMOKE_IN_NAMESPACES=1 "$0" "$@"
+  if [ ! -d tests/js/node_modules/@supabase/realtime-js ]; then
+    (cd tests/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  image_arch=$(python3 - "$archive" <<'EOF'
+import json, sys, tarfile
+t = tarfile.open(sys.argv[1])
+blob = lambda d: json.load(t.extractfile("blobs/" + d.replace(":", "/")))
+index = json.load(t.extractfile("index.json"))
+print(blob(blob(index["manifests"][0]["digest"])["config"]["digest"])["architecture"])
+EOF
+)
+  host_arch=$(dpkg --print-architecture)
+  qemu=""
+  if [ "$image_arch" != "$host_arch" ]; then
+    [ "$image_arch" = arm64 ] && [ "$host_arch" = amd64 ] || { echo "cannot run $image_arch images on $host_arch" >&2; exit 1; }
+    qemu_major() { "$1" --version 2>/dev/null | sed -n 's/.*version \([0-9]*\)\..*/\1/p' | head -1; }
+    qemu=/usr/bin/qemu-aarch64-static
+    if ! [ "$(qemu_major "$qemu")" -ge 8 ] 2>/dev/null; then
+      qemu=$repo/target/image/qemu-user/usr/bin/qemu-aarch64
+      if ! [ "$(qemu_major "$qemu")" -ge 8 ] 2>/dev/null; then
+        apt_dir=$(mktemp -d /tmp/realtime-smoke-apt.XXXXXX)
+        mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
+        echo "deb http://deb.debian.org/debian $(. /etc/os-release && echo "$VERSION_CODENAME")-backports main" >"$apt_dir/sources.list"
+        apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+          -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o Dir::State::status=/dev/null)
+        nice -n 19 apt-get "${apt_opts[@]}" update -qq
+        (cd "$apt_dir/debs" && nice -n 19 apt-get "${apt_opts[@]}" download qemu-user 2>/dev/null)
+        mkdir -p "$repo/target/image/qemu-user"
+        dpkg-deb --fsys-tarfile "$apt_dir"/debs/qemu-user_*.deb | tar -x -C "$repo/target/image/qemu-user" ./usr/bin/qemu-aarch64
+        rm -rf "$apt_dir"
+      fi
+    fi
+  fi
+  exec unshare --net --mount --propagation private env SMOKE_IN_NAMESPACES=1 SMOKE_QEMU="$qemu" "$0" "$@"
 fi
 ip link set lo up
 
@@ -109,19 +147,18 @@ awk -v s="$size_mb" 'BEGIN { exit !(s <= 30) }' && r=0 || r=1
 check "image size ≤ 30 MB uncompressed" $r "$size_mb MB"
 
 # --- arm64 on an amd64 host: qemu-user through binfmt_misc ------------------------------------
-host_arch=$(dpkg --print-architecture)
-if [ "$arch" != "$host_arch" ]; then
-  [ "$arch" = arm64 ] || { echo "cannot run $arch images on $host_arch" >&2; exit 1; }
-  command -v qemu-aarch64-static >/dev/null || { nice -n 19 apt-get update -qq; nice -n 19 apt-get install -y -qq qemu-user-static; }
+if [ -n "${SMOKE_QEMU:-}" ]; then
   [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-    # F: the interpreter is opened now, so it works inside the chroot.
-    printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:/usr/bin/qemu-aarch64-static:F' \
+  entry=/proc/sys/fs/binfmt_misc/qemu-aarch64
+  if [ -e "$entry" ] && ! { grep -qx "interpreter $SMOKE_QEMU" "$entry" && grep -q '^flags:.*F' "$entry"; }; then
+    echo -1 >"$entry" # registered with another interpreter or without F: replace it
+  fi
+  if [ ! -e "$entry" ]; then
+    # F: the interpreter is opened now, so it also runs inside the chroot.
+    printf '%s' ':qemu-aarch64:M::\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$SMOKE_QEMU"':F' \
       >/proc/sys/fs/binfmt_misc/register
   fi
-  grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 \
-    || { echo "binfmt qemu-aarch64 is registered without the F flag: chroots can't use it" >&2; exit 1; }
-  echo "   running under qemu-user: $(sed -n 's/^interpreter //p' /proc/sys/fs/binfmt_misc/qemu-aarch64)"
+  echo "   running under qemu-user: $SMOKE_QEMU ($("$SMOKE_QEMU" --version | head -1))"
 fi
 
 # --- PostgreSQL as the self-hosted stack sets it up, reachable as db:5432 ----------------------
@@ -274,12 +311,15 @@ check "compose healthcheck (/bin/sh -c 'curl -sSfL --head … /api/tenants/realt
   "$([ $healthy = 0 ] && echo "healthy after $took s" || echo "$(tail -1 "$work/health.out")")"
 if [ $healthy != 0 ]; then echo "--- server log"; tail -30 "$work/server.log"; fi
 
-tini_nspid=$(awk '/^NSpid:/ { print $NF }' "/proc/$pid1/status" 2>/dev/null || echo "?")
-server_pid=$(pgrep -P "$pid1" | head -1 || true)
-server_uid=$(awk '/^Uid:/ { print $2 }' "/proc/$server_pid/status" 2>/dev/null || echo "?")
-server_exe=$(tr '\0' ' ' <"/proc/$server_pid/cmdline" 2>/dev/null || echo "?")
+tini_nspid=$(awk '/^NSpid:/ { print $NF }' "/proc/${pid1:-none}/status" 2>/dev/null || echo "?")
+server_pid=$( { [ -n "$pid1" ] && pgrep -P "$pid1"; } | head -1 || true)
+server_uid="?"; server_exe="no server process"
+if [ -n "$server_pid" ]; then
+  server_uid=$(awk '/^Uid:/ { print $2 }' "/proc/$server_pid/status" 2>/dev/null || echo "?")
+  server_exe=$(tr '\0' ' ' <"/proc/$server_pid/cmdline" 2>/dev/null | sed 's|^[^ ]*/qemu-[a-z0-9_]* ||' || true)
+fi
 # (Under qemu-user the command line starts with the emulator.)
-pid1_cmd=$(tr '\0' ' ' <"/proc/$pid1/cmdline" 2>/dev/null | sed 's|^/usr/bin/qemu-[a-z0-9_]*-static ||' || true)
+pid1_cmd=$(tr '\0' ' ' <"/proc/${pid1:-none}/cmdline" 2>/dev/null | sed 's|^[^ ]*/qemu-[a-z0-9_]* ||' || true)
 [ "$tini_nspid" = 1 ] && [ "${pid1_cmd%% *}" = "${entrypoint[0]}" ] && r=0 || r=1
 check "ENTRYPOINT is PID 1" $r "$pid1_cmd(PID $tini_nspid in the container)"
 [ "$server_uid" = "$uid" ] && [ "$uid" != 0 ] && r=0 || r=1
@@ -299,9 +339,6 @@ timeout 60 unshare --pid --fork --kill-child python3 "$work/in-root.py" "$root" 
 check "/app/bin/realtime eval '…health_check(\"no-such-tenant\")' exits 1" $r "exit $rc"
 
 # 3. supabase-js on /socket/websocket with the gateway's Host header.
-if [ ! -d tests/js/node_modules/@supabase/realtime-js ]; then
-  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
 client_out=$(SMOKE_URL=ws://127.0.0.1:4000/socket SMOKE_HOST=realtime-dev.supabase-realtime \
   SMOKE_TOKEN=$anon_key NODE_PATH=$repo/tests/js/node_modules \
   SMOKE_INSERT="runuser -u postgres -- $psql_cmd -c \"insert into public.smoke_messages (body) values ('\$SMOKE_BODY')\"" \
@@ -313,7 +350,7 @@ check "supabase-js: /socket/websocket, Host realtime-dev.supabase-realtime, broa
 slots_before=$(sql -c "select string_agg(slot_name || ' (' || slot_type || ', active ' || active || ')', ', ') from pg_replication_slots")
 echo "   replication slots while running: ${slots_before:-none}"
 started=$(date +%s.%N)
-kill -TERM "$pid1"
+kill -TERM "${pid1:-none}" 2>/dev/null || true
 exited=1
 for _ in $(seq 100); do kill -0 "$server_ns_pid" 2>/dev/null || { exited=0; break; }; sleep 0.1; done
 took=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
