@@ -10,7 +10,7 @@
 # stack sets it up (superuser supabase_admin, password auth over TCP, wal_level=logical, the
 # `supabase_realtime` publication and roles of realtime-testkit's bootstrap, the `_realtime`
 # schema of volumes/db/realtime.sql) and reachable as `db:5432`. An arm64 image runs under
-# qemu-user (binfmt_misc, registered here when missing). Then, inside the same root:
+# qemu-user 8 or newer (binfmt_misc, registered here). Then, inside the same root:
 #   1. the compose healthcheck, verbatim, with the image's own /bin/sh and curl;
 #   2. the Supabase CLI's one-shot `/app/bin/realtime eval …health_check("realtime-dev")`
 #      through the entrypoint (exit 0), and the same for an unknown tenant (exit 1);
@@ -140,7 +140,7 @@ echo "== image $archive ($arch)"
 echo "   size: $(mb "$layer_bytes") uncompressed (layer tars), $(mb "$files_bytes") in files, $(mb "$(stat -c %s "$archive")") compressed archive"
 echo "   user=$user workdir=$workdir"
 echo "   entrypoint+cmd: ${argv[*]}"
-( cd "$root" && find . -type f -printf '%s %p\n' | sort -rn | head -12 |
+( cd "$root" && find . -type f -printf '%s %p\n' | sort -rn | head -20 |
     awk '{ printf "   %8.2f MB  %s\n", $1 / 1e6, substr($2, 2) }' ) || true
 size_mb=$(awk -v b="$layer_bytes" 'BEGIN { printf "%.1f", b / 1e6 }')
 awk -v s="$size_mb" 'BEGIN { exit !(s <= 30) }' && r=0 || r=1
