@@ -16,13 +16,12 @@ use realtime_pg::slots;
 
 use crate::change;
 use crate::db::TenantDb;
-use crate::fanout::{self, Delivery};
+use crate::fanout;
 use crate::reconnect::{self, Backoff, Consumer, Ended, Exit};
 use crate::router::Candidate;
 use crate::slot::{self, OnLost, SlotError, SlotTarget};
 use crate::tenant::{PipelineState, TenantCdc};
 use crate::wal_consumer::RowChange;
-use crate::CdcEvent;
 
 /// Consecutive "slot in use" answers tolerated before the holder is terminated.
 pub const BUSY_ATTEMPTS_BEFORE_TERMINATE: u32 = 16;
@@ -47,8 +46,8 @@ pub async fn run(tenant: Arc<TenantCdc>) {
             }
             tenant.set_state(PipelineState::Stopped);
         }
-        Ended::Fatal(message) => tenant.fail(message).await,
-        Ended::GaveUp { last, .. } => tenant.fail(last).await,
+        Ended::Fatal(message) => tenant.fail(message),
+        Ended::GaveUp { last, .. } => tenant.fail(last),
     }
 }
 
@@ -242,7 +241,7 @@ impl Consumer for Changes {
         let deliveries = fanout::fan_out_batch(db, std::mem::take(&mut self.pending))
             .await
             .map_err(retry)?;
-        deliver(&self.tenant, deliveries).await;
+        self.tenant.deliver(deliveries);
         Ok(())
     }
 
@@ -259,31 +258,4 @@ impl Consumer for Changes {
         self.pending.clear();
         self.db = None;
     }
-}
-
-/// Hands events to the sinks, in order and without waiting (a channel that can't keep up is
-/// its socket's problem, never the tenant's); a channel that is gone is unsubscribed. One
-/// [`crate::SinkCache`] spans the run, so a change delivered to many channels is encoded once.
-/// Nothing here awaits; it stays `async` so its callers need no change.
-pub async fn deliver(tenant: &TenantCdc, deliveries: Vec<Delivery>) {
-    let mut cache = crate::SinkCache::default();
-    for d in deliveries {
-        if !d.subscriber.sink.push(d.event, &mut cache) {
-            tenant.router.remove(d.subscriber.key);
-        }
-    }
-}
-
-/// Sends a system message to every channel (used when the pipeline stops for good).
-pub async fn broadcast_system(tenant: &TenantCdc, status: &str, message: &str) {
-    let deliveries = tenant
-        .router
-        .all()
-        .into_iter()
-        .map(|s| Delivery {
-            event: CdcEvent::System(crate::error::system_message(&s.topic, status, message)),
-            subscriber: s,
-        })
-        .collect();
-    deliver(tenant, deliveries).await;
 }

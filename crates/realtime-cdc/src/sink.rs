@@ -153,17 +153,13 @@ mod tests {
         rb.gone.store(true, Ordering::SeqCst);
         let one: Arc<RawValue> = RawValue::from_string("1".into()).unwrap().into();
         let two: Arc<RawValue> = RawValue::from_string("2".into()).unwrap().into();
-        crate::pipeline::deliver(
-            &t,
-            vec![
-                system(&a, "first"),
-                change(&a, &one),
-                change(&b, &one),
-                system(&a, "error"),
-                change(&a, &two),
-            ],
-        )
-        .await;
+        t.deliver(vec![
+            system(&a, "first"),
+            change(&a, &one),
+            change(&b, &one),
+            system(&a, "error"),
+            change(&a, &two),
+        ]);
         assert_eq!(
             *ra.seen.lock().unwrap(),
             [

@@ -10,7 +10,9 @@ use realtime_pg::connect::ConnectOptions;
 use tokio::sync::watch;
 
 use crate::db::TenantDb;
+use crate::fanout::Delivery;
 use crate::router::Router;
+use crate::CdcEvent;
 
 /// Connection and slot settings of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +216,7 @@ impl TenantCdc {
     }
 
     /// Stops for good: tells every channel, leaves the registry.
-    pub async fn fail(self: &Arc<Self>, message: String) {
+    pub fn fail(self: &Arc<Self>, message: String) {
         {
             let mut reg = lock(&self.registry);
             if reg
@@ -225,9 +227,36 @@ impl TenantCdc {
             }
         }
         self.set_state(PipelineState::Failed(message.clone()));
-        crate::pipeline::broadcast_system(self, "error", &message).await;
+        self.broadcast_system("error", &message);
         // Each channel learns its pipeline is gone and subscribes again later, which starts a
         // new pipeline once the cause is fixed.
         self.router.clear();
+    }
+
+    /// Hands events to the sinks, in order and without waiting (a channel that can't keep up
+    /// is its socket's problem, never the tenant's); a channel that is gone is unsubscribed.
+    /// One [`crate::SinkCache`] spans the run, so a change delivered to many channels is
+    /// encoded once.
+    pub fn deliver(&self, deliveries: Vec<Delivery>) {
+        let mut cache = crate::SinkCache::default();
+        for d in deliveries {
+            if !d.subscriber.sink.push(d.event, &mut cache) {
+                self.router.remove(d.subscriber.key);
+            }
+        }
+    }
+
+    /// Sends a system message to every channel (when the pipeline stops for good).
+    pub fn broadcast_system(&self, status: &str, message: &str) {
+        let deliveries = self
+            .router
+            .all()
+            .into_iter()
+            .map(|s| Delivery {
+                event: CdcEvent::System(crate::error::system_message(&s.topic, status, message)),
+                subscriber: s,
+            })
+            .collect();
+        self.deliver(deliveries);
     }
 }
