@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::hub::TopicKey;
-use crate::gateway::Gateway;
+use crate::gateway::tenant_resolve::LookupError;
+use crate::gateway::{Gateway, TenantView};
 
 /// How often a stream checks whether its tenant still has sockets.
 const IDLE_CHECK: Duration = Duration::from_secs(10);
@@ -119,6 +120,8 @@ impl Gateway {
             };
             retry = RETRY_MIN;
             connected.store(true, Ordering::SeqCst);
+            // The tenant as last read, for rows that arrive while the registry is unreachable.
+            let mut known: Option<Arc<TenantView>> = None;
             loop {
                 tokio::select! {
                     _ = handle.stop.cancelled() => {
@@ -129,7 +132,7 @@ impl Gateway {
                         return;
                     }
                     b = rx.recv() => match b {
-                        Some(b) => self.deliver_database_broadcast(tenant, &b).await,
+                        Some(b) => self.deliver_database_broadcast(tenant, &b, &mut known).await,
                         None => {
                             connected.store(false, Ordering::SeqCst);
                             break;
@@ -149,9 +152,16 @@ impl Gateway {
     }
 
     /// Fans one database row out to its namespace; dropped while the tenant's events limiter
-    /// is triggered.
-    pub async fn deliver_database_broadcast(&self, tenant: &str, b: &DbBroadcast) {
-        let Ok(Some(view)) = self.tenants.get(tenant).await else {
+    /// is triggered, or once the tenant is gone. `known` is the tenant as last read: the row's
+    /// slot position may already be confirmed, so a registry that cannot be reached must not
+    /// lose it.
+    pub async fn deliver_database_broadcast(
+        &self,
+        tenant: &str,
+        b: &DbBroadcast,
+        known: &mut Option<Arc<TenantView>>,
+    ) {
+        let Some(view) = current_view(self.tenants.get(tenant).await, known, tenant) else {
             return;
         };
         let limit = view.limits.max_events_per_second;
@@ -189,5 +199,50 @@ impl Gateway {
                 .map(|ids| !ids.contains(&b.id))
                 .unwrap_or(true)
         });
+    }
+}
+
+/// The tenant to deliver a row for: the fresh read, or, when the registry could not be read,
+/// the last one (`None` only when the tenant is gone or was never read).
+fn current_view(
+    read: Result<Option<Arc<TenantView>>, LookupError>,
+    known: &mut Option<Arc<TenantView>>,
+    tenant: &str,
+) -> Option<Arc<TenantView>> {
+    match read {
+        Ok(Some(view)) => {
+            *known = Some(view.clone());
+            Some(view)
+        }
+        Ok(None) => {
+            *known = None;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(tenant, error = %e.0, "tenant lookup failed, delivering with the last known settings");
+            known.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_keep_flowing_while_the_registry_is_unreachable() {
+        let view = Arc::new(TenantView::new(
+            "t",
+            "a-secret-long-enough-for-anything-here",
+        ));
+        let mut known = None;
+        let fresh = current_view(Ok(Some(view.clone())), &mut known, "t");
+        assert!(fresh.is_some());
+        // The registry is down: the last read still delivers.
+        let during = current_view(Err(LookupError("down".into())), &mut known, "t");
+        assert!(during.is_some_and(|v| Arc::ptr_eq(&v, &view)));
+        // The tenant was deleted: nothing more is delivered, even if the registry fails next.
+        assert!(current_view(Ok(None), &mut known, "t").is_none());
+        assert!(current_view(Err(LookupError("down".into())), &mut known, "t").is_none());
     }
 }
