@@ -6,27 +6,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{config::SslMode, Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub use crate::tls::TlsMode;
 use crate::tls::{self, TlsConfigError};
-
-/// How to secure the connection.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum TlsMode {
-    /// Plain TCP (`sslmode=disable`).
-    #[default]
-    Disable,
-    /// TLS without certificate verification (`sslmode=require`).
-    RequireNoVerify,
-    /// TLS, with the chain verified against the CA certificates in this PEM file; the host name
-    /// is not checked (`sslmode=verify-ca`).
-    VerifyCa(PathBuf),
-}
 
 /// Address family a connection is limited to (e.g. `DB_IP_VERSION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

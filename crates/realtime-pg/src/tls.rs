@@ -1,7 +1,7 @@
 //! TLS client configurations for the three [`TlsMode`]s, shared by ordinary and replication
 //! connections.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -11,7 +11,18 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
-use crate::connect::TlsMode;
+/// How to secure the connection.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TlsMode {
+    /// Plain TCP (`sslmode=disable`).
+    #[default]
+    Disable,
+    /// TLS without certificate verification (`sslmode=require`).
+    RequireNoVerify,
+    /// TLS, with the chain verified against the CA certificates in this PEM file; the host name
+    /// is not checked (`sslmode=verify-ca`).
+    VerifyCa(PathBuf),
+}
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
