@@ -396,7 +396,7 @@ async fn judge_table(
                 continue;
             }
         };
-        let (expr, per_claims) = match rule.as_ref() {
+        let (expr, hoist, per_claims) = match rule.as_ref() {
             Rule::All(_) | Rule::None => {
                 let seen = matches!(rule.as_ref(), Rule::All(_));
                 for &i in rows {
@@ -408,18 +408,18 @@ async fn judge_table(
                 expr,
                 per_claims,
                 hoist,
-            } => (
-                rls_gate::GateExpr {
-                    expr: expr.clone(),
-                    hoist: hoist.clone(),
-                },
-                *per_claims,
-            ),
+            } => (expr, hoist, *per_claims),
         };
-        let e = match exprs.iter().position(|x| *x == expr) {
+        let e = match exprs
+            .iter()
+            .position(|x| x.expr == *expr && x.hoist == *hoist)
+        {
             Some(e) => e,
             None => {
-                exprs.push(expr);
+                exprs.push(rls_gate::GateExpr {
+                    expr: expr.clone(),
+                    hoist: hoist.clone(),
+                });
                 exprs.len() - 1
             }
         };
@@ -478,17 +478,16 @@ async fn judge_table(
         }
     };
     for ((entry, plan), result) in entries.iter().zip(&plans).zip(results) {
-        // The rows the entry judged, in the order of its verdicts.
-        let judged: Vec<usize> = if entry.rows.is_empty() {
-            table_rows.clone()
-        } else {
-            entry.rows.iter().map(|&pos| table_rows[pos]).collect()
+        // Where row `i` stands among the entry's verdicts: every row of the table in batch
+        // order, or the entry's own rows (sorted, as `entry.rows` lists them).
+        let seen_at = |i: usize| {
+            let k = if entry.rows.is_empty() {
+                position.get(&i).copied()
+            } else {
+                plan.rows.binary_search(&i).ok()
+            };
+            k.and_then(|k| result.seen.get(k)).copied().unwrap_or(false)
         };
-        let by_row: HashMap<usize, bool> = judged
-            .iter()
-            .copied()
-            .zip(result.seen.into_iter().chain(std::iter::repeat(false)))
-            .collect();
         let text = result.error.map(|err| {
             format!(
                 "Unable to check row level security for a change on {}.{}: {}",
@@ -503,7 +502,7 @@ async fn judge_table(
                 tracing::warn!(error = %text, role = %claims.role, "RLS check failed for a subscriber");
             }
             for &i in rows {
-                let seen = by_row.get(&i).copied().unwrap_or(false);
+                let seen = seen_at(i);
                 // The error is told once per batch, with the first row it withheld.
                 let v = match (seen, report.take_if(|_| !seen)) {
                     (false, Some(text)) => Err(text),
