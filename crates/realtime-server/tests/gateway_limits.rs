@@ -115,14 +115,11 @@ async fn sender_fast_and_slow(settings: GatewaySettings) -> (TestGateway, Client
     (s, sender, fast, slow)
 }
 
-#[tokio::test]
-async fn slow_client_is_disconnected_fast_client_keeps_receiving() {
-    let mut settings = fast_settings();
-    settings.outbound_queue = 16;
-    let (s, mut sender, mut fast, mut slow) = sender_fast_and_slow(settings).await;
-    assert_eq!(s.gw.connected_count(TENANT), 3);
+/// Sends 400 broadcasts of 64 KiB; the fast client reads each before the next is sent, the
+/// slow one never reads. Returns once the slow socket is gone from the tenant's count,
+/// although it never closed itself.
+async fn flood_until_the_slow_one_is_cut(s: &TestGateway, sender: &mut Client, fast: &mut Client) {
     let blob = "y".repeat(64 * 1024);
-    // The fast client reads each message before the next is sent; the slow one never reads.
     for i in 0..400 {
         sender
             .push(
@@ -141,12 +138,20 @@ async fn slow_client_is_disconnected_fast_client_keeps_receiving() {
             &f.to_string()[..200.min(f.to_string().len())]
         );
     }
-    // The slow socket is gone from the tenant's count although it never closed itself.
     let deadline = Instant::now() + Duration::from_secs(5);
     while s.gw.connected_count(TENANT) != 2 {
         assert!(Instant::now() < deadline, "slow client still connected");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn slow_client_is_disconnected_fast_client_keeps_receiving() {
+    let mut settings = fast_settings();
+    settings.outbound_queue = 16;
+    let (s, mut sender, mut fast, mut slow) = sender_fast_and_slow(settings).await;
+    assert_eq!(s.gw.connected_count(TENANT), 3);
+    flood_until_the_slow_one_is_cut(&s, &mut sender, &mut fast).await;
     // Whatever it reads now ends with the connection gone.
     loop {
         match slow.next_within(2000).await {
@@ -165,24 +170,7 @@ async fn a_socket_that_never_reads_is_cut_at_the_byte_limit() {
     settings.outbound_queue = 1024;
     settings.outbound_queue_bytes = 1024 * 1024;
     let (s, mut sender, mut fast, _slow) = sender_fast_and_slow(settings).await;
-    let blob = "y".repeat(64 * 1024);
-    for i in 0..400 {
-        sender
-            .push(
-                Some("1"),
-                None,
-                "realtime:room1",
-                "broadcast",
-                json!({"type":"broadcast","event":"e","payload":{"i":i,"blob":blob}}),
-            )
-            .await;
-        assert_eq!(fast.recv().await[4]["payload"]["i"], i);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while s.gw.connected_count(TENANT) != 2 {
-        assert!(Instant::now() < deadline, "slow client still connected");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    flood_until_the_slow_one_is_cut(&s, &mut sender, &mut fast).await;
 }
 
 /// A raw HTTP/1.1 request; returns status, headers (lowercased names) and body.
