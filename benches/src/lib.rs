@@ -11,11 +11,13 @@
 //! - [`http`]: a one-request HTTP/1.1 client for health checks.
 //! - [`stats`]: percentiles and table rows.
 //! - [`entry`]: the `main` of every benchmark binary.
+//! - [`cpu`]: pinning the server and the load generator to their own cores.
 //! - [`args`]: `--name value` flags; [`rlimit`]: the open-files limit; [`error`]: [`BenchError`].
 
 pub mod args;
 pub mod baseline;
 pub mod client;
+pub mod cpu;
 pub mod db;
 pub mod entry;
 pub mod error;

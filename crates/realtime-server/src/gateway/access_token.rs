@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::gateway::channel::Channel;
 use crate::gateway::jwt::{self, JwtError};
-use crate::gateway::session::{spawn_after, Control, Session};
+use crate::gateway::control::{spawn_after, Control};
+use crate::gateway::session::Session;
 
 /// Longest time between two re-verifications of a channel's token.
 const MAX_RECHECK: Duration = Duration::from_secs(300);

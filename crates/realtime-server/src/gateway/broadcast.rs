@@ -1,13 +1,17 @@
 //! Broadcast (PROTOCOL.md §6): client JSON broadcasts and kind-3 user broadcasts relayed to the
 //! topic's subscribers, with size limit, ack, self, and the tenant events limit at delivery.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use realtime_protocol::{Message, Outbound, UserBroadcast};
 use serde_json::json;
 
 use crate::gateway::authorization::Extension;
 use crate::gateway::hub::{Kind, Subscriber, TopicKey};
-use crate::gateway::session::{Control, Session};
+use crate::gateway::outbound::{self, SessionLink};
+use crate::gateway::control::Control;
+use crate::gateway::session::Session;
 use crate::gateway::Gateway;
 
 /// `system` message of a channel stopped by the events limiter.
@@ -16,14 +20,15 @@ pub const TOO_MANY_MESSAGES: &str = "Too many messages per second";
 impl Gateway {
     /// Fans a broadcast out to a topic and applies the tenant events limit to the receivers:
     /// each delivery counts one event; while the limiter is triggered the receiving channels
-    /// stop after the message. Returns the number of receiving channels.
+    /// stop after the message. Returns the receivers, among them the congested ones the
+    /// publisher should wait for.
     pub fn deliver_broadcast(
         &self,
         key: &TopicKey,
         msg: &Outbound,
         exclude: Option<u64>,
         max_events_per_second: u64,
-    ) -> usize {
+    ) -> Delivered {
         self.deliver_broadcast_where(key, msg, max_events_per_second, |s| {
             Some(s.channel_id) != exclude
         })
@@ -36,7 +41,7 @@ impl Gateway {
         msg: &Outbound,
         max_events_per_second: u64,
         keep: impl Fn(&Subscriber) -> bool,
-    ) -> usize {
+    ) -> Delivered {
         let receivers = self.hub.fan_out_where(key, msg, Kind::Broadcast, keep);
         let rates = self.limits.rates(&key.tenant);
         rates.events.add(receivers.len() as u64);
@@ -48,7 +53,41 @@ impl Gateway {
                 });
             }
         }
-        receivers.len()
+        let mut congested: Vec<Arc<SessionLink>> = Vec::new();
+        for r in &receivers {
+            if r.session.is_congested() && !congested.iter().any(|c| c.id == r.session.id) {
+                congested.push(r.session.clone());
+            }
+        }
+        Delivered {
+            receivers: receivers.len(),
+            congested,
+        }
+    }
+}
+
+/// What a broadcast reached.
+#[derive(Default)]
+pub struct Delivered {
+    /// Channels handed the message.
+    pub receivers: usize,
+    /// Receiving sockets over their soft queue marks.
+    pub congested: Vec<Arc<SessionLink>>,
+}
+
+impl Delivered {
+    /// Waits until the congested receivers drained (backpressure on the publisher), except
+    /// the publisher's own socket `own`, which cannot drain while its client waits on us.
+    pub async fn drained(self, own: Option<u64>) {
+        if self.congested.is_empty() {
+            return;
+        }
+        let others: Vec<Arc<SessionLink>> = self
+            .congested
+            .into_iter()
+            .filter(|l| Some(l.id) != own)
+            .collect();
+        outbound::drained_all(&others).await;
     }
 }
 
@@ -101,10 +140,13 @@ impl Session {
         let exclude = if ch.self_broadcast { None } else { Some(ch.id) };
         let ack = ch.ack.then(|| ch.reply(msg_ref, "ok", json!({})));
         let key = ch.key.clone();
-        self.gw
-            .deliver_broadcast(&key, &msg, exclude, tenant.limits.max_events_per_second);
+        let delivered =
+            self.gw
+                .deliver_broadcast(&key, &msg, exclude, tenant.limits.max_events_per_second);
         if let Some(ack) = ack {
             self.send(&ack);
         }
+        // The next frame of this socket is read once the receivers have room for it.
+        delivered.drained(Some(self.link.id)).await;
     }
 }

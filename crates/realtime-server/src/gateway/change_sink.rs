@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::gateway::hub::encode_ws;
-use crate::gateway::session::{Control, SessionLink};
+use crate::gateway::control::Control;
+use crate::gateway::outbound::SessionLink;
 
 /// The payload of a `postgres_changes` push, keys in upstream's (sorted) order; `data` is the
 /// pipeline's text as is, so jsonb values keep the database's spacing.

@@ -9,7 +9,7 @@ use axum::extract::ws::{Message as WsMessage, Utf8Bytes};
 use dashmap::DashMap;
 use realtime_protocol::{Frame, Outbound, Vsn};
 
-use crate::gateway::session::SessionLink;
+use crate::gateway::outbound::SessionLink;
 
 /// A topic namespace: public and private streams of the same sub-topic are distinct.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -14,7 +14,8 @@ use crate::gateway::hub::{ChannelPerms, Subscriber, TopicKey};
 use crate::gateway::jwt::{self, JwtError};
 use crate::gateway::postgres_changes::binding_id;
 use crate::gateway::replay::ReplayParams;
-use crate::gateway::session::{Control, Session};
+use crate::gateway::control::Control;
+use crate::gateway::session::Session;
 
 /// A refused join: the reply's `reason`, and whether the socket closes (1001) after it.
 pub(crate) struct Refusal {

@@ -24,6 +24,7 @@ pub mod authorization;
 pub mod broadcast;
 pub mod change_sink;
 pub mod channel;
+pub mod control;
 pub mod db_broadcast;
 pub mod heartbeat;
 pub mod hub;
@@ -31,6 +32,7 @@ pub mod join;
 pub mod jwt;
 pub mod leave;
 pub mod limits;
+pub mod outbound;
 pub mod ping;
 pub mod postgres_changes;
 pub mod presence;
@@ -55,7 +57,8 @@ use crate::config::Config;
 use hub::Hub;
 use limits::Limits;
 use presence::PresenceStore;
-use session::{Control, SessionLink};
+use control::Control;
+use outbound::SessionLink;
 pub use tenant_resolve::{StaticTenants, TenantDirectory, TenantLimits, TenantView};
 
 /// Tunables of the gateway (defaults are upstream's).

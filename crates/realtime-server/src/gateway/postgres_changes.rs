@@ -10,7 +10,8 @@ use realtime_cdc::{SubscribeError, SubscribeRequest, Subscription};
 use serde_json::Value;
 
 use crate::gateway::change_sink::ChannelSink;
-use crate::gateway::session::{Control, Session};
+use crate::gateway::control::Control;
+use crate::gateway::session::Session;
 
 pub use realtime_cdc::binding_id;
 

@@ -243,7 +243,9 @@ pub async fn batch<S: GatewayState>(
             &msg,
             None,
             tenant.limits.max_events_per_second,
-        );
+        )
+        .drained(None)
+        .await;
     }
     accepted(&rate_headers, headers.contains_key(header::ORIGIN))
 }
@@ -352,11 +354,15 @@ pub async fn single<S: GatewayState>(
         encoding,
         payload,
     });
+    // The answer waits until the receivers have room: a REST publisher is slowed like a
+    // socket one.
     gw.deliver_broadcast(
         &key(&tenant, private, &topic),
         &msg,
         None,
         tenant.limits.max_events_per_second,
-    );
+    )
+    .drained(None)
+    .await;
     accepted(&rate_headers, false)
 }

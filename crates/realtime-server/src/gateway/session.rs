@@ -1,190 +1,26 @@
-//! One task per socket: reads frames, routes them to channels, and owns a bounded outbound
-//! queue drained by a writer task. A receiver whose queue fills up is disconnected.
+//! One task per socket: reads frames and routes them to channels; its outbound queue and
+//! writer are in [`crate::gateway::outbound`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::SplitStream;
+use futures_util::StreamExt;
 use realtime_protocol::{InFrame, Inbound, Message, Outbound, Vsn};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::gateway::channel::{unmatched_topic, Channel};
-use crate::gateway::hub::encode_ws;
+use crate::gateway::control::Control;
+use crate::gateway::outbound::{self, SessionLink};
 use crate::gateway::tenant_resolve::TenantView;
 use crate::gateway::Gateway;
 
 /// How often a session re-reads its tenant, so limit changes apply to live sockets.
 const TENANT_REFRESH: Duration = Duration::from_secs(1);
-
-/// Events delivered to a session from outside its read loop.
-pub enum Control {
-    /// Stop a channel with a `system` error then `phx_close`.
-    StopChannel {
-        /// The channel.
-        channel_id: u64,
-        /// The `system` message text.
-        message: String,
-    },
-    /// Re-verify a channel's token (expiry timer).
-    TokenCheck {
-        /// The channel.
-        channel_id: u64,
-        /// Token generation the timer was armed for.
-        generation: u64,
-    },
-    /// Outcome of a change subscription attempt.
-    CdcResult {
-        /// The channel.
-        channel_id: u64,
-        /// Attempt generation.
-        generation: u64,
-        /// The subscription or why it failed (boxed: every socket's control queue has room
-        /// for a few dozen controls from the start, so the enum is kept small).
-        result: Box<Result<realtime_cdc::Subscription, realtime_cdc::SubscribeError>>,
-    },
-    /// Retry a failed change subscription.
-    CdcRetry {
-        /// The channel.
-        channel_id: u64,
-        /// Attempt generation that failed.
-        generation: u64,
-    },
-    /// The change pipeline stopped under a live subscription (the tenant's pipeline was
-    /// stopped): subscribe again after upstream's 1–3 s (`postgres_cdc_rls_down`).
-    CdcDown {
-        /// The channel.
-        channel_id: u64,
-        /// Attempt generation the pipeline stopped under.
-        generation: u64,
-    },
-    /// Check whether the replication connection is ready (`replication_ready` opt-in).
-    ReplicationCheck {
-        /// The channel.
-        channel_id: u64,
-        /// Give up at this time.
-        deadline: Instant,
-    },
-    /// Tenant-wide drain: "Server requested disconnect" on every channel, then close 1012.
-    ServerDisconnect,
-    /// Close the socket with this code.
-    Close(u16),
-}
-
-/// What other tasks hold to reach a session.
-pub struct SessionLink {
-    /// Session id.
-    pub id: u64,
-    /// Tenant external id.
-    pub tenant: Arc<str>,
-    /// Serializer.
-    pub vsn: Vsn,
-    /// Outbound frame queue (bounded).
-    pub out: mpsc::Sender<WsMessage>,
-    /// Control queue.
-    pub control: mpsc::Sender<Control>,
-    /// Cancelled to drop the connection at once.
-    pub kill: CancellationToken,
-    /// Counted as a connected user (joined a channel at least once).
-    pub counted: AtomicBool,
-    /// Bytes of the frames queued and not yet written.
-    pub queued_bytes: Arc<AtomicUsize>,
-    /// Most bytes queued before the socket counts as a slow consumer.
-    pub max_queued_bytes: usize,
-}
-
-/// Bytes a frame puts on the wire (near enough: the payload).
-fn frame_bytes(m: &WsMessage) -> usize {
-    match m {
-        WsMessage::Text(t) => t.len(),
-        WsMessage::Binary(b) | WsMessage::Ping(b) | WsMessage::Pong(b) => b.len(),
-        WsMessage::Close(_) => 2,
-    }
-}
-
-impl SessionLink {
-    /// A link for session `id` of `tenant`, live and not yet counted as a user.
-    pub fn new(
-        id: u64,
-        tenant: Arc<str>,
-        vsn: Vsn,
-        out: mpsc::Sender<WsMessage>,
-        control: mpsc::Sender<Control>,
-        max_queued_bytes: usize,
-    ) -> SessionLink {
-        SessionLink {
-            id,
-            tenant,
-            vsn,
-            out,
-            control,
-            kill: CancellationToken::new(),
-            counted: AtomicBool::new(false),
-            queued_bytes: Arc::default(),
-            max_queued_bytes,
-        }
-    }
-
-    /// Queues a frame without waiting; a full queue disconnects the socket.
-    ///
-    /// The queue is bounded in frames and in bytes: a socket that never reads cannot pin more
-    /// than `max_queued_bytes` (a first frame always fits, whatever its size).
-    pub fn push(&self, msg: WsMessage) -> bool {
-        let size = frame_bytes(&msg);
-        let before = self.queued_bytes.fetch_add(size, Ordering::Relaxed);
-        if before > 0 && before + size > self.max_queued_bytes {
-            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.slow("outbound queue over its byte limit");
-            return false;
-        }
-        match self.out.try_send(msg) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-                self.slow("outbound queue full");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
-                false
-            }
-        }
-    }
-
-    /// Disconnects a socket that does not keep up, once.
-    fn slow(&self, reason: &'static str) {
-        if !self.kill.is_cancelled() {
-            tracing::warn!(
-                tenant = %self.tenant,
-                session = self.id,
-                reason,
-                "disconnecting slow client"
-            );
-            self.kill.cancel();
-        }
-    }
-
-    /// Encodes and queues a message for this socket's serializer.
-    pub fn send(&self, msg: &Outbound) -> bool {
-        match encode_ws(self.vsn, msg) {
-            Some(frame) => self.push(frame),
-            None => false,
-        }
-    }
-
-    /// Sends a control event without waiting; a full control queue disconnects the socket.
-    pub fn control(&self, c: Control) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.control.try_send(c) {
-            tracing::warn!(tenant = %self.tenant, session = self.id, reason = "control queue full", "disconnecting slow client");
-            self.kill.cancel();
-        }
-    }
-}
 
 /// What the upgrade established.
 pub struct ConnectInfo {
@@ -229,11 +65,11 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
     ));
     gw.sessions.insert(id, link.clone());
     let (sink, stream) = socket.split();
-    let writer = tokio::spawn(write_loop(
+    let writer = tokio::spawn(outbound::write_loop(
         sink,
         out_rx,
         link.kill.clone(),
-        link.queued_bytes.clone(),
+        link.flow.clone(),
     ));
     let mut session = Session {
         gw: gw.clone(),
@@ -267,56 +103,6 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         abort.abort();
     }
 }
-
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, WsMessage>,
-    mut rx: mpsc::Receiver<WsMessage>,
-    kill: CancellationToken,
-    queued_bytes: Arc<AtomicUsize>,
-) {
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = kill.cancelled() => break,
-            m = rx.recv() => match m {
-                None => break,
-                Some(m) => m,
-            },
-        };
-        // Everything already queued goes out in one flush: a fan-out burst then costs one
-        // write per socket instead of one per frame.
-        let mut closing = false;
-        let mut next = Some(first);
-        // A client that stops reading blocks the write; a kill must still end it.
-        let sent = tokio::select! {
-            r = async {
-                let mut batch = 0;
-                while let Some(m) = next.take() {
-                    closing = matches!(m, WsMessage::Close(_));
-                    queued_bytes.fetch_sub(frame_bytes(&m), Ordering::Relaxed);
-                    sink.feed(m).await?;
-                    batch += 1;
-                    if closing || batch == WRITE_BATCH {
-                        break;
-                    }
-                    next = rx.try_recv().ok();
-                }
-                sink.flush().await
-            } => r.is_ok(),
-            _ = kill.cancelled() => false,
-        };
-        if !sent {
-            kill.cancel();
-            break;
-        }
-        if closing {
-            break;
-        }
-    }
-}
-
-/// Most frames written before a flush.
-const WRITE_BATCH: usize = 256;
 
 impl Session {
     async fn read_loop(
@@ -548,7 +334,7 @@ impl Session {
 
     /// Spawns a delayed control event (timers).
     pub(crate) fn after(&self, delay: Duration, c: Control) {
-        spawn_after(&self.link.control, delay, c);
+        crate::gateway::control::spawn_after(&self.link.control, delay, c);
     }
 
     fn on_replication_check(&mut self, channel_id: u64, deadline: Instant) {
@@ -587,18 +373,4 @@ impl Session {
                 .or_insert(0) += 1;
         }
     }
-}
-
-/// Sends `c` to the session after `delay`; the handle cancels it.
-pub(crate) fn spawn_after(
-    control: &mpsc::Sender<Control>,
-    delay: Duration,
-    c: Control,
-) -> tokio::task::AbortHandle {
-    let tx = control.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
-        let _ = tx.send(c).await;
-    })
-    .abort_handle()
 }

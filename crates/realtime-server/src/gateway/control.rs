@@ -1,0 +1,74 @@
+//! Events a session receives from outside its read loop (timers, the change pipeline, the
+//! tenant's lifecycle), and the delayed send that arms its timers.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+/// Events delivered to a session from outside its read loop.
+pub enum Control {
+    /// Stop a channel with a `system` error then `phx_close`.
+    StopChannel {
+        /// The channel.
+        channel_id: u64,
+        /// The `system` message text.
+        message: String,
+    },
+    /// Re-verify a channel's token (expiry timer).
+    TokenCheck {
+        /// The channel.
+        channel_id: u64,
+        /// Token generation the timer was armed for.
+        generation: u64,
+    },
+    /// Outcome of a change subscription attempt.
+    CdcResult {
+        /// The channel.
+        channel_id: u64,
+        /// Attempt generation.
+        generation: u64,
+        /// The subscription or why it failed (boxed: every socket's control queue has room
+        /// for a few dozen controls from the start, so the enum is kept small).
+        result: Box<Result<realtime_cdc::Subscription, realtime_cdc::SubscribeError>>,
+    },
+    /// Retry a failed change subscription.
+    CdcRetry {
+        /// The channel.
+        channel_id: u64,
+        /// Attempt generation that failed.
+        generation: u64,
+    },
+    /// The change pipeline stopped under a live subscription (the tenant's pipeline was
+    /// stopped): subscribe again after upstream's 1–3 s (`postgres_cdc_rls_down`).
+    CdcDown {
+        /// The channel.
+        channel_id: u64,
+        /// Attempt generation the pipeline stopped under.
+        generation: u64,
+    },
+    /// Check whether the replication connection is ready (`replication_ready` opt-in).
+    ReplicationCheck {
+        /// The channel.
+        channel_id: u64,
+        /// Give up at this time.
+        deadline: Instant,
+    },
+    /// Tenant-wide drain: "Server requested disconnect" on every channel, then close 1012.
+    ServerDisconnect,
+    /// Close the socket with this code.
+    Close(u16),
+}
+
+/// Sends `c` to the session after `delay`; the handle cancels it.
+pub(crate) fn spawn_after(
+    control: &mpsc::Sender<Control>,
+    delay: Duration,
+    c: Control,
+) -> tokio::task::AbortHandle {
+    let tx = control.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let _ = tx.send(c).await;
+    })
+    .abort_handle()
+}
