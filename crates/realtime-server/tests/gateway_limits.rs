@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use gateway_common::*;
 use realtime_server::gateway::GatewaySettings;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn case69_events_limit_stops_receiving_channel() {
@@ -171,42 +170,6 @@ async fn a_socket_that_never_reads_is_cut_at_the_byte_limit() {
     settings.outbound_queue_bytes = 1024 * 1024;
     let (s, mut sender, mut fast, _slow) = sender_fast_and_slow(settings).await;
     flood_until_the_slow_one_is_cut(&s, &mut sender, &mut fast).await;
-}
-
-/// A raw HTTP/1.1 request; returns status, headers (lowercased names) and body.
-async fn http(
-    s: &TestGateway,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<(String, String)>, String) {
-    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines.next().unwrap()[9..12].parse().unwrap();
-    let hs = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-        .collect();
-    (status, hs, body.to_string())
-}
-
-fn header<'a>(hs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    hs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use jsonwebtoken::{encode, EncodingKey, Header};
 use realtime_server::gateway::{self, Gateway, GatewaySettings, StaticTenants, TenantView};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -71,6 +72,25 @@ impl TestGateway {
     pub async fn client(&self, vsn: &str) -> Client {
         let q = format!("apikey={}&vsn={vsn}", token_ok());
         self.connect(&q, HOST, &[]).await.expect("upgrade")
+    }
+
+    /// Like [`TestGateway::client`], over a TCP socket whose receive buffer is fixed at
+    /// `bytes` (no autotuning), so a client that stops reading backs up the server quickly.
+    pub async fn client_with_receive_buffer(&self, vsn: &str, bytes: u32) -> Client {
+        let q = format!("apikey={}&vsn={vsn}", token_ok());
+        let mut req = self.url(&q).into_client_request().unwrap();
+        req.headers_mut()
+            .insert("host", HeaderValue::from_str(HOST).unwrap());
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let stream = socket.connect(self.addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("upgrade");
+        Client {
+            ws,
+            v2: vsn.starts_with('2'),
+        }
     }
 
     pub async fn connect(
@@ -323,4 +343,40 @@ pub fn kind4(topic: &str, event: &str, encoding: u8, payload: &[u8]) -> Vec<u8> 
     b.extend_from_slice(event.as_bytes());
     b.extend_from_slice(payload);
     b
+}
+
+/// A raw HTTP/1.1 request; returns status, headers (lowercased names) and body.
+pub async fn http(
+    s: &TestGateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let hs = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+        .collect();
+    (status, hs, body.to_string())
+}
+
+pub fn header<'a>(hs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    hs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
