@@ -310,7 +310,7 @@ function log(kind, event, detail, payload, extra = {}) {
     ['kind', kind],
     ['event', event ?? ''],
     ['detail', detail ?? ''],
-    ['payload', payload === undefined ? '' : (typeof payload === 'string' ? payload : JSON.stringify(payload, null, 1))],
+    ['payload', payload === undefined ? '' : (typeof payload === 'string' ? payload : JSON.stringify(payload))],
   ];
   for (const [cls, text] of cells) {
     const td = document.createElement('td');
