@@ -419,8 +419,14 @@ function join() {
       log('channel', 'joined', ids.length ? `Postgres Changes binding ids: ${ids.join(', ')}` : 'joined', response);
     } else {
       const reason = typeof response?.reason === 'string' ? response.reason : JSON.stringify(response);
-      setStatus('error', `Join refused: ${reason}`);
       log('error', 'join refused', plainReason(reason), response);
+      // Rejoining would be refused the same way: close the socket and let the operator fix the
+      // channel, key or policies first.
+      const refused = socket;
+      socket = null;
+      session = null;
+      refused.disconnect();
+      setStatus('error', `Join refused: ${reason}`);
     }
   };
   socket.ws.send(JSON.stringify(frame));
