@@ -143,6 +143,7 @@ test('a link with the session state joins, then shows broadcasts, presence and P
   assert.match(await change.locator('td.detail').textContent(), /^public\.inspector_items, commit → arrival -?\d+ ms$/);
   const delay = Number(await change.getAttribute('data-commit-delay-ms'));
   assert.ok(delay > -2_000 && delay < 15_000, `commit → arrival ${delay} ms`);
+  t.diagnostic(`commit → arrival shown by the page: ${delay} ms`);
   assert.match(await change.locator('td.payload').textContent(), /"note":"seen by the inspector"/);
 
   // The page's own broadcast comes back (self: true), and its presence is listed.
