@@ -7,12 +7,14 @@
 
 mod env;
 mod error;
+mod inspector;
 mod log_level;
 
 use std::time::Duration;
 
 pub use env::Env;
 pub use error::ConfigError;
+pub use inspector::{InspectorAccess, InspectorConfig};
 pub use log_level::LogLevel;
 
 /// The seeded tenant's JWT secret when `API_JWT_SECRET` is unset (upstream's seed fallback).
@@ -238,6 +240,10 @@ pub struct Config {
     /// `RLIMIT_NOFILE`: soft open-files limit to apply at start-up.
     pub rlimit_nofile: Option<u64>,
 
+    // --- inspector page
+    /// `INSPECTOR_ENABLED` and the dashboard credentials protecting `/inspector`.
+    pub inspector: InspectorConfig,
+
     /// Non-fatal problems found while parsing, logged at warning level once logging is up.
     pub warnings: Vec<String>,
 }
@@ -415,6 +421,8 @@ impl Config {
             },
         };
 
+        let inspector = InspectorConfig::from_env(env, standalone, &mut warnings)?;
+
         let node_name = format!(
             "{}@{}",
             env.get("NODE_NAME")
@@ -475,6 +483,7 @@ impl Config {
             region: env.opt("REGION"),
             node_name,
             rlimit_nofile,
+            inspector,
             warnings,
         })
     }

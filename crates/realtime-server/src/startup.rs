@@ -191,6 +191,11 @@ async fn create_standalone_tenant(state: &AppState) -> Result<(), StartupError> 
     tracing::info!(
         "supabase-js: createClient('http://localhost:{port}', <JWT>) works as is; README.md shows how to mint a token"
     );
+    if config.inspector.enabled {
+        tracing::info!(
+            "Inspector: http://localhost:{port}/inspector?tenant={name} (docs/inspector.md; INSPECTOR_ENABLED=false turns it off)"
+        );
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! - [`health`]: `/healthcheck` and `/api/tenants/:id/health`.
 //! - [`tenants`]: the admin tenant routes.
 //! - [`admin`] / [`admin_auth`]: the admin bearer check and its pure token rules.
+//! - [`inspector`]: the `/inspector` page (`INSPECTOR_ENABLED`).
 //! - [`accept`]: `Accept` negotiation (406).
 //! - [`body`]: the 8 MB limit and JSON parsing before routing.
 //! - [`request_id`] / [`request_log`]: `x-request-id` and request log lines.
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod admin_auth;
 pub mod body;
 pub mod health;
+pub mod inspector;
 pub mod request_id;
 pub mod request_log;
 pub mod response;
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(routes())
         .merge(crate::app::gateway_routes())
+        .merge(inspector::routes(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
