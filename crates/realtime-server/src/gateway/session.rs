@@ -147,12 +147,14 @@ impl Session {
                             }
                             return;
                         }
-                        Some(Ok(WsMessage::Text(t))) => self.on_frame(InFrame::Text(t.as_str())).await,
-                        Some(Ok(WsMessage::Binary(b))) => self.on_frame(InFrame::Binary(&b)).await,
+                        // Handling is boxed: an idle socket's task then holds only the wait
+                        // below, not the state of the largest handler.
+                        Some(Ok(WsMessage::Text(t))) => Box::pin(self.on_frame(InFrame::Text(t.as_str()))).await,
+                        Some(Ok(WsMessage::Binary(b))) => Box::pin(self.on_frame(InFrame::Binary(&b))).await,
                         Some(Ok(_)) => {}
                     }
                 }
-                Some(c) = ctl_rx.recv() => self.on_control(c).await,
+                Some(c) = ctl_rx.recv() => Box::pin(self.on_control(c)).await,
                 _ = sweep.tick() => {
                     if self.attempted_join && self.channels.is_empty() {
                         // Upstream kills such sockets without a close frame.
