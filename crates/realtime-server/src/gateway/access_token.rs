@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::gateway::channel::Channel;
 use crate::gateway::jwt::{self, JwtError};
 use crate::gateway::control::{spawn_after, Control};
+use crate::gateway::mailbox::Mailbox;
 use crate::gateway::session::Session;
 
 /// Longest time between two re-verifications of a channel's token.
@@ -23,7 +24,7 @@ const MAX_REFRESHES_PER_SECOND: u32 = 5;
 impl Channel {
     /// Arms the timer that re-verifies the channel's token at `min(5 min, exp - now)`,
     /// cancelling the one armed before.
-    pub(crate) fn arm_token_timer(&mut self, control: &tokio::sync::mpsc::Sender<Control>) {
+    pub(crate) fn arm_token_timer(&mut self, control: &std::sync::Arc<Mailbox<Control>>) {
         if let Some(previous) = self.token_timer.take() {
             previous.abort();
         }

@@ -214,7 +214,6 @@ impl ChangeSink for ChannelSink {
 #[cfg(test)]
 mod tests {
 
-    use tokio::sync::mpsc;
 
     use super::*;
 
@@ -314,18 +313,8 @@ mod tests {
     }
 
     /// A socket's link with its outbound and control queues.
-    fn link(vsn: Vsn, capacity: usize) -> (Arc<SessionLink>, mpsc::Receiver<WsMessage>) {
-        let (out, rx) = mpsc::channel(capacity);
-        let (control, _) = mpsc::channel(4);
-        let link = Arc::new(SessionLink::new(
-            1,
-            Arc::from("t"),
-            vsn,
-            out,
-            control,
-            usize::MAX,
-        ));
-        (link, rx)
+    fn link(vsn: Vsn, capacity: usize) -> Arc<SessionLink> {
+        Arc::new(SessionLink::new(1, Arc::from("t"), vsn, capacity, usize::MAX))
     }
 
     fn sink(link: &Arc<SessionLink>, topic: &str) -> ChannelSink {
@@ -345,8 +334,8 @@ mod tests {
 
     #[test]
     fn events_reach_the_socket_in_order_and_channels_share_frames() {
-        let (l1, mut rx1) = link(Vsn::V2, 16);
-        let (l2, mut rx2) = link(Vsn::V2, 16);
+        let l1 = link(Vsn::V2, 16);
+        let l2 = link(Vsn::V2, 16);
         let (s1, s2) = (sink(&l1, "realtime:a"), sink(&l2, "realtime:a"));
         let data = raw(r#"{"type": "INSERT"}"#);
         let change = || CdcEvent::Change {
@@ -359,21 +348,21 @@ mod tests {
         assert!(s2.push(change(), &mut cache));
         assert!(s1.push(system("later"), &mut cache));
 
-        let first = rx1.try_recv().unwrap();
+        let first = l1.out.try_recv().unwrap();
         assert_eq!(
             text(&first),
             r#"["j1",null,"realtime:a","system",{"channel":"a","extension":"postgres_changes","message":"Subscribed to PostgreSQL","status":"ok"}]"#
         );
-        let c1 = rx1.try_recv().unwrap();
-        let c2 = rx2.try_recv().unwrap();
+        let c1 = l1.out.try_recv().unwrap();
+        let c2 = l2.out.try_recv().unwrap();
         assert!(same_bytes(&c1, &c2), "{c1:?} / {c2:?}");
-        assert!(text(&rx1.try_recv().unwrap()).contains("later"));
-        assert!(rx1.try_recv().is_err());
+        assert!(text(&l1.out.try_recv().unwrap()).contains("later"));
+        assert!(l1.out.try_recv().is_none());
     }
 
     #[test]
     fn a_full_socket_is_disconnected_and_reads_as_gone() {
-        let (l, _rx) = link(Vsn::V1, 1);
+        let l = link(Vsn::V1, 1);
         let s = sink(&l, "realtime:a");
         let mut cache = SinkCache::default();
         assert!(s.push(system("one"), &mut cache));
@@ -383,30 +372,21 @@ mod tests {
 
     #[test]
     fn a_closed_socket_reads_as_gone() {
-        let (l, rx) = link(Vsn::V1, 4);
-        drop(rx);
+        let l = link(Vsn::V1, 4);
+        l.out.close();
         let s = sink(&l, "realtime:a");
         assert!(!s.push(system("one"), &mut SinkCache::default()));
     }
 
     #[tokio::test]
     async fn a_stopped_pipeline_is_reported_to_the_session() {
-        let (out, _rx) = mpsc::channel(4);
-        let (control, mut ctl) = mpsc::channel(4);
-        let l = Arc::new(SessionLink::new(
-            1,
-            Arc::from("t"),
-            Vsn::V1,
-            out,
-            control,
-            usize::MAX,
-        ));
+        let l = link(Vsn::V1, 4);
         let mut s = sink(&l, "realtime:a");
         s.channel_id = 7;
         s.generation = 3;
         s.pipeline_stopped();
-        match ctl.try_recv() {
-            Ok(Control::CdcDown {
+        match l.control.try_recv() {
+            Some(Control::CdcDown {
                 channel_id,
                 generation,
             }) => assert_eq!((channel_id, generation), (7, 3)),

@@ -1,9 +1,10 @@
 //! Events a session receives from outside its read loop (timers, the change pipeline, the
 //! tenant's lifecycle), and the delayed send that arms its timers.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use crate::gateway::mailbox::Mailbox;
 
 /// Events delivered to a session from outside its read loop.
 pub enum Control {
@@ -61,14 +62,15 @@ pub enum Control {
 
 /// Sends `c` to the session after `delay`; the handle cancels it.
 pub(crate) fn spawn_after(
-    control: &mpsc::Sender<Control>,
+    control: &Arc<Mailbox<Control>>,
     delay: Duration,
     c: Control,
 ) -> tokio::task::AbortHandle {
     let tx = control.clone();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        let _ = tx.send(c).await;
+        // A full queue means a stuck socket; its kill is on its way from other pushes.
+        let _ = tx.push(c);
     })
     .abort_handle()
 }

@@ -161,7 +161,7 @@ impl Session {
                 pending.fetch_sub(1, Ordering::SeqCst);
                 link.send(&frame);
                 if refusal.close {
-                    let _ = link.control.send(Control::Close(1001)).await;
+                    link.control(Control::Close(1001));
                 }
             });
         }

@@ -32,6 +32,7 @@ pub mod join;
 pub mod jwt;
 pub mod leave;
 pub mod limits;
+pub mod mailbox;
 pub mod outbound;
 pub mod ping;
 pub mod postgres_changes;
@@ -255,7 +256,7 @@ impl Gateway {
             .map(|s| s.value().clone())
             .collect();
         for link in links {
-            if link.control.send(Control::ServerDisconnect).await.is_err() {
+            if link.control.push(Control::ServerDisconnect).is_err() {
                 link.kill.cancel();
             }
         }
@@ -265,7 +266,7 @@ impl Gateway {
     pub fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         for s in self.sessions.iter() {
-            if s.control.try_send(Control::Close(1012)).is_err() {
+            if s.control.push(Control::Close(1012)).is_err() {
                 s.kill.cancel();
             }
         }

@@ -8,6 +8,7 @@
 //! its queue has not moved for [`STALL`] while someone waits for it, or when it reaches the
 //! hard limits (frames or bytes) that bound memory whatever the publishers do.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,14 +17,18 @@ use axum::extract::ws::{Message as WsMessage, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::SinkExt;
 use realtime_protocol::{Outbound, Vsn};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::control::Control;
 use crate::gateway::hub::encode_ws;
+use crate::gateway::mailbox::{Mailbox, Refused};
 
 /// How long a congested receiver may go without writing anything before it is closed.
 pub const STALL: Duration = Duration::from_secs(2);
+
+/// Controls a session's queue holds before the socket counts as stuck.
+pub const CONTROL_QUEUE: usize = 1024;
 
 /// Queued bytes above which a receiver slows its publishers.
 pub const SOFT_BYTES: usize = 512 * 1024;
@@ -36,10 +41,10 @@ pub struct SessionLink {
     pub tenant: Arc<str>,
     /// Serializer.
     pub vsn: Vsn,
-    /// Outbound frame queue (bounded).
-    pub out: mpsc::Sender<WsMessage>,
-    /// Control queue.
-    pub control: mpsc::Sender<Control>,
+    /// Outbound frame queue (bounded), drained by the writer.
+    pub out: Arc<Mailbox<WsMessage>>,
+    /// Control queue, read by the session.
+    pub control: Arc<Mailbox<Control>>,
     /// Cancelled to drop the connection at once.
     pub kill: CancellationToken,
     /// Counted as a connected user (joined a channel at least once).
@@ -79,13 +84,13 @@ fn frame_bytes(m: &WsMessage) -> usize {
 }
 
 impl SessionLink {
-    /// A link for session `id` of `tenant`, live and not yet counted as a user.
+    /// A link for session `id` of `tenant`, live and not yet counted as a user, with room for
+    /// `max_frames` outbound frames (and `max_queued_bytes`) and [`CONTROL_QUEUE`] controls.
     pub fn new(
         id: u64,
         tenant: Arc<str>,
         vsn: Vsn,
-        out: mpsc::Sender<WsMessage>,
-        control: mpsc::Sender<Control>,
+        max_frames: usize,
         max_queued_bytes: usize,
     ) -> SessionLink {
         let flow = Flow::default();
@@ -94,8 +99,8 @@ impl SessionLink {
             id,
             tenant,
             vsn,
-            out,
-            control,
+            out: Arc::new(Mailbox::new(max_frames)),
+            control: Arc::new(Mailbox::new(CONTROL_QUEUE)),
             kill: CancellationToken::new(),
             counted: AtomicBool::new(false),
             flow: Arc::new(flow),
@@ -116,14 +121,14 @@ impl SessionLink {
             self.slow("outbound queue over its byte limit");
             return false;
         }
-        match self.out.try_send(msg) {
+        match self.out.push(msg) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(Refused::Full) => {
                 queued.fetch_sub(size, Ordering::SeqCst);
                 self.slow("outbound queue full");
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(Refused::Closed) => {
                 queued.fetch_sub(size, Ordering::SeqCst);
                 false
             }
@@ -134,7 +139,7 @@ impl SessionLink {
     /// half its frames in use.
     pub fn is_congested(&self) -> bool {
         self.flow.queued_bytes.load(Ordering::SeqCst) > SOFT_BYTES
-            || self.out.capacity() < self.out.max_capacity() / 2
+            || self.out.len() > self.out.capacity() / 2
     }
 
     /// Waits until the queue is below its soft marks, the socket is gone, or the queue has
@@ -189,7 +194,7 @@ impl SessionLink {
 
     /// Sends a control event without waiting; a full control queue disconnects the socket.
     pub fn control(&self, c: Control) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.control.try_send(c) {
+        if let Err(Refused::Full) = self.control.push(c) {
             tracing::warn!(tenant = %self.tenant, session = self.id, reason = "control queue full", "disconnecting slow client");
             self.kill.cancel();
         }
@@ -207,36 +212,33 @@ pub async fn drained_all(links: &[Arc<SessionLink>]) {
 /// Writes a socket's queue until the queue closes, the socket fails, or the link is killed.
 pub async fn write_loop(
     mut sink: SplitSink<WebSocket, WsMessage>,
-    mut rx: mpsc::Receiver<WsMessage>,
+    out: Arc<Mailbox<WsMessage>>,
     kill: CancellationToken,
     flow: Arc<Flow>,
 ) {
+    let mut batch = VecDeque::new();
     loop {
-        let first = tokio::select! {
-            biased;
-            _ = kill.cancelled() => break,
-            m = rx.recv() => match m {
-                None => break,
-                Some(m) => m,
-            },
-        };
         // Everything already queued goes out in one flush: a fan-out burst then costs one
         // write per socket instead of one per frame.
+        let more = tokio::select! {
+            biased;
+            _ = kill.cancelled() => break,
+            more = out.recv_many(&mut batch, WRITE_BATCH) => more,
+        };
+        if !more {
+            break;
+        }
         let mut closing = false;
-        let mut next = Some(first);
         // A client that stops reading blocks the write; a kill must still end it.
         let sent = tokio::select! {
             r = async {
-                let mut batch = 0;
-                while let Some(m) = next.take() {
+                while let Some(m) = batch.pop_front() {
                     closing = matches!(m, WsMessage::Close(_));
                     flow.queued_bytes.fetch_sub(frame_bytes(&m), Ordering::SeqCst);
                     sink.feed(m).await?;
-                    batch += 1;
-                    if closing || batch == WRITE_BATCH {
+                    if closing {
                         break;
                     }
-                    next = rx.try_recv().ok();
                 }
                 sink.flush().await
             } => r.is_ok(),
@@ -249,7 +251,7 @@ pub async fn write_loop(
         flow.last_write_ms.store(clock_ms(), Ordering::Relaxed);
         if flow.waiting.load(Ordering::SeqCst)
             && flow.queued_bytes.load(Ordering::SeqCst) <= SOFT_BYTES
-            && rx.len() < rx.max_capacity() / 2
+            && out.len() <= out.capacity() / 2
         {
             flow.waiting.store(false, Ordering::SeqCst);
             flow.drained.notify_waiters();
@@ -257,7 +259,12 @@ pub async fn write_loop(
         if closing {
             break;
         }
+        if batch.capacity() > WRITE_BATCH {
+            batch = VecDeque::new();
+        }
     }
+    // Nothing queued from now on would be written.
+    out.close();
 }
 
 /// Most frames written before a flush.

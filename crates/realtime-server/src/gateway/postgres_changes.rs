@@ -54,14 +54,11 @@ impl Session {
                 (Some(cdc), Some(row)) => cdc.subscribe(row, req).await,
                 _ => Err(SubscribeError::Unavailable(NO_PIPELINE.to_string())),
             };
-            let _ = link
-                .control
-                .send(Control::CdcResult {
-                    channel_id,
-                    generation,
-                    result: Box::new(result),
-                })
-                .await;
+            link.control(Control::CdcResult {
+                channel_id,
+                generation,
+                result: Box::new(result),
+            });
         });
     }
 

@@ -11,10 +11,10 @@ use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
 use realtime_protocol::{InFrame, Inbound, Message, Outbound, Vsn};
 use serde_json::{json, Map, Value};
-use tokio::sync::mpsc;
 
 use crate::gateway::channel::{unmatched_topic, Channel};
 use crate::gateway::control::Control;
+use crate::gateway::mailbox::Mailbox;
 use crate::gateway::outbound::{self, SessionLink};
 use crate::gateway::tenant_resolve::TenantView;
 use crate::gateway::Gateway;
@@ -52,22 +52,19 @@ pub struct Session {
 
 /// Runs a socket until it closes.
 pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
-    let (out_tx, out_rx) = mpsc::channel(gw.settings.outbound_queue.max(1));
-    let (ctl_tx, ctl_rx) = mpsc::channel(1024);
     let id = gw.next_id();
     let link = Arc::new(SessionLink::new(
         id,
         Arc::from(info.tenant.external_id.as_str()),
         info.vsn,
-        out_tx,
-        ctl_tx,
+        gw.settings.outbound_queue,
         gw.settings.outbound_queue_bytes,
     ));
     gw.sessions.insert(id, link.clone());
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(outbound::write_loop(
         sink,
-        out_rx,
+        link.out.clone(),
         link.kill.clone(),
         link.flow.clone(),
     ));
@@ -83,7 +80,8 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         closing: false,
         refusals_pending: Arc::default(),
     };
-    session.read_loop(stream, ctl_rx).await;
+    let control = link.control.clone();
+    session.read_loop(stream, &control).await;
     session.remove_all_channels();
     gw.sessions.remove(&id);
     if link.counted.load(Ordering::SeqCst) {
@@ -92,6 +90,8 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         }
     }
     drop(session);
+    // The writer sends what is queued (a close frame, typically), then ends.
+    link.out.close();
     drop(link);
     // The writer drains what is queued (a close frame, typically), then ends; a client that
     // does not take it within the grace period is dropped.
@@ -108,7 +108,7 @@ impl Session {
     async fn read_loop(
         &mut self,
         mut stream: SplitStream<WebSocket>,
-        mut ctl_rx: mpsc::Receiver<Control>,
+        control: &Mailbox<Control>,
     ) {
         let idle = self.gw.settings.idle_timeout;
         let mut deadline = tokio::time::Instant::now() + idle;
@@ -154,7 +154,7 @@ impl Session {
                         Some(Ok(_)) => {}
                     }
                 }
-                Some(c) = ctl_rx.recv() => Box::pin(self.on_control(c)).await,
+                Some(c) = control.recv() => Box::pin(self.on_control(c)).await,
                 _ = sweep.tick() => {
                     if self.attempted_join && self.channels.is_empty() {
                         // Upstream kills such sockets without a close frame.
@@ -172,7 +172,7 @@ impl Session {
     /// Queues a close frame; the read loop ends after the current event.
     pub(crate) fn close(&mut self, code: u16) {
         self.closing = true;
-        let _ = self.link.out.try_send(WsMessage::Close(Some(CloseFrame {
+        let _ = self.link.out.push(WsMessage::Close(Some(CloseFrame {
             code,
             reason: "".into(),
         })));
