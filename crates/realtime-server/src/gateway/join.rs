@@ -384,7 +384,7 @@ impl Session {
         if presence_on && (!channel.private || channel.policies.presence_read == Some(true)) {
             self.send_presence_state(&channel);
         }
-        self.channels.insert(m.topic.clone(), channel);
+        self.channels.insert(m.topic.clone(), Box::new(channel));
         if has_bindings {
             self.subscribe_changes(channel_id);
         }

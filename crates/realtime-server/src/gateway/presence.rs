@@ -359,7 +359,7 @@ impl Session {
 
 /// `{"status":"error","response":{}}` from the channel on `topic`.
 fn reply_error(
-    channels: &std::collections::HashMap<String, Channel>,
+    channels: &std::collections::HashMap<String, Box<Channel>>,
     topic: &str,
     msg_ref: Option<String>,
 ) -> Outbound {

@@ -43,7 +43,9 @@ pub struct Session {
     pub(crate) connect_token: String,
     /// The `x-` headers, handed to RLS checks of private channels.
     pub(crate) headers: Map<String, Value>,
-    pub(crate) channels: HashMap<String, Channel>,
+    /// Joined channels by topic (boxed: the map reserves room for several entries, and a
+    /// socket usually has one).
+    pub(crate) channels: HashMap<String, Box<Channel>>,
     pub(crate) attempted_join: bool,
     pub(crate) closing: bool,
     /// Refused joins whose delayed reply is still pending.
@@ -319,7 +321,7 @@ impl Session {
 
     /// Removes a channel: hub subscription, presence (leave diff), change subscriptions.
     pub(crate) fn remove_channel(&mut self, topic: &str) -> Option<Channel> {
-        let ch = self.channels.remove(topic)?;
+        let ch = *self.channels.remove(topic)?;
         self.gw.hub.unsubscribe(&ch.key, ch.id);
         if ch.tracked.is_some() {
             self.untrack_presence(&ch);
