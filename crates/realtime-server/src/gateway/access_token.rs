@@ -8,8 +8,6 @@ use serde_json::Value;
 
 use crate::gateway::channel::Channel;
 use crate::gateway::jwt::{self, JwtError};
-use crate::gateway::control::{spawn_after, Control};
-use crate::gateway::mailbox::Mailbox;
 use crate::gateway::session::Session;
 
 /// Longest time between two re-verifications of a channel's token.
@@ -22,12 +20,10 @@ const MAX_RECHECK: Duration = Duration::from_secs(300);
 const MAX_REFRESHES_PER_SECOND: u32 = 5;
 
 impl Channel {
-    /// Arms the timer that re-verifies the channel's token at `min(5 min, exp - now)`,
-    /// cancelling the one armed before.
-    pub(crate) fn arm_token_timer(&mut self, control: &std::sync::Arc<Mailbox<Control>>) {
-        if let Some(previous) = self.token_timer.take() {
-            previous.abort();
-        }
+    /// Sets when the channel's token is verified again: `min(5 min, exp - now)`, replacing
+    /// the time set before.
+    pub(crate) fn arm_token_timer(&mut self) {
+        self.token_check_at = None;
         let Some(exp) = jwt::exp_seconds(&self.claims) else {
             return;
         };
@@ -35,14 +31,7 @@ impl Channel {
         let until_ms = exp.saturating_mul(1000).saturating_sub(now_ms).max(0) as u64;
         // A little past the expiry second, so the check sees the token as expired.
         let delay = Duration::from_millis(until_ms + 10).min(MAX_RECHECK);
-        self.token_timer = Some(spawn_after(
-            control,
-            delay,
-            Control::TokenCheck {
-                channel_id: self.id,
-                generation: self.token_generation,
-            },
-        ));
+        self.token_check_at = Some(tokio::time::Instant::now() + delay);
     }
 
     /// Counts a refresh; false when this one is over the per-second allowance.
@@ -72,25 +61,35 @@ impl Session {
         Ok(claims)
     }
 
-    pub(crate) async fn on_token_check(&mut self, channel_id: u64, generation: u64) {
-        let Some(topic) = self.topic_of(channel_id) else {
-            return;
-        };
-        let _ = self.fresh_tenant().await;
-        let Some(ch) = self.channels.get(&topic) else {
-            return;
-        };
-        if ch.token_generation != generation {
-            return;
+    /// Verifies again the tokens of the channels whose check time has come.
+    pub(crate) async fn check_due_tokens(&mut self) {
+        let now = tokio::time::Instant::now();
+        let due: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, ch)| ch.token_check_at.is_some_and(|at| at <= now))
+            .map(|(topic, _)| topic.clone())
+            .collect();
+        for topic in due {
+            if let Some(ch) = self.channels.get_mut(&topic) {
+                ch.token_check_at = None;
+            }
+            self.on_token_check(&topic).await;
         }
+    }
+
+    async fn on_token_check(&mut self, topic: &str) {
+        let _ = self.fresh_tenant().await;
+        let Some(ch) = self.channels.get(topic) else {
+            return;
+        };
         match self.verify_channel_token(&ch.token.clone()) {
             Ok(_) => {
-                let control = self.link.control.clone();
-                if let Some(ch) = self.channels.get_mut(&topic) {
-                    ch.arm_token_timer(&control);
+                if let Some(ch) = self.channels.get_mut(topic) {
+                    ch.arm_token_timer();
                 }
             }
-            Err(e) => self.stop_channel(&topic, &e.channel_message()),
+            Err(e) => self.stop_channel(topic, &e.channel_message()),
         }
     }
 
@@ -117,14 +116,13 @@ impl Session {
         match self.verify_channel_token(&token) {
             Err(e) => self.stop_channel(&m.topic, &e.channel_message()),
             Ok(claims) => {
-                let control = self.link.control.clone();
                 let Some(ch) = self.channels.get_mut(&m.topic) else {
                     return;
                 };
                 ch.token = token;
                 if claims == ch.claims {
                     // Same identity, same permissions: nothing to check again.
-                    ch.arm_token_timer(&control);
+                    ch.arm_token_timer();
                     return;
                 }
                 let role_changed = claims.get("role") != ch.claims.get("role");
@@ -151,7 +149,7 @@ impl Session {
                     _ => has_bindings,
                 };
                 ch.claims = claims;
-                ch.arm_token_timer(&control);
+                ch.arm_token_timer();
                 if resubscribe {
                     self.subscribe_changes(id);
                 }

@@ -55,18 +55,11 @@ pub struct Channel {
     pub cdc: Option<realtime_cdc::Subscription>,
     /// Bumped on every subscription attempt so stale outcomes are ignored.
     pub cdc_generation: u64,
-    /// The pending token re-verification; replaced (and cancelled) when re-armed.
-    pub token_timer: Option<tokio::task::AbortHandle>,
+    /// When the token is verified again (its expiry, or 5 min); the session's read loop
+    /// waits for the earliest of its channels', so no task or timer is kept per channel.
+    pub token_check_at: Option<tokio::time::Instant>,
     /// `access_token` refreshes in the current one-second window: (window start, count).
     pub refreshes: (std::time::Instant, u32),
-}
-
-impl Drop for Channel {
-    fn drop(&mut self) {
-        if let Some(t) = self.token_timer.take() {
-            t.abort();
-        }
-    }
 }
 
 impl Channel {

@@ -15,13 +15,6 @@ pub enum Control {
         /// The `system` message text.
         message: String,
     },
-    /// Re-verify a channel's token (expiry timer).
-    TokenCheck {
-        /// The channel.
-        channel_id: u64,
-        /// Token generation the timer was armed for.
-        generation: u64,
-    },
     /// Outcome of a change subscription attempt.
     CdcResult {
         /// The channel.

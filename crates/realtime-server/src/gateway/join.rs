@@ -338,7 +338,7 @@ impl Session {
             legacy: cfg.legacy,
             cdc: None,
             cdc_generation: 0,
-            token_timer: None,
+            token_check_at: None,
             refreshes: (std::time::Instant::now(), 0),
         };
         self.gw.hub.subscribe(
@@ -374,7 +374,7 @@ impl Session {
         self.gw.ensure_db_broadcasts(&self.link.tenant);
         let channel_id = channel.id;
         let has_bindings = !channel.bindings.is_empty();
-        channel.arm_token_timer(&self.link.control);
+        channel.arm_token_timer();
         if let Ok(mut ids) = channel.perms.replayed.lock() {
             ids.extend(replayed.iter().map(|m| m.id.clone()));
         }

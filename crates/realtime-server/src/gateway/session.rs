@@ -123,6 +123,11 @@ impl Session {
             tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
         let kill = self.link.kill.clone();
         loop {
+            let next_token_check = self
+                .channels
+                .values()
+                .filter_map(|ch| ch.token_check_at)
+                .min();
             tokio::select! {
                 _ = kill.cancelled() => return,
                 _ = tokio::time::sleep_until(deadline) => {
@@ -157,6 +162,7 @@ impl Session {
                     }
                 }
                 Some(c) = control.recv() => Box::pin(self.on_control(c)).await,
+                _ = sleep_until_some(next_token_check) => Box::pin(self.check_due_tokens()).await,
                 _ = sweep.tick() => {
                     if self.attempted_join && self.channels.is_empty() {
                         // Upstream kills such sockets without a close frame.
@@ -266,10 +272,6 @@ impl Session {
                     self.stop_channel(&topic, &message);
                 }
             }
-            Control::TokenCheck {
-                channel_id,
-                generation,
-            } => self.on_token_check(channel_id, generation).await,
             Control::CdcResult {
                 channel_id,
                 generation,
@@ -376,5 +378,13 @@ impl Session {
                 .entry(self.link.tenant.to_string())
                 .or_insert(0) += 1;
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
