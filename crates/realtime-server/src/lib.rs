@@ -7,6 +7,7 @@
 //! - [`app`]: shared state and the axum router that joins the HTTP API and the gateway.
 //! - [`http`]: the HTTP API (`/api/tenants…`, `/api/ping`, `/healthcheck`, health).
 //! - [`janitor`]: periodic partition maintenance of the tenant databases (`RUN_JANITOR`).
+//! - [`memory_trim`]: returns freed memory to the system after many sockets closed.
 //! - [`cli`]: the command line (`server`, `migrate`, `eval`).
 //! - [`startup`]: boot sequence (crypto, registry, migrations, seed), listeners, shutdown.
 //! - [`tenant_directory`]: the gateway's view of the registry (cache + decryption).
@@ -24,6 +25,7 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod janitor;
+pub mod memory_trim;
 pub mod logging;
 pub mod startup;
 pub mod tenant_directory;

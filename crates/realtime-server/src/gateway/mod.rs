@@ -159,6 +159,8 @@ pub struct Gateway {
     pub(crate) presence: PresenceStore,
     pub(crate) limits: Limits,
     pub(crate) sessions: DashMap<u64, Arc<SessionLink>>,
+    /// Most sockets open at once since [`Gateway::take_session_peak`] was last called.
+    session_peak: std::sync::atomic::AtomicUsize,
     pub(crate) cdc: Option<Arc<realtime_cdc::Cdc>>,
     rows: Option<Arc<realtime_tenants::TenantCache>>,
     pub(crate) databases: realtime_cdc::ChannelDatabases,
@@ -209,6 +211,7 @@ impl Gateway {
             presence: PresenceStore::default(),
             limits,
             sessions: DashMap::new(),
+            session_peak: Default::default(),
             cdc,
             rows,
             databases,
@@ -237,6 +240,25 @@ impl Gateway {
 
     pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Open sockets, all tenants.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Registers an open socket.
+    pub(crate) fn add_session(&self, link: Arc<SessionLink>) {
+        self.sessions.insert(link.id, link);
+        self.session_peak
+            .fetch_max(self.sessions.len(), Ordering::Relaxed);
+    }
+
+    /// The most sockets open at once since the last call; starts the next period at the
+    /// current count.
+    pub fn take_session_peak(&self) -> usize {
+        let now = self.sessions.len();
+        self.session_peak.swap(now, Ordering::Relaxed).max(now)
     }
 
     /// Sockets of `tenant` counted as connected users (joined at least one channel).

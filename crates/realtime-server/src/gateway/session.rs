@@ -62,7 +62,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         gw.settings.outbound_queue,
         gw.settings.outbound_queue_bytes,
     ));
-    gw.sessions.insert(id, link.clone());
+    gw.add_session(link.clone());
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(outbound::write_loop(
         sink,
