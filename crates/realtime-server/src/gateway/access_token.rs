@@ -105,7 +105,7 @@ impl Session {
         let Some(ch) = self.channels.get_mut(&m.topic) else {
             return;
         };
-        if token.starts_with("sb_") || token == ch.token {
+        if token.starts_with("sb_") || *token == *ch.token {
             return;
         }
         if !ch.allow_refresh(Instant::now()) {
@@ -119,7 +119,7 @@ impl Session {
                 let Some(ch) = self.channels.get_mut(&m.topic) else {
                     return;
                 };
-                ch.token = token;
+                ch.token = std::sync::Arc::from(token);
                 if claims == ch.claims {
                     // Same identity, same permissions: nothing to check again.
                     ch.arm_token_timer();

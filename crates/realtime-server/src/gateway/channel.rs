@@ -38,7 +38,7 @@ pub struct Channel {
     /// Client presence window: start and count of counted messages.
     pub presence_window: Option<(Instant, u64)>,
     /// The channel's token.
-    pub token: String,
+    pub token: Arc<str>,
     /// Its verified claims.
     pub claims: Claims,
     /// Bumped on every token change so stale expiry timers are ignored.

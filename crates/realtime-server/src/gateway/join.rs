@@ -105,20 +105,26 @@ fn legacy_binding(sub: &str) -> Option<Value> {
 }
 
 /// Picks the join token (PROTOCOL.md §5.1 "Join token selection").
-fn join_token(payload: &Map<String, Value>, connect_token: &str) -> String {
+///
+/// The connect token is shared, not copied, when the join names the same one (realtime-js
+/// sends it again as `access_token`): every channel keeps its token for its whole life.
+fn join_token(payload: &Map<String, Value>, connect_token: &Arc<str>) -> Arc<str> {
     let access = payload.get("access_token");
     let user = payload.get("user_token");
     let candidate = access.or(user).and_then(Value::as_str);
     if candidate.map(|c| c.starts_with("sb_")).unwrap_or(false) {
-        return connect_token.to_string();
+        return connect_token.clone();
     }
-    if let Some(Value::String(u)) = user {
-        return u.clone();
+    let chosen = match (user, access) {
+        (Some(Value::String(u)), _) => u,
+        (_, Some(Value::String(a))) => a,
+        _ => return connect_token.clone(),
+    };
+    if chosen.as_str() == &**connect_token {
+        connect_token.clone()
+    } else {
+        Arc::from(chosen.as_str())
     }
-    if let Some(Value::String(a)) = access {
-        return a.clone();
-    }
-    connect_token.to_string()
 }
 
 /// Refused joins per socket whose reply waits out the backoff at the same time.
@@ -406,14 +412,20 @@ mod tests {
     #[test]
     fn token_selection() {
         let p = |v: Value| v.as_object().cloned().unwrap();
-        assert_eq!(join_token(&p(json!({})), "c"), "c");
-        assert_eq!(join_token(&p(json!({"access_token":"a"})), "c"), "a");
-        assert_eq!(join_token(&p(json!({"access_token":"sb_x"})), "c"), "c");
+        let c: Arc<str> = Arc::from("c");
+        assert_eq!(&*join_token(&p(json!({})), &c), "c");
+        assert_eq!(&*join_token(&p(json!({"access_token":"a"})), &c), "a");
+        assert_eq!(&*join_token(&p(json!({"access_token":"sb_x"})), &c), "c");
         assert_eq!(
-            join_token(&p(json!({"access_token":"a","user_token":"u"})), "c"),
+            &*join_token(&p(json!({"access_token":"a","user_token":"u"})), &c),
             "u"
         );
-        assert_eq!(join_token(&p(json!({"access_token":1})), "c"), "c");
+        assert_eq!(&*join_token(&p(json!({"access_token":1})), &c), "c");
+        // The same token as the connect one is shared, not copied.
+        assert!(Arc::ptr_eq(
+            &join_token(&p(json!({"access_token":"c"})), &c),
+            &c
+        ));
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub struct Session {
     pub(crate) link: Arc<SessionLink>,
     pub(crate) tenant: Arc<TenantView>,
     tenant_read_at: Instant,
-    pub(crate) connect_token: String,
+    pub(crate) connect_token: Arc<str>,
     /// The `x-` headers, handed to RLS checks of private channels.
     pub(crate) headers: Map<String, Value>,
     /// Joined channels by topic (boxed: the map reserves room for several entries, and a
@@ -75,7 +75,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         link: link.clone(),
         tenant: info.tenant,
         tenant_read_at: Instant::now(),
-        connect_token: info.token,
+        connect_token: Arc::from(info.token),
         headers: info.headers,
         channels: HashMap::new(),
         attempted_join: false,
