@@ -80,20 +80,19 @@ impl Check {
     }
 }
 
-/// Splits an error text that ends with its fix at the first `; <verb>` or `: <verb>`.
+/// Splits an error text that ends with its fix at the first `; <verb>`, `: <verb>` or
+/// `. <Verb>`.
 pub fn split_fix(text: &str) -> (String, String) {
     const VERBS: [&str; 8] = [
         "set ", "fix ", "run ", "create ", "rename ", "remove ", "check ", "unset ",
     ];
-    let mut best: Option<usize> = None;
-    for sep in ["; ", ": "] {
-        for verb in VERBS {
-            let pattern = format!("{sep}{verb}");
-            if let Some(i) = text.find(&pattern) {
-                best = Some(best.map_or(i, |b| b.min(i)));
-            }
-        }
-    }
+    // ASCII lowercasing keeps byte offsets, so positions found in `lower` index `text`.
+    let lower = text.to_ascii_lowercase();
+    let best = ["; ", ": ", ". "]
+        .iter()
+        .flat_map(|sep| VERBS.iter().map(move |verb| format!("{sep}{verb}")))
+        .filter_map(|pattern| lower.find(&pattern))
+        .min();
     match best {
         Some(i) => {
             let fix = &text[i + 2..];
@@ -156,6 +155,12 @@ mod tests {
         );
         assert_eq!(m, "env PORT expected a Integer, got \"4_000\"");
         assert!(f.starts_with("Set PORT"), "{f}");
+        let (m, f) = split_fix("column(s) cannot be filled: dirty; it was made by another tool. Rename the table or run: ALTER");
+        assert_eq!(
+            m,
+            "column(s) cannot be filled: dirty; it was made by another tool"
+        );
+        assert_eq!(f, "Rename the table or run: ALTER");
         let (m, f) = split_fix("something odd");
         assert_eq!(m, "something odd");
         assert!(f.contains("realtime doctor"));

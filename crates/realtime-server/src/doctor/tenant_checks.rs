@@ -299,11 +299,11 @@ fn table_check(id: &str, t: &PublishedTable) -> Check {
         ),
         Visibility::AllRows => Check::ok(
             check_id,
-            format!("{name}: {SUBSCRIBER_ROLE} sees every row (a policy allows all rows)"),
+            format!("{SUBSCRIBER_ROLE} sees every row of {name} (a policy allows all rows)"),
         ),
         Visibility::ByPolicy => Check::ok(
             check_id,
-            format!("{name}: row level security on, {SUBSCRIBER_ROLE} sees the rows its policies allow"),
+            format!("row level security on {name}, {SUBSCRIBER_ROLE} sees the rows its policies allow"),
         ),
     }
 }
