@@ -118,25 +118,19 @@ pub struct TenantDbDiagnosis {
     pub missing_privileges: Option<(Vec<String>, String)>,
 }
 
-/// Connection options for inspecting a tenant database: its own settings, with the given
-/// connect limit and a `statement_timeout` so nothing waits forever.
-pub fn options(
-    settings: &CdcSettings,
-    connect_timeout: Duration,
-    statement: Duration,
-) -> ConnectOptions {
+/// Connection options for inspecting a tenant database: its own settings with the given
+/// connect limit.
+pub fn options(settings: &CdcSettings, connect_timeout: Duration) -> ConnectOptions {
     let mut opts = crate::tenant_conn::connect_options(settings, APPLICATION_NAME);
     opts.connect_timeout = connect_timeout;
-    opts.options = Some(format!(
-        "-c statement_timeout={}",
-        statement.as_millis().max(1)
-    ));
     opts
 }
 
-/// Connects once and inspects the database; `publication` is the tenant's setting.
+/// Connects once and inspects the database, each statement limited to `statement`;
+/// `publication` is the tenant's setting.
 pub async fn diagnose(
     opts: &ConnectOptions,
+    statement: Duration,
     publication: &str,
 ) -> Result<TenantDbDiagnosis, TenantDiagnosisError> {
     let target = format!("{}:{}/{}", opts.host, opts.port, opts.dbname);
@@ -152,6 +146,14 @@ pub async fn diagnose(
             reason: db_error_text(&e),
         }
     };
+    // Set after connecting rather than in the startup packet, which poolers may refuse.
+    client
+        .batch_execute(&format!(
+            "set statement_timeout = {}",
+            statement.as_millis().max(1)
+        ))
+        .await
+        .map_err(q("setting statement_timeout"))?;
     let row = client
         .query_one(
             "select current_setting('wal_level'),

@@ -504,3 +504,33 @@ async fn standalone_mode_checks_the_configuration_only() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn a_registry_that_never_answers_is_reported_not_waited_for() {
+    // Accepts TCP connections (the kernel's backlog) but never speaks PostgreSQL.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port().to_string();
+    let vars: Vec<(String, String)> = vec![
+        ("DB_HOST".into(), "127.0.0.1".into()),
+        ("DB_PORT".into(), port.clone()),
+        ("DB_ENC_KEY".into(), "supabaserealtime".into()),
+    ];
+    let started = Instant::now();
+    let (code, out) = doctor(&vars, &["--host", "realtime-dev.localhost"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        line(&out, "FAIL registry: ")
+            .contains(&format!("cannot reach 127.0.0.1:{port}/postgres: ")),
+        "{out}"
+    );
+    assert!(
+        line(&out, "FAIL host: ").contains("the tenants could not be read"),
+        "{out}"
+    );
+    drop(silent);
+}

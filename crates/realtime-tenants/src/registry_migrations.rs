@@ -227,7 +227,7 @@ pub struct SchemaMigrationsShape {
     /// The `version` column's type as PostgreSQL spells it (`bigint`, `character varying`).
     pub version_type: String,
     kind: VersionKind,
-    /// Whether `inserted_at` exists (the runner adds it when missing, §2.5).
+    /// Whether `inserted_at` exists (the runner adds it when missing).
     pub has_inserted_at: bool,
 }
 

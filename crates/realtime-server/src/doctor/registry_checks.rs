@@ -24,9 +24,26 @@ pub async fn check(
     report: &mut Report,
 ) -> Option<RegistryOutcome> {
     let registry_config = startup::registry_config(config);
-    let diag = match diagnosis::diagnose(&registry_config, limits).await {
-        Ok(d) => d,
-        Err(RegistryError::Connect { target, reason }) => {
+    // Every statement has its own limit; this bounds the whole inspection as well.
+    let bound = limits.connect + limits.statement * 4;
+    let diag = match tokio::time::timeout(bound, diagnosis::diagnose(&registry_config, limits))
+        .await
+    {
+        Err(_) => {
+            report.push(Check::fail(
+                "registry",
+                format!(
+                    "cannot reach {}:{}: no answer within {}s",
+                    config.db.host,
+                    config.db.port,
+                    bound.as_secs()
+                ),
+                "Check that the registry database is up and reachable from this container",
+            ));
+            return None;
+        }
+        Ok(Ok(d)) => d,
+        Ok(Err(RegistryError::Connect { target, reason })) => {
             report.push(Check::fail(
                 "registry",
                 format!("cannot reach {target}: {reason}"),
@@ -34,7 +51,7 @@ pub async fn check(
             ));
             return None;
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             report.push(Check::from_error_text(
                 "registry",
                 Status::Fail,

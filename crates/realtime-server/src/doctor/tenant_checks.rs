@@ -104,12 +104,12 @@ pub async fn database(
             return;
         }
     };
-    let opts = tenant_diagnosis::options(&settings, connect_timeout, statement_timeout);
+    let opts = tenant_diagnosis::options(&settings, connect_timeout);
     // Every statement has its own limit; this bounds the whole inspection as well.
     let limit = connect_timeout + statement_timeout * 4;
     let diag = match tokio::time::timeout(
         limit,
-        tenant_diagnosis::diagnose(&opts, &settings.publication),
+        tenant_diagnosis::diagnose(&opts, statement_timeout, &settings.publication),
     )
     .await
     {

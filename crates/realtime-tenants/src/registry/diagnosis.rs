@@ -66,14 +66,17 @@ pub async fn diagnose(
 ) -> Result<RegistryDiagnosis, RegistryError> {
     let mut opts = connect_options(config);
     opts.connect_timeout = limits.connect;
-    opts.options = Some(format!(
-        "-c statement_timeout={}",
-        limits.statement.as_millis().max(1)
-    ));
     let target = format!("{}:{}/{}", config.host, config.port, config.dbname);
     let client = pg::connect(&opts)
         .await
         .map_err(|e| registry_error(config, e))?;
+    // Set after connecting rather than in the startup packet, which poolers may refuse.
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            limits.statement.as_millis().max(1)
+        ))
+        .await?;
     let schema: Option<String> = client
         .query_one("SELECT current_schema()::text", &[])
         .await?
