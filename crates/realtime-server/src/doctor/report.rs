@@ -23,8 +23,7 @@ pub struct Check {
     pub status: Status,
     /// What was found.
     pub message: String,
-    /// What to do about it (absent when ok).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What to do about it (`null` when ok).
     pub fix: Option<String>,
 }
 

@@ -10,7 +10,7 @@ use realtime_cdc::tenant_diagnosis::{
 use realtime_tenants::registry::diagnosis::{
     encrypt_statement, tenant_secrets, SecretState, StoredSecret,
 };
-use realtime_tenants::{Crypto, Tenant};
+use realtime_tenants::{Crypto, CryptoError, Tenant};
 
 use super::report::{Check, Report, Status};
 
@@ -69,11 +69,18 @@ fn secret_problem(schema: &str, id: &str, secret: &StoredSecret) -> Option<Check
                 statement(ciphertext)
             ),
         )),
-        SecretState::Undecryptable(e) => Some(Check::from_error_text(
-            check_id,
-            Status::Fail,
-            &format!("{field} of tenant {id} cannot be decrypted: {e}"),
-        )),
+        SecretState::Undecryptable(e) => {
+            let message = format!("{field} of tenant {id} cannot be decrypted: {e}");
+            let fix = match e {
+                CryptoError::GcmKeyMissing => "Set DB_ENC_KEY_GCM to the 32-character key the registry was written with".to_string(),
+                CryptoError::GcmDecrypt | CryptoError::GcmUtf8 => format!(
+                    "Set DB_ENC_KEY_GCM to the key the value was written with, or store the secret again (PUT /api/tenants/{id})"
+                ),
+                // The key errors carry their own fix.
+                other => return Some(Check::from_error_text(check_id, Status::Fail, &format!("{field} of tenant {id} cannot be decrypted: {other}"))),
+            };
+            Some(Check::fail(check_id, message, fix))
+        }
     }
 }
 
@@ -382,5 +389,52 @@ fn capitalize(s: &str) -> String {
     match chars.next() {
         Some(c) => c.to_uppercase().collect::<String>() + chars.as_str(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use realtime_tenants::registry::diagnosis::{classify_secret, SecretField};
+
+    fn problem(crypto: &Crypto, stored: &str) -> Option<Check> {
+        let secret = StoredSecret {
+            field: SecretField::JwtSecret,
+            state: classify_secret(crypto, stored),
+        };
+        secret_problem("_realtime", "acme", &secret)
+    }
+
+    #[test]
+    fn each_secret_problem_has_its_fix() {
+        let ecb = Crypto::new(Some(b"supabaserealtime".to_vec()), None, false).unwrap();
+        assert_eq!(problem(&ecb, &ecb.encrypt("s").unwrap()), None);
+
+        let plain = problem(&ecb, "plain secret!").unwrap();
+        assert_eq!(plain.status, Status::Fail);
+        assert!(!plain.message.contains("plain secret!"), "{plain:?}");
+        let fix = plain.fix.unwrap();
+        assert!(
+            fix.starts_with("Store it encrypted: UPDATE _realtime.tenants SET jwt_secret = '"),
+            "{fix}"
+        );
+        assert!(!fix.contains("plain secret!"), "{fix}");
+
+        let gcm_missing = problem(&ecb, "g1:AAAA").unwrap();
+        assert_eq!(
+            gcm_missing.fix.as_deref(),
+            Some("Set DB_ENC_KEY_GCM to the 32-character key the registry was written with")
+        );
+
+        let other = Crypto::new(Some(b"0123456789abcdef".to_vec()), None, false).unwrap();
+        let foreign = problem(&ecb, &other.encrypt("s").unwrap()).unwrap();
+        assert!(
+            foreign.message.contains("does not decrypt with DB_ENC_KEY"),
+            "{foreign:?}"
+        );
+        assert!(foreign
+            .fix
+            .unwrap()
+            .starts_with("If the registry was written with another key, set DB_ENC_KEY"));
     }
 }
