@@ -3,14 +3,15 @@
 //! each problem with its fix. The SQL lives with the rooms that own it:
 //! `realtime_tenants::registry::diagnosis` and `realtime_cdc::tenant_diagnosis`.
 //!
-//! Layout: [`report`] (the model), [`config_checks`], [`registry_checks`], [`tenant_checks`],
-//! [`host_check`], [`render`] (person and JSON).
+//! Layout: [`report`] (the model), [`config_checks`], [`registry_checks`], [`secret_checks`],
+//! [`tenant_checks`] (the tenant database), [`host_check`], [`render`] (person and JSON).
 
 pub mod config_checks;
 pub mod host_check;
 pub mod registry_checks;
 pub mod render;
 pub mod report;
+pub mod secret_checks;
 pub mod tenant_checks;
 
 use std::time::Duration;
@@ -65,7 +66,7 @@ pub async fn run(env: &Env, options: &Options) -> Report {
             for tenant in &registry.tenants {
                 match &outcome.crypto {
                     Some(crypto) => {
-                        tenant_checks::secrets(&registry.schema, tenant, crypto, &mut report);
+                        secret_checks::check(&registry.schema, tenant, crypto, &mut report);
                         tenant_checks::database(
                             tenant,
                             crypto,
