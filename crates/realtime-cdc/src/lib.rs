@@ -14,6 +14,8 @@
 //!   replication slot) and the replay of stored messages for joining channels.
 //! - [`tenant_admin`]: control-plane work in a tenant database: tenant migrations, the
 //!   janitor's partition pass, dropping a deleted tenant's slot.
+//! - [`tenant_diagnosis`]: the read-only inspection `realtime doctor` runs (WAL settings,
+//!   slots and their lag, the publication and RLS on its tables, roles, privileges).
 //!
 //! Postgres Changes:
 //! - [`params`]: a join's `postgres_changes` entry → event, schema, table, filters, select.
@@ -92,6 +94,7 @@ pub mod subscription_table;
 pub mod tenant;
 pub mod tenant_admin;
 pub mod tenant_conn;
+pub mod tenant_diagnosis;
 pub mod value;
 pub mod wal_consumer;
 

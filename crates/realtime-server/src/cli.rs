@@ -2,7 +2,8 @@
 //! the upstream image exposes, so scripts written for it keep working:
 //! `realtime migrate`, and `realtime eval '<expr>'` for the seed expression
 //! (`Realtime.Release.seeds(…)`), the migrate expression (`Realtime.Release.migrate…`) and
-//! `…Realtime.Tenants.health_check("<id>")…` (exit 0 when the tenant exists).
+//! `…Realtime.Tenants.health_check("<id>")…` (exit 0 when the tenant exists). `realtime doctor`
+//! checks the set-up and explains each problem with its fix (docs/doctor.md).
 
 use std::process::ExitCode;
 
@@ -20,14 +21,20 @@ pub enum Command {
     Seed,
     /// Boot as configured (migrations, seed), then exit 0 when the tenant exists.
     HealthCheck(String),
+    /// Check configuration, registry and tenant databases; explain each problem.
+    Doctor(crate::doctor::Options),
     /// Print usage.
     Help,
 }
 
 /// Usage text.
-pub const USAGE: &str = "usage: realtime [server | migrate | eval '<expression>']
+pub const USAGE: &str =
+    "usage: realtime [server | migrate | doctor [--json] [--host <host>] | eval '<expression>']
   server      run the server (default)
   migrate     apply the registry migrations and exit
+  doctor      check configuration, registry and tenant databases, explain each problem and its
+              fix; exit 1 when anything FAILs. --json for scripts, --host to show which tenant
+              a Host header reaches
   eval        run one of the expressions of the upstream release:
                 Realtime.Release.seeds(Realtime.Repo)
                 Realtime.Release.migrate()
@@ -38,6 +45,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
     match args.first().map(String::as_str) {
         None | Some("server") | Some("start") => Ok(Command::Server),
         Some("migrate") => Ok(Command::Migrate),
+        Some("doctor") => parse_doctor(&args[1..]),
         Some("-h") | Some("--help") | Some("help") => Ok(Command::Help),
         Some("eval") => {
             let expr = args.get(1).ok_or("eval needs an expression")?;
@@ -45,6 +53,26 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }
         Some(other) => Err(format!("unknown command `{other}`\n{USAGE}")),
     }
+}
+
+/// `doctor [--json] [--host <host>]` (also `--host=<host>`).
+fn parse_doctor(args: &[String]) -> Result<Command, String> {
+    let mut options = crate::doctor::Options::default();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--json" => options.json = true,
+            "--host" => {
+                let host = rest.next().ok_or("doctor --host needs a host")?;
+                options.host = Some(host.clone());
+            }
+            other => match other.strip_prefix("--host=") {
+                Some(host) => options.host = Some(host.to_string()),
+                None => return Err(format!("unknown doctor option `{other}`\n{USAGE}")),
+            },
+        }
+    }
+    Ok(Command::Doctor(options))
 }
 
 /// Recognises an `eval` expression.
@@ -78,6 +106,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
         }
+        Ok(Command::Doctor(options)) => return doctor(&options),
         Ok(c) => c,
         Err(e) => {
             crate::logging::init(crate::config::LogLevel::Info);
@@ -124,8 +153,40 @@ pub fn main(args: Vec<String>) -> ExitCode {
     code
 }
 
+/// `realtime doctor`: reports instead of logging, so a bad configuration is a finding, not a
+/// refusal to run; no log subscriber is installed, stdout carries only the report.
+fn doctor(options: &crate::doctor::Options) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(doctor_report(options));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
+}
+
+/// Runs the checks on the process environment, prints the report, and exits 1 on a FAIL.
+async fn doctor_report(options: &crate::doctor::Options) -> ExitCode {
+    let env = crate::config::Env::from_process();
+    let report = crate::doctor::run(&env, options).await;
+    print!("{}", crate::doctor::render(&report, options));
+    if report.status() == crate::doctor::Status::Fail {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 async fn run(command: Command, config: Config) -> ExitCode {
     match command {
+        // Dispatched by `main` before the configuration is parsed.
+        Command::Doctor(options) => doctor_report(&options).await,
         Command::Server | Command::Help => {
             let running = match startup::start(config).await {
                 Ok(r) => r,
@@ -236,5 +297,30 @@ mod tests {
         assert!(parse(&args(&["eval", "IO.puts(1)"])).is_err());
         assert!(parse(&args(&["eval"])).is_err());
         assert!(parse(&args(&["bogus"])).is_err());
+        assert_eq!(
+            parse(&args(&["doctor"])),
+            Ok(Command::Doctor(crate::doctor::Options::default()))
+        );
+        assert_eq!(
+            parse(&args(&[
+                "doctor",
+                "--json",
+                "--host",
+                "realtime-dev.supabase-realtime"
+            ])),
+            Ok(Command::Doctor(crate::doctor::Options {
+                host: Some("realtime-dev.supabase-realtime".into()),
+                json: true,
+            }))
+        );
+        assert_eq!(
+            parse(&args(&["doctor", "--host=a.b"])),
+            Ok(Command::Doctor(crate::doctor::Options {
+                host: Some("a.b".into()),
+                json: false,
+            }))
+        );
+        assert!(parse(&args(&["doctor", "--host"])).is_err());
+        assert!(parse(&args(&["doctor", "--frob"])).is_err());
     }
 }

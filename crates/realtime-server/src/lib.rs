@@ -8,7 +8,8 @@
 //! - [`http`]: the HTTP API (`/api/tenants…`, `/api/ping`, `/healthcheck`, health).
 //! - [`janitor`]: periodic partition maintenance of the tenant databases (`RUN_JANITOR`).
 //! - [`memory_trim`]: returns freed memory to the system after many sockets closed.
-//! - [`cli`]: the command line (`server`, `migrate`, `eval`).
+//! - [`cli`]: the command line (`server`, `migrate`, `doctor`, `eval`).
+//! - [`doctor`]: `realtime doctor`, the set-up checks with their fixes (no SQL of its own).
 //! - [`startup`]: boot sequence (crypto, registry, migrations, seed), listeners, shutdown.
 //! - [`tenant_directory`]: the gateway's view of the registry (cache + decryption).
 //! - [`gateway`]: `/socket/websocket`: sessions, channels, the topic hub, broadcast, presence,
@@ -22,6 +23,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod gateway;
 pub mod http;
 pub mod janitor;

@@ -92,7 +92,7 @@ pub async fn prepare(config: Config) -> Result<AppState, StartupError> {
 
 /// The encryption keys. Standalone mode has no stored data to stay compatible with, so a
 /// missing `DB_ENC_KEY` takes the self-hosted default there.
-fn crypto_for(config: &Config) -> Result<Crypto, CryptoError> {
+pub fn crypto_for(config: &Config) -> Result<Crypto, CryptoError> {
     let ecb = match (&config.db_enc_key, config.standalone) {
         (Some(k), _) => Some(k.clone()),
         (None, true) => Some(STANDALONE_ENC_KEY.as_bytes().to_vec()),

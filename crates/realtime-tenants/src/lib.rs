@@ -6,7 +6,8 @@
 //! - [`extension`]: the [`Extension`] model and decrypted [`CdcSettings`].
 //! - [`feature_flags`]: feature flag rows and their per-tenant resolution.
 //! - [`upsert`]: admin API create/update validation (pure).
-//! - [`registry`]: the [`Registry`] store (PostgreSQL or in memory) and its connection pool.
+//! - [`registry`]: the [`Registry`] store (PostgreSQL or in memory), its connection pool, and
+//!   the read-only inspection `realtime doctor` runs ([`registry::diagnosis`]).
 //! - [`registry_migrations`]: the 33 `_realtime` migrations with upstream's version numbers.
 //! - [`cache`]: the [`TenantCache`] with its TTL.
 //! - [`gcm_backfill`]: re-encryption of legacy secrets with AES-256-GCM on load.

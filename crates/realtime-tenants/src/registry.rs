@@ -1,6 +1,7 @@
 //! The registry store: tenants, extensions and feature flags, in PostgreSQL or (standalone
 //! mode, no `DB_HOST`) in memory.
 
+pub mod diagnosis;
 mod memory;
 mod pool;
 mod postgres;

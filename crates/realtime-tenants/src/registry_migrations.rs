@@ -221,11 +221,23 @@ pub async fn ensure_schema(
     Ok(schema)
 }
 
-/// Creates or inspects `schema_migrations` and decides how to use it (§2.5).
-async fn prepare_schema_migrations(
+/// The usable shape of an existing `schema_migrations`, read from the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaMigrationsShape {
+    /// The `version` column's type as PostgreSQL spells it (`bigint`, `character varying`).
+    pub version_type: String,
+    kind: VersionKind,
+    /// Whether `inserted_at` exists (the runner adds it when missing).
+    pub has_inserted_at: bool,
+}
+
+/// Reads the shape of `<schema>.schema_migrations` without changing anything: `None` when the
+/// table does not exist, [`RegistryMigrationError::IncompatibleSchemaMigrations`] (naming the
+/// fix) when another tool made it in a shape the runner cannot use.
+pub async fn inspect_schema_migrations(
     client: &Client,
     schema: &str,
-) -> Result<VersionKind, RegistryMigrationError> {
+) -> Result<Option<SchemaMigrationsShape>, RegistryMigrationError> {
     let table = format!("{}.schema_migrations", quote_ident(schema));
     let exists: bool = client
         .query_one(
@@ -236,12 +248,7 @@ async fn prepare_schema_migrations(
         .await?
         .get(0);
     if !exists {
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {table} (version bigint PRIMARY KEY, inserted_at timestamp(0) without time zone)"
-            ))
-            .await?;
-        return Ok(VersionKind::Integer);
+        return Ok(None);
     }
     let rows = client
         .query(
@@ -253,7 +260,7 @@ async fn prepare_schema_migrations(
             &[&table],
         )
         .await?;
-    let mut kind = None;
+    let mut version = None;
     let mut has_inserted_at = false;
     let mut blocking = Vec::new();
     for row in &rows {
@@ -264,7 +271,7 @@ async fn prepare_schema_migrations(
         let type_name: String = row.get(4);
         match name.as_str() {
             "version" => {
-                kind = Some(match category.as_str() {
+                let kind = match category.as_str() {
                     "N" => VersionKind::Integer,
                     "S" => VersionKind::Text,
                     _ => {
@@ -272,14 +279,15 @@ async fn prepare_schema_migrations(
                             "table {schema}.schema_migrations has a `version` column of type {type_name}, which cannot hold migration versions; it was created by another tool: rename it (`ALTER TABLE {table} RENAME TO schema_migrations_old;`) and restart"
                         )))
                     }
-                })
+                };
+                version = Some((kind, type_name));
             }
             "inserted_at" => has_inserted_at = true,
             _ if not_null && !has_default => blocking.push(name),
             _ => {}
         }
     }
-    let Some(kind) = kind else {
+    let Some((kind, version_type)) = version else {
         return Err(RegistryMigrationError::IncompatibleSchemaMigrations(format!(
             "table {schema}.schema_migrations has no `version` column; it was created by another tool: rename it (`ALTER TABLE {table} RENAME TO schema_migrations_old;`) or point DB_AFTER_CONNECT_QUERY at another schema, then restart"
         )));
@@ -300,7 +308,43 @@ async fn prepare_schema_migrations(
             fixes.join(" ")
         )));
     }
-    if !has_inserted_at {
+    Ok(Some(SchemaMigrationsShape {
+        version_type,
+        kind,
+        has_inserted_at,
+    }))
+}
+
+/// Versions recorded in `<schema>.schema_migrations` that are among [`MIGRATIONS`], and the
+/// known versions still missing, ascending.
+pub async fn applied_and_pending(
+    client: &Client,
+    schema: &str,
+) -> Result<(usize, Vec<i64>), RegistryMigrationError> {
+    let table = format!("{}.schema_migrations", quote_ident(schema));
+    let recorded = recorded_versions(client, &table).await?;
+    let (applied, pending): (Vec<i64>, Vec<i64>) = MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .partition(|v| recorded.contains(v));
+    Ok((applied.len(), pending))
+}
+
+/// Creates or inspects `schema_migrations` and decides how to use it (§2.5).
+async fn prepare_schema_migrations(
+    client: &Client,
+    schema: &str,
+) -> Result<VersionKind, RegistryMigrationError> {
+    let table = format!("{}.schema_migrations", quote_ident(schema));
+    let Some(shape) = inspect_schema_migrations(client, schema).await? else {
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (version bigint PRIMARY KEY, inserted_at timestamp(0) without time zone)"
+            ))
+            .await?;
+        return Ok(VersionKind::Integer);
+    };
+    if !shape.has_inserted_at {
         tracing::warn!(
             schema,
             "{schema}.schema_migrations has no inserted_at column; adding it"
@@ -311,7 +355,7 @@ async fn prepare_schema_migrations(
             ))
             .await?;
     }
-    Ok(kind)
+    Ok(shape.kind)
 }
 
 /// Versions recorded in `table`, read on a plain connection or inside the migration transaction.

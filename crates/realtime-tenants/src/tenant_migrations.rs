@@ -35,6 +35,7 @@ use chrono::NaiveDate;
 use tokio_postgres::Client;
 
 pub use error::TenantMigrationError;
+pub use preflight::REQUIRED_ROLES;
 
 /// Number of upstream tenant migration versions (20211116024918 … 20260709120000).
 pub const TENANT_MIGRATION_COUNT: i32 = 81;

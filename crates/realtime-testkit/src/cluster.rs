@@ -40,7 +40,7 @@ impl Cluster {
     /// Panics (this is test support) with the reason when PostgreSQL cannot be started.
     pub fn shared() -> &'static Cluster {
         SHARED.get_or_init(|| {
-            let cluster = match Cluster::start() {
+            let cluster = match Cluster::start("") {
                 Ok(c) => c,
                 Err(e) => panic!("cannot start the test PostgreSQL cluster: {e}"),
             };
@@ -52,7 +52,19 @@ impl Cluster {
         })
     }
 
-    fn start() -> Result<Cluster, String> {
+    /// A cluster of its own whose `postgresql.conf` ends with `settings` (later lines win, so
+    /// `"wal_level = replica\n"` overrides the default), removed when dropped. For tests of
+    /// settings the shared cluster must not change.
+    ///
+    /// Panics (this is test support) with the reason when PostgreSQL cannot be started.
+    pub fn with_settings(settings: &str) -> Cluster {
+        match Cluster::start(settings) {
+            Ok(c) => c,
+            Err(e) => panic!("cannot start a test PostgreSQL cluster with {settings:?}: {e}"),
+        }
+    }
+
+    fn start(settings: &str) -> Result<Cluster, String> {
         let bin = find_bin_dir()?;
         let run_as = if unsafe { libc::geteuid() } == 0 {
             Some(std::env::var("REALTIME_TEST_PG_USER").unwrap_or_else(|_| "postgres".into()))
@@ -108,7 +120,7 @@ impl Cluster {
              wal_level = logical\nmax_replication_slots = 64\nmax_wal_senders = 64\n\
              max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
              shared_buffers = 32MB\ntimezone = 'UTC'\nlog_timezone = 'UTC'\n\
-             wal_sender_timeout = '60s'\nmax_slot_wal_keep_size = '256MB'\n",
+             wal_sender_timeout = '60s'\nmax_slot_wal_keep_size = '256MB'\n{settings}",
             base.display()
         );
         let conf_path = cluster.dir.join("postgresql.conf");
@@ -291,6 +303,13 @@ impl Cluster {
         if let Some(base) = self.dir.parent() {
             let _ = std::fs::remove_dir_all(base);
         }
+    }
+}
+
+impl Drop for Cluster {
+    // Only clusters from `with_settings` are ever dropped; the shared one lives in a static.
+    fn drop(&mut self) {
+        self.destroy();
     }
 }
 

@@ -3,7 +3,8 @@
 //! Layout:
 //! - [`Cluster`]: one cluster per test process, started lazily from the machine's PostgreSQL
 //!   binaries (`initdb` into a temporary directory, `wal_level=logical`, a free port, SCRAM
-//!   authentication over TCP) and stopped when the process exits.
+//!   authentication over TCP) and stopped when the process exits; [`Cluster::with_settings`]
+//!   starts one of a test's own with other settings (e.g. `wal_level = replica`).
 //! - [`bootstrap`]: the roles, schemas, helper functions and publication that a Supabase
 //!   database provides, installed into `template1` so that every test database inherits them.
 //! - [`TestDb`]: a fresh database per test, so tests in one process never see each other's rows.

@@ -31,6 +31,14 @@ impl Env {
             .collect()
     }
 
+    /// The same snapshot without `name` (the doctor uses it to find every bad variable, not
+    /// only the first).
+    pub fn without(&self, name: &str) -> Env {
+        let mut vars = self.vars.clone();
+        vars.remove(name);
+        Env { vars }
+    }
+
     /// The value of `name`; an empty string is treated as unset (the Supabase CLI passes
     /// `RLIMIT_NOFILE=""`, and an empty secret must never become a valid key).
     pub fn get(&self, name: &str) -> Option<&str> {

@@ -48,3 +48,16 @@ pub enum ConfigError {
     )]
     GcmKeyLength(usize),
 }
+
+impl ConfigError {
+    /// The variable at fault.
+    pub fn variable(&self) -> &'static str {
+        match self {
+            ConfigError::Integer { name, .. } | ConfigError::Boolean { name, .. } => name,
+            ConfigError::DbIpVersion(_) => "DB_IP_VERSION",
+            ConfigError::ClaimValidators(_) => "JWT_CLAIM_VALIDATORS",
+            ConfigError::Jwks(_) => "API_JWT_JWKS",
+            ConfigError::GcmKeyLength(_) => "DB_ENC_KEY_GCM",
+        }
+    }
+}

@@ -135,7 +135,7 @@ impl Pool {
 
 /// How every registry connection is made: upstream's `application_name`, TLS without
 /// verification unless `DB_SSL_CA_CERT` names a CA, the after-connect query unless blank.
-fn connect_options(config: &RegistryConfig) -> ConnectOptions {
+pub(crate) fn connect_options(config: &RegistryConfig) -> ConnectOptions {
     let mut opts = ConnectOptions::new(
         config.host.clone(),
         config.port,
@@ -163,7 +163,7 @@ fn connect_options(config: &RegistryConfig) -> ConnectOptions {
 
 /// The registry's view of a connection failure, naming the `DB_*` setting at fault where
 /// there is one. `ConnectError` never carries the password.
-fn registry_error(config: &RegistryConfig, e: ConnectError) -> RegistryError {
+pub(crate) fn registry_error(config: &RegistryConfig, e: ConnectError) -> RegistryError {
     match e {
         ConnectError::TlsConfig(e) if config.ssl_ca_cert.is_some() => {
             RegistryError::Tls(format!("DB_SSL_CA_CERT: {e}"))

@@ -122,6 +122,38 @@ async fn load_tenant<C: GenericClient>(
     Ok(Some(tenant))
 }
 
+/// Reads every tenant with its extensions on `client`.
+pub(crate) async fn load_all<C: GenericClient>(client: &C) -> Result<Vec<Tenant>, RegistryError> {
+    let rows = client
+        .query(
+            &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY inserted_at, external_id"),
+            &[],
+        )
+        .await?;
+    let mut tenants = rows
+        .iter()
+        .map(tenant_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let rows = client
+        .query(
+            &format!("SELECT {EXTENSION_COLUMNS} FROM extensions ORDER BY inserted_at, id"),
+            &[],
+        )
+        .await?;
+    let mut by_tenant: HashMap<String, Vec<Extension>> = HashMap::new();
+    for row in &rows {
+        let e = extension_from_row(row)?;
+        by_tenant
+            .entry(e.tenant_external_id.clone())
+            .or_default()
+            .push(e);
+    }
+    for t in &mut tenants {
+        t.extensions = by_tenant.remove(&t.external_id).unwrap_or_default();
+    }
+    Ok(tenants)
+}
+
 async fn insert_tenant<C: GenericClient>(
     client: &C,
     t: &Tenant,
@@ -283,34 +315,7 @@ impl PgRegistry {
 
     pub(crate) async fn list(&self) -> Result<Vec<Tenant>, RegistryError> {
         let conn = self.pool.get().await?;
-        let rows = conn
-            .query(
-                &format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY inserted_at, external_id"),
-                &[],
-            )
-            .await?;
-        let mut tenants = rows
-            .iter()
-            .map(tenant_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let rows = conn
-            .query(
-                &format!("SELECT {EXTENSION_COLUMNS} FROM extensions ORDER BY inserted_at, id"),
-                &[],
-            )
-            .await?;
-        let mut by_tenant: HashMap<String, Vec<Extension>> = HashMap::new();
-        for row in &rows {
-            let e = extension_from_row(row)?;
-            by_tenant
-                .entry(e.tenant_external_id.clone())
-                .or_default()
-                .push(e);
-        }
-        for t in &mut tenants {
-            t.extensions = by_tenant.remove(&t.external_id).unwrap_or_default();
-        }
-        Ok(tenants)
+        load_all(&*conn).await
     }
 
     pub(crate) async fn upsert(

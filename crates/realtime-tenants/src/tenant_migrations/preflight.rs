@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 use super::error::{quote_ident, TenantMigrationError};
 
 /// Roles the `realtime` schema is owned by or grants to (POSTGRES.md §1.2).
-pub(crate) const REQUIRED_ROLES: [&str; 6] = [
+pub const REQUIRED_ROLES: [&str; 6] = [
     "anon",
     "authenticated",
     "service_role",
