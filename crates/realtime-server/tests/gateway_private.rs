@@ -437,3 +437,66 @@ async fn a_slow_policy_does_not_stall_the_tenant() {
         started.elapsed()
     );
 }
+
+/// A join waiting for a slow policy does not hold its socket: the same socket answers a
+/// heartbeat and joins another channel meanwhile, and a leave abandons the pending join.
+#[tokio::test]
+async fn a_socket_stays_responsive_while_its_join_waits_for_the_database() {
+    let server = server_with_policies().await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    db.batch_execute(
+        "drop policy read_all on realtime.messages;
+         create policy read_unless_slow on realtime.messages for select to authenticated
+           using (case when realtime.topic() = 'slow' then (select true from pg_sleep(3)) else true end);",
+    )
+    .await
+    .unwrap();
+    let mut c = connect(&server, &user_token("authenticated")).await;
+    let started = Instant::now();
+    c.push(
+        Some("1"),
+        Some("1"),
+        "realtime:slow",
+        "phx_join",
+        private(json!({})),
+    )
+    .await;
+    c.push(None, Some("2"), "phoenix", "heartbeat", json!({}))
+        .await;
+    let hb = c.recv().await;
+    assert_eq!(hb[1], "2", "{hb}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the heartbeat waited {:?}",
+        started.elapsed()
+    );
+    c.join_ok("fast", "3", private(json!({}))).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The slow join finishes by itself with its own reply.
+    let r = match c.next_within(10_000).await {
+        Seen::Text(v) => v,
+        other => panic!("expected the slow join's reply, got {other:?}"),
+    };
+    assert_eq!(r[2], "realtime:slow", "{r}");
+    assert_eq!(status(&r), "ok", "{r}");
+
+    // Joined again and left before the database answers: no reply for the abandoned join.
+    c.push(
+        Some("4"),
+        Some("4"),
+        "realtime:slow",
+        "phx_join",
+        private(json!({})),
+    )
+    .await;
+    c.push(Some("4"), Some("5"), "realtime:slow", "phx_leave", json!({}))
+        .await;
+    loop {
+        match c.next_within(6_000).await {
+            Seen::Text(v) if v[1] == "5" => continue,
+            Seen::Text(v) if v[3] == "phx_close" => continue,
+            Seen::Nothing => break,
+            other => panic!("unexpected after the leave: {other:?}"),
+        }
+    }
+}

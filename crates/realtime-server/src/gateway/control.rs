@@ -47,6 +47,13 @@ pub enum Control {
         /// Give up at this time.
         deadline: Instant,
     },
+    /// The tenant database answered for a pending join.
+    JoinChecked {
+        /// The join.
+        join: Box<crate::gateway::join::PendingJoin>,
+        /// Its outcome.
+        verdict: Box<crate::gateway::join::DbVerdict>,
+    },
     /// Tenant-wide drain: "Server requested disconnect" on every channel, then close 1012.
     ServerDisconnect,
     /// Close the socket with this code.

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use realtime_cdc::db_broadcast::DbBroadcastError;
+use realtime_cdc::db_broadcast::{DbBroadcast, DbBroadcastError};
 use realtime_protocol::Message;
 use serde_json::{json, Map, Value};
 
@@ -16,9 +16,10 @@ use crate::gateway::postgres_changes::binding_id;
 use crate::gateway::replay::ReplayParams;
 use crate::gateway::control::Control;
 use crate::gateway::session::Session;
+use crate::gateway::Gateway;
 
 /// A refused join: the reply's `reason`, and whether the socket closes (1001) after it.
-pub(crate) struct Refusal {
+pub struct Refusal {
     reason: String,
     close: bool,
 }
@@ -40,7 +41,7 @@ impl Refusal {
 }
 
 /// The join settings read from the payload (lenient: a wrong type falls back to the default).
-struct JoinConfig {
+pub struct JoinConfig {
     legacy: bool,
     private: bool,
     ack: bool,
@@ -127,6 +128,82 @@ fn join_token(payload: &Map<String, Value>, connect_token: &Arc<str>) -> Arc<str
     }
 }
 
+/// A join that passed every check but the tenant database's.
+pub struct PendingJoin {
+    m: Message,
+    sub: String,
+    cfg: JoinConfig,
+    tenant_id: String,
+    token: Arc<str>,
+    claims: jwt::Claims,
+    presence_on: bool,
+    /// Tells this attempt from a later join of the same topic.
+    attempt: u64,
+}
+
+/// What the tenant database said about a pending join: the channel's read permissions and the
+/// replayed messages, or the refusal.
+pub type DbVerdict = Result<(Policies, Vec<DbBroadcast>), Refusal>;
+
+/// The tenant-database part of a join (private channels' read policies, then replay).
+async fn database_checks(
+    gw: &Gateway,
+    join: &PendingJoin,
+    headers: Map<String, Value>,
+) -> DbVerdict {
+    let PendingJoin {
+        m,
+        sub,
+        cfg,
+        tenant_id,
+        claims,
+        presence_on,
+        ..
+    } = join;
+    let mut policies = Policies::default();
+    if cfg.private {
+        let unauthorized = format!(
+            "Unauthorized: You do not have permissions to read from this Channel topic: {sub}"
+        );
+        let ctx = PolicyContext {
+            topic: sub.clone(),
+            claims: claims.clone(),
+            headers,
+        };
+        policies = match gw
+            .read_policies(tenant_id, &ctx, *presence_on, Policies::default())
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(tenant = %tenant_id, topic = %m.topic, error = %e, "read policy check failed");
+                return Err(Refusal::new(
+                    authorization::join_reason(&e).unwrap_or(unauthorized),
+                ));
+            }
+        };
+        if policies.broadcast_read != Some(true) && policies.presence_read != Some(true) {
+            return Err(Refusal::new(unauthorized));
+        }
+        if cfg.replay.is_some() && policies.broadcast_read != Some(true) {
+            return Err(Refusal::new(unauthorized));
+        }
+    }
+    let mut replayed = Vec::new();
+    if let Some(replay) = &cfg.replay {
+        let params = ReplayParams::parse(replay)
+            .ok_or_else(|| Refusal::new("UnableToReplayMessages: Replay params are not valid"))?;
+        replayed = gw.replay(tenant_id, sub, params).await.map_err(|e| {
+            tracing::warn!(tenant = %tenant_id, topic = %m.topic, error = %e, "replay failed");
+            Refusal::new(match e {
+                DbBroadcastError::ReplayParams => e.to_string(),
+                _ => "UnableToReplayMessages: Realtime was unable to replay messages".to_string(),
+            })
+        })?;
+    }
+    Ok((policies, replayed))
+}
+
 /// Refused joins per socket whose reply waits out the backoff at the same time.
 const MAX_DELAYED_REFUSALS: usize = 16;
 
@@ -140,40 +217,81 @@ const TOPIC_TOO_LONG: &str = "TopicNameTooLong: Topic names are limited to 1024 
 impl Session {
     pub(crate) async fn on_join(&mut self, m: Message) {
         self.attempted_join = true;
-        if let Err(refusal) = self.try_join(&m).await {
-            let delay = self.gw.settings.channel_error_backoff;
-            let link = self.link.clone();
-            let frame = reply(
-                m.join_ref,
-                m.msg_ref,
-                &m.topic,
-                "error",
-                json!({"reason": refusal.reason}),
-            );
-            tracing::info!(tenant = %self.link.tenant, topic = %m.topic, reason = %refusal.reason, "join refused");
-            // The reply waits out the backoff, but a socket flooding refused joins does not get
-            // a sleeping task (and its reply) per attempt: past a few, replies go out at once.
-            let pending = self.refusals_pending.clone();
-            if pending.fetch_add(1, Ordering::SeqCst) >= MAX_DELAYED_REFUSALS {
-                pending.fetch_sub(1, Ordering::SeqCst);
-                link.send(&frame);
-                if refusal.close {
-                    link.control(Control::Close(1001));
-                }
-                return;
+        match self.try_join(&m).await {
+            Err(refusal) => self.refuse_join(m, refusal),
+            Ok(join) if !join.cfg.private && join.cfg.replay.is_none() => {
+                self.finish_join(join, Policies::default(), Vec::new())
             }
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                pending.fetch_sub(1, Ordering::SeqCst);
-                link.send(&frame);
-                if refusal.close {
-                    link.control(Control::Close(1001));
-                }
-            });
+            Ok(join) => self.check_join_in_database(join),
         }
     }
 
-    async fn try_join(&mut self, m: &Message) -> Result<(), Refusal> {
+    /// Answers a refused join after upstream's backoff.
+    fn refuse_join(&mut self, m: Message, refusal: Refusal) {
+        let delay = self.gw.settings.channel_error_backoff;
+        let link = self.link.clone();
+        let frame = reply(
+            m.join_ref,
+            m.msg_ref,
+            &m.topic,
+            "error",
+            json!({"reason": refusal.reason}),
+        );
+        tracing::info!(tenant = %self.link.tenant, topic = %m.topic, reason = %refusal.reason, "join refused");
+        // The reply waits out the backoff, but a socket flooding refused joins does not get
+        // a sleeping task (and its reply) per attempt: past a few, replies go out at once.
+        let pending = self.refusals_pending.clone();
+        if pending.fetch_add(1, Ordering::SeqCst) >= MAX_DELAYED_REFUSALS {
+            pending.fetch_sub(1, Ordering::SeqCst);
+            link.send(&frame);
+            if refusal.close {
+                link.control(Control::Close(1001));
+            }
+            return;
+        }
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            pending.fetch_sub(1, Ordering::SeqCst);
+            link.send(&frame);
+            if refusal.close {
+                link.control(Control::Close(1001));
+            }
+        });
+    }
+
+    /// Runs a join's tenant-database checks (private channels' policies, replay) off the
+    /// socket's task: meanwhile the socket answers heartbeats, serves its other channels and
+    /// can be closed. The join finishes in [`Session::on_join_checked`].
+    fn check_join_in_database(&mut self, mut join: PendingJoin) {
+        join.attempt = self.gw.next_id();
+        self.pending_joins.insert(join.m.topic.clone(), join.attempt);
+        let gw = self.gw.clone();
+        let link = self.link.clone();
+        let headers = self.headers.clone();
+        tokio::spawn(async move {
+            let verdict = database_checks(&gw, &join, headers).await;
+            link.control(Control::JoinChecked {
+                join: Box::new(join),
+                verdict: Box::new(verdict),
+            });
+        });
+    }
+
+    /// The tenant database answered for a pending join; a join left or joined again since
+    /// is forgotten.
+    pub(crate) fn on_join_checked(&mut self, join: PendingJoin, verdict: DbVerdict) {
+        if self.pending_joins.get(&join.m.topic) != Some(&join.attempt) {
+            return;
+        }
+        self.pending_joins.remove(&join.m.topic);
+        match verdict {
+            Ok((policies, replayed)) => self.finish_join(join, policies, replayed),
+            Err(refusal) => self.refuse_join(join.m, refusal),
+        }
+    }
+
+    /// Every check that needs no tenant database, in upstream's order.
+    async fn try_join(&mut self, m: &Message) -> Result<PendingJoin, Refusal> {
         let sub = m.topic.strip_prefix("realtime:").unwrap_or_default();
         if m.topic.len() > MAX_TOPIC_BYTES {
             return Err(Refusal::new(TOPIC_TOO_LONG));
@@ -249,60 +367,35 @@ impl Session {
         if jwt::exp_seconds(&claims).map(|e| e <= now).unwrap_or(false) {
             return Err(Refusal::new(JwtError::ExpirationInvalid.join_reason()));
         }
-        let mut policies = Policies::default();
-        if cfg.private {
-            let unauthorized = format!(
-                "Unauthorized: You do not have permissions to read from this Channel topic: {sub}"
-            );
-            let ctx = PolicyContext {
-                topic: sub.to_string(),
-                claims: claims.clone(),
-                headers: self.headers.clone(),
-            };
-            policies = match self
-                .gw
-                .read_policies(&tenant.external_id, &ctx, presence_on, Policies::default())
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "read policy check failed");
-                    return Err(Refusal::new(
-                        authorization::join_reason(&e).unwrap_or(unauthorized),
-                    ));
-                }
-            };
-            if policies.broadcast_read != Some(true) && policies.presence_read != Some(true) {
-                return Err(Refusal::new(unauthorized));
-            }
-            if cfg.replay.is_some() && policies.broadcast_read != Some(true) {
-                return Err(Refusal::new(unauthorized));
-            }
+        if cfg.replay.is_some() && !cfg.private {
+            return Err(Refusal::new(
+                "UnableToReplayMessages: Replay is not allowed for public channels",
+            ));
         }
-        let mut replayed = Vec::new();
-        if let Some(replay) = &cfg.replay {
-            if !cfg.private {
-                return Err(Refusal::new(
-                    "UnableToReplayMessages: Replay is not allowed for public channels",
-                ));
-            }
-            let params = ReplayParams::parse(replay).ok_or_else(|| {
-                Refusal::new("UnableToReplayMessages: Replay params are not valid")
-            })?;
-            replayed = self
-                .gw
-                .replay(&tenant.external_id, sub, params)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "replay failed");
-                    Refusal::new(match e {
-                        DbBroadcastError::ReplayParams => e.to_string(),
-                        _ => "UnableToReplayMessages: Realtime was unable to replay messages"
-                            .to_string(),
-                    })
-                })?;
-        }
+        Ok(PendingJoin {
+            m: m.clone(),
+            sub: sub.to_string(),
+            cfg,
+            tenant_id: tenant.external_id.clone(),
+            token,
+            claims,
+            presence_on,
+            attempt: 0,
+        })
+    }
 
+    /// Joins: subscribes the channel, replies, and sends what follows the reply.
+    fn finish_join(&mut self, join: PendingJoin, policies: Policies, replayed: Vec<DbBroadcast>) {
+        let PendingJoin {
+            m,
+            sub,
+            cfg,
+            token,
+            claims,
+            presence_on,
+            ..
+        } = join;
+        let sub = sub.as_str();
         // Success from here on.
         let old = self.remove_channel(&m.topic);
         let key = TopicKey {
@@ -401,7 +494,6 @@ impl Session {
                 deadline,
             });
         }
-        Ok(())
     }
 }
 

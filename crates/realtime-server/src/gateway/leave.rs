@@ -9,6 +9,8 @@ use crate::gateway::session::Session;
 
 impl Session {
     pub(crate) fn on_leave(&mut self, m: Message) {
+        // A join still waiting for the tenant database is abandoned.
+        self.pending_joins.remove(&m.topic);
         let Some(ch) = self.channels.get(&m.topic) else {
             self.send(&reply(m.join_ref, m.msg_ref, &m.topic, "ok", json!({})));
             return;

@@ -50,6 +50,8 @@ pub struct Session {
     pub(crate) closing: bool,
     /// Refused joins whose delayed reply is still pending.
     pub(crate) refusals_pending: Arc<std::sync::atomic::AtomicUsize>,
+    /// Joins waiting for the tenant database, by topic: the attempt that may finish.
+    pub(crate) pending_joins: HashMap<String, u64>,
 }
 
 /// Runs a socket until it closes.
@@ -81,6 +83,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         attempted_join: false,
         closing: false,
         refusals_pending: Arc::default(),
+        pending_joins: HashMap::new(),
     };
     let control = link.control.clone();
     session.read_loop(stream, &control).await;
@@ -289,6 +292,7 @@ impl Session {
                 channel_id,
                 deadline,
             } => self.on_replication_check(channel_id, deadline),
+            Control::JoinChecked { join, verdict } => self.on_join_checked(*join, *verdict),
             Control::ServerDisconnect => {
                 for ch in self.channels.values() {
                     self.link.send(&Outbound::Message(Message {
