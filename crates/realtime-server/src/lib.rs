@@ -6,6 +6,7 @@
 //! - [`logging`]: plain-text log lines in upstream's layout.
 //! - [`app`]: shared state and the axum router that joins the HTTP API and the gateway.
 //! - [`http`]: the HTTP API (`/api/tenants…`, `/api/ping`, `/healthcheck`, health).
+//! - [`metrics`]: the Prometheus series of `/metrics`, counted where the work happens.
 //! - [`janitor`]: periodic partition maintenance of the tenant databases (`RUN_JANITOR`).
 //! - [`cli`]: the command line (`server`, `migrate`, `eval`).
 //! - [`startup`]: boot sequence (crypto, registry, migrations, seed), listeners, shutdown.
@@ -25,5 +26,6 @@ pub mod gateway;
 pub mod http;
 pub mod janitor;
 pub mod logging;
+pub mod metrics;
 pub mod startup;
 pub mod tenant_directory;

@@ -185,6 +185,7 @@ impl ChangeSink for ChannelSink {
                 }),
             ),
             CdcEvent::Change { ids, data } => cache.with(|frames: &mut ChangeFrames| {
+                self.link.metrics.db_events.add(1);
                 frames.frame(&data, &ids, &self.topic, self.legacy, self.link.vsn)
             }),
         };
@@ -323,6 +324,7 @@ mod tests {
             out,
             control,
             usize::MAX,
+            crate::metrics::Metrics::default().tenant("t"),
         ));
         (link, rx)
     }
@@ -399,6 +401,7 @@ mod tests {
             out,
             control,
             usize::MAX,
+            crate::metrics::Metrics::default().tenant("t"),
         ));
         let mut s = sink(&l, "realtime:a");
         s.channel_id = 7;

@@ -32,6 +32,18 @@ pub(crate) struct DbStreamHandle {
     stop: CancellationToken,
     /// Cancelled once the stream task has ended.
     done: CancellationToken,
+    /// The running stream's slot and progress figures, for the metrics.
+    slot: std::sync::Mutex<Option<(String, Arc<realtime_cdc::stats::SlotStats>)>>,
+}
+
+impl DbStreamHandle {
+    /// The running stream's slot name and figures.
+    pub(crate) fn slot_stats(&self) -> Option<(String, Arc<realtime_cdc::stats::SlotStats>)> {
+        match self.slot.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 /// How long stopping a tenant's database work may take.
@@ -120,6 +132,9 @@ impl Gateway {
             };
             retry = RETRY_MIN;
             connected.store(true, Ordering::SeqCst);
+            if let Ok(mut s) = handle.slot.lock() {
+                *s = Some((stream.slot().to_string(), stream.stats()));
+            }
             // The tenant as last read, for rows that arrive while the registry is unreachable.
             let mut known: Option<Arc<TenantView>> = None;
             loop {

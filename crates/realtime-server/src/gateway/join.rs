@@ -144,6 +144,7 @@ impl Session {
                 json!({"reason": refusal.reason}),
             );
             tracing::info!(tenant = %self.link.tenant, topic = %m.topic, reason = %refusal.reason, "join refused");
+            self.link.metrics.join_refused(&refusal.reason);
             // The reply waits out the backoff, but a socket flooding refused joins does not get
             // a sleeping task (and its reply) per attempt: past a few, replies go out at once.
             let pending = self.refusals_pending.clone();
@@ -370,6 +371,7 @@ impl Session {
             self.send(&old.close_frame());
         }
         self.mark_counted();
+        self.link.metrics.joined();
         self.gw.ensure_db_broadcasts(&self.link.tenant);
         let channel_id = channel.id;
         let has_bindings = !channel.bindings.is_empty();

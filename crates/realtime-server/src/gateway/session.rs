@@ -96,6 +96,8 @@ pub struct SessionLink {
     pub queued_bytes: Arc<AtomicUsize>,
     /// Most bytes queued before the socket counts as a slow consumer.
     pub max_queued_bytes: usize,
+    /// The tenant's metrics series.
+    pub metrics: Arc<crate::metrics::TenantMetrics>,
 }
 
 /// Bytes a frame puts on the wire (near enough: the payload).
@@ -116,6 +118,7 @@ impl SessionLink {
         out: mpsc::Sender<WsMessage>,
         control: mpsc::Sender<Control>,
         max_queued_bytes: usize,
+        metrics: Arc<crate::metrics::TenantMetrics>,
     ) -> SessionLink {
         SessionLink {
             id,
@@ -127,6 +130,7 @@ impl SessionLink {
             counted: AtomicBool::new(false),
             queued_bytes: Arc::default(),
             max_queued_bytes,
+            metrics,
         }
     }
 
@@ -143,7 +147,7 @@ impl SessionLink {
             return false;
         }
         match self.out.try_send(msg) {
-            Ok(()) => true,
+            Ok(()) => self.metrics.queued(size),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
                 self.slow("outbound queue full");
@@ -159,6 +163,7 @@ impl SessionLink {
     /// Disconnects a socket that does not keep up, once.
     fn slow(&self, reason: &'static str) {
         if !self.kill.is_cancelled() {
+            self.metrics.slow_consumer_closed();
             tracing::warn!(
                 tenant = %self.tenant,
                 session = self.id,
@@ -226,6 +231,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         out_tx,
         ctl_tx,
         gw.settings.outbound_queue_bytes,
+        gw.limits.rates(&info.tenant.external_id).metrics.clone(),
     ));
     gw.sessions.insert(id, link.clone());
     let (sink, stream) = socket.split();
@@ -413,6 +419,9 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: InFrame<'_>) {
+        self.link
+            .metrics
+            .input_bytes(crate::metrics::frame_len(&frame));
         let inbound = match realtime_protocol::decode(self.link.vsn, frame) {
             Ok(i) => i,
             Err(e) => {
