@@ -37,6 +37,11 @@ pub(crate) struct DbStreamHandle {
 }
 
 impl DbStreamHandle {
+    /// Whether the stream's replication connection is up.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
     /// The running stream's slot name and figures.
     pub(crate) fn slot_stats(&self) -> Option<(String, Arc<realtime_cdc::stats::SlotStats>)> {
         match self.slot.lock() {

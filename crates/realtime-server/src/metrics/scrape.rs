@@ -37,7 +37,7 @@ pub struct ScrapeView {
     pub outbound_queue_bytes: u64,
     /// Most bytes queued on one socket.
     pub outbound_queue_bytes_max: u64,
-    /// Tenants with a database connection (change pipeline or database broadcast stream).
+    /// Tenants with a replication session up (change pipeline or database broadcast stream).
     pub tenants_connected: usize,
     /// Slots being streamed.
     pub slots: Vec<SlotView>,
@@ -69,7 +69,9 @@ impl ScrapeView {
         let mut with_db: HashSet<String> = HashSet::new();
         if let Some(cdc) = &gw.cdc {
             for (tenant, slot, stats) in cdc.stats() {
-                with_db.insert(tenant.clone());
+                if stats.slot.snapshot_now().streaming {
+                    with_db.insert(tenant.clone());
+                }
                 view.slots.push(SlotView {
                     tenant: tenant.clone(),
                     slot,
@@ -79,7 +81,9 @@ impl ScrapeView {
             }
         }
         for h in gw.db_streams.iter() {
-            with_db.insert(h.key().clone());
+            if h.value().is_connected() {
+                with_db.insert(h.key().clone());
+            }
             if let Some((slot, stats)) = h.value().slot_stats() {
                 view.slots.push(SlotView {
                     tenant: h.key().clone(),
