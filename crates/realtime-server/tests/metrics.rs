@@ -508,3 +508,104 @@ async fn postgres_changes_show_replication_lag_and_gate_batches() {
         ) > 0.0
     );
 }
+
+#[tokio::test]
+async fn private_channels_time_policy_checks_replay_and_database_broadcasts() {
+    let db = realtime_testkit::Cluster::shared().create_database().await;
+    let suffix = db.name.clone();
+    let server = TestServer::on_db(
+        db,
+        &[
+            ("METRICS_JWT_SECRET", METRICS_SECRET),
+            ("SLOT_NAME_SUFFIX", suffix.as_str()),
+        ],
+    )
+    .await;
+    let pg = server.db.as_ref().unwrap().connect().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let parts: i64 = pg
+            .query_one(
+                "select count(*) from pg_inherits where inhparent = to_regclass('realtime.messages')",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if parts > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tenant migrations did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    pg.batch_execute(
+        "create policy read_all on realtime.messages for select to authenticated using (true);
+         create policy write_all on realtime.messages for insert to authenticated with check (true);
+         insert into realtime.messages (topic, extension, event, payload, private, inserted_at)
+         values ('room1', 'broadcast', 'e', '{\"v\":1}', true, now() - interval '1 second');",
+    )
+    .await
+    .unwrap();
+
+    let mut c = connect(&server, "2.0.0").await;
+    let since = (now() - 60) * 1000;
+    c.join_ok(
+        "room1",
+        "1",
+        join_config(json!({
+            "private": true,
+            "broadcast": {"ack": true, "self": false, "replay": {"since": since, "limit": 5}}
+        })),
+    )
+    .await;
+    // The replayed row, then an acknowledged broadcast (a write check).
+    assert_eq!(c.recv().await[4]["meta"]["replayed"], true);
+    c.send(json!(["1", "2", "realtime:room1", "broadcast", {"type": "broadcast", "event": "e", "payload": {}}]))
+        .await;
+    assert_eq!(status(&c.recv().await), "ok");
+    // A row sent from the database reaches the channel once the stream is up.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "database broadcasts never arrived"
+        );
+        pg.execute(
+            "select realtime.send('{\"a\":1}'::jsonb, 'ev', 'room1', true)",
+            &[],
+        )
+        .await
+        .unwrap();
+        // vsn 2.0.0 receives database broadcasts as binary user broadcasts.
+        if let gateway_common::Seen::Binary(_) = c.next_within(500).await {
+            break;
+        }
+    }
+
+    let s = parse(&scrape(&server, "/metrics").await);
+    let t = [("tenant", TENANT)];
+    for name in [
+        "realtime_tenants_read_authorization_check_count",
+        "realtime_tenants_write_authorization_check_count",
+        "realtime_tenants_replay_count",
+        "realtime_tenants_broadcast_from_database_latency_committed_at_count",
+    ] {
+        assert!(value(&s, name, &t) >= 1.0, "{name}");
+    }
+    // Upstream's millisecond buckets.
+    let bounds: Vec<f64> = s["realtime_tenants_replay_bucket"]
+        .iter()
+        .filter(|x| x.labels["tenant"] == TENANT)
+        .map(|x| x.labels["le"].parse().unwrap())
+        .collect();
+    assert_eq!(bounds, [10.0, 250.0, 5000.0, 15000.0, f64::INFINITY]);
+    let messages_slot = s["realtime_replication_streaming"]
+        .iter()
+        .find(|x| x.labels["slot"].starts_with("supabase_realtime_messages_replication_slot"))
+        .expect("the database broadcast slot");
+    assert_eq!(messages_slot.value, 1.0);
+    assert!(value(&s, "realtime_tenants_connected", &[]) >= 1.0);
+}

@@ -190,6 +190,10 @@ impl Gateway {
             return;
         }
         rates.events.add(1);
+        let latency = chrono::Utc::now().signed_duration_since(b.committed_at);
+        rates
+            .metrics
+            .database_broadcast(latency.to_std().unwrap_or_default());
         let (encoding, payload) = match &b.payload {
             DbPayload::Json(raw) => (
                 BroadcastEncoding::Json,
