@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gateway_common::{event, join_config, payload, status, Client};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::{now, sign, TestServer, HOST, JWT_SECRET};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;

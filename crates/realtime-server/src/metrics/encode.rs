@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use prometheus::proto::{Bucket, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
 use prometheus::{Encoder, TextEncoder};
 
 use crate::metrics::node::NodeLabels;
@@ -67,6 +69,15 @@ fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> Met
     mf.set_field_type(kind);
     mf.set_metric(metrics);
     mf
+}
+
+/// A counter family with a single unlabelled sample.
+pub fn counter(name: &str, help: &str, value: f64) -> MetricFamily {
+    let mut c = Counter::default();
+    c.set_value(value);
+    let mut m = Metric::default();
+    m.set_counter(c);
+    family(name, help, MetricType::COUNTER, vec![m])
 }
 
 /// A gauge family with one sample per label set.

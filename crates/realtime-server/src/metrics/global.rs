@@ -1,11 +1,15 @@
 //! The node's global series (upstream's `/metrics` first exposition): tenant counters summed
-//! over tenants, channel errors by code, Phoenix joins, payload sizes, and the slow-consumer
+//! over tenants at scrape time, channel errors by code, Phoenix joins, payload sizes, and the slow-consumer
 //! closes of the gateway's bounded outbound queues.
 
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use std::sync::Arc;
 
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+
+use crate::metrics::encode::counter;
+use crate::metrics::tenant::{TenantMetrics, GLOBAL_SUMS};
 use crate::metrics::PAYLOAD_BUCKETS;
 
 /// Upstream's `endpoint` label of Phoenix series.
@@ -15,13 +19,6 @@ const TRANSPORT: &str = "websocket";
 
 /// Counters and histograms without a tenant label.
 pub struct GlobalMetrics {
-    pub(crate) events: IntCounter,
-    pub(crate) presence_events: IntCounter,
-    pub(crate) db_events: IntCounter,
-    pub(crate) joins: IntCounter,
-    pub(crate) input_bytes: IntCounter,
-    pub(crate) output_bytes: IntCounter,
-    pub(crate) slow_consumer_closes: IntCounter,
     errors: IntCounterVec,
     joined: IntCounterVec,
     payload_size: HistogramVec,
@@ -34,42 +31,10 @@ fn made<T>(r: prometheus::Result<T>) -> T {
     }
 }
 
-fn counter(name: &str, help: &str) -> IntCounter {
-    made(IntCounter::new(name, help))
-}
-
 impl GlobalMetrics {
     /// Every global counter at zero.
     pub fn new() -> GlobalMetrics {
         GlobalMetrics {
-            events: counter(
-                "realtime_channel_global_events",
-                "Global sum of messages sent on a Realtime Channel.",
-            ),
-            presence_events: counter(
-                "realtime_channel_global_presence_events",
-                "Global sum of presence messages sent on a Realtime Channel.",
-            ),
-            db_events: counter(
-                "realtime_channel_global_db_events",
-                "Global sum of db messages sent on a Realtime Channel.",
-            ),
-            joins: counter(
-                "realtime_channel_global_joins",
-                "Global sum of Realtime Channel joins.",
-            ),
-            input_bytes: counter(
-                "realtime_channel_global_input_bytes",
-                "Global sum of input bytes sent on sockets.",
-            ),
-            output_bytes: counter(
-                "realtime_channel_global_output_bytes",
-                "Global sum of output bytes sent on sockets.",
-            ),
-            slow_consumer_closes: counter(
-                "realtime_gateway_slow_consumer_closes",
-                "Sockets disconnected because their bounded outbound queue was full (frames or bytes).",
-            ),
             errors: made(IntCounterVec::new(
                 Opts::new(
                     "realtime_channel_global_error",
@@ -111,20 +76,20 @@ impl GlobalMetrics {
             .observe(size as f64);
     }
 
-    /// The global families.
-    pub fn collect(&self) -> Vec<MetricFamily> {
-        let mut out = Vec::new();
-        for c in [
-            &self.events,
-            &self.presence_events,
-            &self.db_events,
-            &self.joins,
-            &self.input_bytes,
-            &self.output_bytes,
-            &self.slow_consumer_closes,
-        ] {
-            out.extend(c.collect());
+    /// The global families; the summed counters add up `tenants` (every tenant seen, idle
+    /// ones included, so the sums never go back).
+    pub fn collect(&self, tenants: &[Arc<TenantMetrics>]) -> Vec<MetricFamily> {
+        let mut sums = [0u64; GLOBAL_SUMS.len()];
+        for t in tenants {
+            for (sum, n) in sums.iter_mut().zip(t.totals()) {
+                *sum = sum.wrapping_add(n);
+            }
         }
+        let mut out: Vec<MetricFamily> = GLOBAL_SUMS
+            .iter()
+            .zip(sums)
+            .map(|((name, help), v)| counter(name, help, v as f64))
+            .collect();
         out.extend(self.errors.collect());
         out.extend(self.joined.collect());
         out.extend(self.payload_size.collect());

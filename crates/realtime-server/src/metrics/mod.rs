@@ -10,8 +10,10 @@
 //!   (connections, queues, replication lag, RLS gate batches).
 //! - [`system`]: `osmon_*` and the process's resident memory, from `/proc`.
 //! - [`node`]: the `region`, `host` and `id` labels every series carries.
+//! - [`cleaner`]: notes tenants' activity every `METRICS_CLEANER_SCHEDULE_TIMER_IN_MS`.
 //! - [`encode`]: families → text (the `prometheus` crate's text encoder, no `_total` added).
 
+pub mod cleaner;
 pub mod encode;
 pub mod global;
 pub mod node;
@@ -87,18 +89,27 @@ impl Metrics {
         self.tenants.get(tenant, &self.global)
     }
 
+    /// Notes every tenant's activity now (see [`cleaner`]).
+    pub fn sweep(&self, has_sockets: impl Fn(&str) -> bool) {
+        let now = Instant::now();
+        for t in self.tenants.all() {
+            t.visible(has_sockets(t.tenant()), now, self.idle_after);
+        }
+    }
+
     /// The whole body of `/metrics`: the global exposition, then the per-tenant one, each
     /// followed by `# EOF`. Tenants idle for [`IDLE_AFTER`] are left out.
     pub fn render(&self, view: &scrape::ScrapeView) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 * 1024);
-        let mut global = self.global.collect();
+        let all = self.tenants.all();
+        let mut global = self.global.collect(&all);
         global.extend(view.global_families());
         global.extend(self.system.collect());
         encode::exposition(global, &self.node, &mut out);
 
         let now = Instant::now();
         let mut tenants = Vec::new();
-        for t in self.tenants.all() {
+        for t in all {
             let has_sockets = view.has_sockets(t.tenant());
             if t.visible(has_sockets, now, self.idle_after) {
                 tenants.extend(t.collect());

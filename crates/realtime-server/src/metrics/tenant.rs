@@ -12,19 +12,18 @@ use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterV
 use crate::metrics::global::GlobalMetrics;
 use crate::metrics::{AUTHORIZATION_BUCKETS, DATABASE_BROADCAST_BUCKETS, PAYLOAD_BUCKETS};
 
-/// A tenant counter and its global form, added to together.
+/// A tenant counter (its global form is the sum over tenants, taken at scrape time, so
+/// counting costs one atomic add).
 #[derive(Clone, Debug)]
 pub struct Count {
     tenant: IntCounter,
-    global: IntCounter,
 }
 
 impl Count {
-    /// Adds `n` to the tenant's and the global series.
+    /// Adds `n`.
     #[inline]
     pub fn add(&self, n: u64) {
         self.tenant.inc_by(n);
-        self.global.inc_by(n);
     }
 
     /// The tenant's total.
@@ -108,53 +107,45 @@ impl TenantMetrics {
                     .buckets(buckets.to_vec()),
             ))
         };
-        let g = &global;
         TenantMetrics {
             events: Count {
                 tenant: counter(
                     "realtime_channel_events",
                     "Sum of messages sent on a Realtime Channel.",
                 ),
-                global: g.events.clone(),
             },
             presence_events: Count {
                 tenant: counter(
                     "realtime_channel_presence_events",
                     "Sum of presence messages sent on a Realtime Channel.",
                 ),
-                global: g.presence_events.clone(),
             },
             db_events: Count {
                 tenant: counter(
                     "realtime_channel_db_events",
                     "Sum of db messages sent on a Realtime Channel.",
                 ),
-                global: g.db_events.clone(),
             },
             joins: Count {
                 tenant: counter("realtime_channel_joins", "Sum of Realtime Channel joins."),
-                global: g.joins.clone(),
             },
             input_bytes: Count {
                 tenant: counter(
                     "realtime_channel_input_bytes",
                     "Sum of input bytes sent on sockets.",
                 ),
-                global: g.input_bytes.clone(),
             },
             output_bytes: Count {
                 tenant: counter(
                     "realtime_channel_output_bytes",
                     "Sum of output bytes sent on sockets.",
                 ),
-                global: g.output_bytes.clone(),
             },
             slow_consumer_closes: Count {
                 tenant: counter(
                     "realtime_tenants_slow_consumer_closes",
                     "Sockets of the tenant disconnected because their outbound queue was full.",
                 ),
-                global: g.slow_consumer_closes.clone(),
             },
             errors: made(IntCounterVec::new(
                 opts(
@@ -268,6 +259,19 @@ impl TenantMetrics {
             .observe(latency.as_secs_f64() * 1000.0);
     }
 
+    /// The totals summed into the global series, in [`GLOBAL_SUMS`] order.
+    pub fn totals(&self) -> [u64; 7] {
+        [
+            self.events.get(),
+            self.presence_events.get(),
+            self.db_events.get(),
+            self.joins.get(),
+            self.input_bytes.get(),
+            self.output_bytes.get(),
+            self.slow_consumer_closes.get(),
+        ]
+    }
+
     /// Sum of every counter: it changes whenever the tenant does anything.
     fn activity(&self) -> u64 {
         [
@@ -326,6 +330,39 @@ impl TenantMetrics {
         out
     }
 }
+
+/// The global series that sum a tenant counter: name and help, in [`TenantMetrics::totals`]
+/// order.
+pub const GLOBAL_SUMS: [(&str, &str); 7] = [
+    (
+        "realtime_channel_global_events",
+        "Global sum of messages sent on a Realtime Channel.",
+    ),
+    (
+        "realtime_channel_global_presence_events",
+        "Global sum of presence messages sent on a Realtime Channel.",
+    ),
+    (
+        "realtime_channel_global_db_events",
+        "Global sum of db messages sent on a Realtime Channel.",
+    ),
+    (
+        "realtime_channel_global_joins",
+        "Global sum of Realtime Channel joins.",
+    ),
+    (
+        "realtime_channel_global_input_bytes",
+        "Global sum of input bytes sent on sockets.",
+    ),
+    (
+        "realtime_channel_global_output_bytes",
+        "Global sum of output bytes sent on sockets.",
+    ),
+    (
+        "realtime_gateway_slow_consumer_closes",
+        "Sockets disconnected because their bounded outbound queue was full (frames or bytes).",
+    ),
+];
 
 /// The error code of a refusal reason (`ChannelRateLimitReached: Too many channels`); reasons
 /// without one count as `UnknownErrorOnChannel`.
