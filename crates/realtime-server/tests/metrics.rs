@@ -323,6 +323,14 @@ async fn the_scrape_counts_what_the_sockets_did() {
         ),
         MESSAGES as f64
     );
+    assert_eq!(
+        value(
+            &s,
+            "realtime_payload_size_count",
+            &[("message_type", "presence")]
+        ),
+        1.0
+    );
     assert_eq!(value(&s, "realtime_gateway_slow_consumer_closes", &[]), 0.0);
     assert!(value(&s, "realtime_gateway_outbound_queue_bytes", &[]) >= 0.0);
     assert!(value(&s, "process_resident_memory_bytes", &[]) > 1e6);
@@ -592,6 +600,7 @@ async fn private_channels_time_policy_checks_replay_and_database_broadcasts() {
         "realtime_tenants_write_authorization_check_count",
         "realtime_tenants_replay_count",
         "realtime_tenants_broadcast_from_database_latency_committed_at_count",
+        "realtime_tenants_broadcast_from_database_latency_inserted_at_count",
     ] {
         assert!(value(&s, name, &t) >= 1.0, "{name}");
     }

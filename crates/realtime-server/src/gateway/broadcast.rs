@@ -9,7 +9,6 @@ use crate::gateway::authorization::Extension;
 use crate::gateway::hub::{Kind, Subscriber, TopicKey};
 use crate::gateway::session::{Control, Session};
 use crate::gateway::Gateway;
-use crate::metrics::MessageType;
 
 /// `system` message of a channel stopped by the events limiter.
 pub const TOO_MANY_MESSAGES: &str = "Too many messages per second";
@@ -99,7 +98,7 @@ impl Session {
             }
             return;
         }
-        self.link.metrics.payload(MessageType::Broadcast, size);
+        self.link.metrics.broadcast_payload(size);
         let exclude = if ch.self_broadcast { None } else { Some(ch.id) };
         let ack = ch.ack.then(|| ch.reply(msg_ref, "ok", json!({})));
         let key = ch.key.clone();

@@ -190,10 +190,13 @@ impl Gateway {
             return;
         }
         rates.events.add(1);
-        let latency = chrono::Utc::now().signed_duration_since(b.committed_at);
-        rates
-            .metrics
-            .database_broadcast(latency.to_std().unwrap_or_default());
+        let now = chrono::Utc::now();
+        let committed = now.signed_duration_since(b.committed_at);
+        let inserted = now.signed_duration_since(b.inserted_at.and_utc());
+        rates.metrics.database_broadcast(
+            committed.to_std().unwrap_or_default(),
+            inserted.to_std().unwrap_or_default(),
+        );
         let (encoding, payload) = match &b.payload {
             DbPayload::Json(raw) => (
                 BroadcastEncoding::Json,

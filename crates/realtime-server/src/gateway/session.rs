@@ -419,9 +419,7 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: InFrame<'_>) {
-        self.link
-            .metrics
-            .input_bytes(crate::metrics::frame_len(&frame));
+        self.link.metrics.received(&frame);
         let inbound = match realtime_protocol::decode(self.link.vsn, frame) {
             Ok(i) => i,
             Err(e) => {

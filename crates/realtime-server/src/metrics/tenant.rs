@@ -74,6 +74,7 @@ pub struct TenantMetrics {
     write_authorization: Histogram,
     replay: Histogram,
     database_broadcast_committed: Histogram,
+    database_broadcast_inserted: Histogram,
     /// Activity total and when it last changed or sockets were seen (idle pruning).
     seen: Mutex<(u64, Instant)>,
 }
@@ -180,6 +181,11 @@ impl TenantMetrics {
                 "Latency of database transaction start until reaches server to be broadcasted",
                 &DATABASE_BROADCAST_BUCKETS,
             ),
+            database_broadcast_inserted: histogram(
+                "realtime_tenants_broadcast_from_database_latency_inserted_at",
+                "Latency of database inserted_at until reaches server to be broadcasted",
+                &DATABASE_BROADCAST_BUCKETS,
+            ),
             tenant: Arc::from(tenant),
             global,
             seen: Mutex::new((0, Instant::now())),
@@ -189,6 +195,17 @@ impl TenantMetrics {
     /// The tenant's external id.
     pub fn tenant(&self) -> &str {
         &self.tenant
+    }
+
+    /// A frame received on one of the tenant's sockets.
+    #[inline]
+    pub fn received(&self, frame: &realtime_protocol::InFrame<'_>) {
+        self.input_bytes(crate::metrics::frame_len(frame));
+    }
+
+    /// A client broadcast of `size` payload bytes.
+    pub fn broadcast_payload(&self, size: usize) {
+        self.payload(MessageType::Broadcast, size);
     }
 
     /// Bytes of a frame received on one of the tenant's sockets.
@@ -253,10 +270,13 @@ impl TenantMetrics {
         self.replay.observe(took.as_secs_f64() * 1000.0);
     }
 
-    /// A database broadcast reached the server `latency` after its transaction committed.
-    pub fn database_broadcast(&self, latency: Duration) {
+    /// A database broadcast reached the server `committed` after its transaction committed
+    /// and `inserted` after the row's `inserted_at`.
+    pub fn database_broadcast(&self, committed: Duration, inserted: Duration) {
         self.database_broadcast_committed
-            .observe(latency.as_secs_f64() * 1000.0);
+            .observe(committed.as_secs_f64() * 1000.0);
+        self.database_broadcast_inserted
+            .observe(inserted.as_secs_f64() * 1000.0);
     }
 
     /// The totals summed into the global series, in [`GLOBAL_SUMS`] order.
@@ -322,6 +342,7 @@ impl TenantMetrics {
             &self.write_authorization,
             &self.replay,
             &self.database_broadcast_committed,
+            &self.database_broadcast_inserted,
         ] {
             if h.get_sample_count() > 0 {
                 out.extend(h.collect());
