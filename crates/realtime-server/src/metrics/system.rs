@@ -41,7 +41,7 @@ fn rss_bytes(statm: &str) -> Option<f64> {
     let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    (page > 0).then(|| pages * page as f64)
+    (page > 0).then_some(pages * page as f64)
 }
 
 /// Reads the figures; remembers the last CPU sample so utilisation covers the time between
