@@ -55,7 +55,7 @@ print(json.dumps(out))
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "prometheus_client could not parse the scrape: {}\n{text}",
+        "prometheus_client (pip install prometheus-client) could not parse the scrape: {}\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
     let rows: Vec<(String, String, BTreeMap<String, String>, f64)> =
