@@ -6,11 +6,11 @@ use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use std::sync::Arc;
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{IntCounterVec, Opts};
 
 use crate::metrics::encode::counter;
+use crate::metrics::payload::{MessageType, PayloadSizes};
 use crate::metrics::tenant::{TenantMetrics, GLOBAL_SUMS};
-use crate::metrics::PAYLOAD_BUCKETS;
 
 /// Upstream's `endpoint` label of Phoenix series.
 const ENDPOINT: &str = "RealtimeWeb.Endpoint";
@@ -21,7 +21,7 @@ const TRANSPORT: &str = "websocket";
 pub struct GlobalMetrics {
     errors: IntCounterVec,
     joined: IntCounterVec,
-    payload_size: HistogramVec,
+    payload_size: PayloadSizes,
 }
 
 fn made<T>(r: prometheus::Result<T>) -> T {
@@ -49,14 +49,11 @@ impl GlobalMetrics {
                 ),
                 &["result", "transport", "endpoint"],
             )),
-            payload_size: made(HistogramVec::new(
-                HistogramOpts::new(
-                    "realtime_payload_size",
-                    "Global payload size across all tenants",
-                )
-                .buckets(PAYLOAD_BUCKETS.to_vec()),
-                &["message_type"],
-            )),
+            payload_size: PayloadSizes::new(
+                "realtime_payload_size",
+                "Global payload size across all tenants",
+                None,
+            ),
         }
     }
 
@@ -70,10 +67,8 @@ impl GlobalMetrics {
             .inc();
     }
 
-    pub(crate) fn payload(&self, message_type: &str, size: usize) {
-        self.payload_size
-            .with_label_values(&[message_type])
-            .observe(size as f64);
+    pub(crate) fn payload(&self, kind: MessageType, size: usize) {
+        self.payload_size.observe(kind, size);
     }
 
     /// The global families; the summed counters add up `tenants` (every tenant seen, idle

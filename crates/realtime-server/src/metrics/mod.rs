@@ -9,6 +9,7 @@
 //! - [`scrape`]: gauges read at scrape time from the gateway and the change pipelines
 //!   (connections, queues, replication lag, RLS gate batches).
 //! - [`system`]: `osmon_*` and the process's resident memory, from `/proc`.
+//! - [`payload`]: payload size histograms by message type.
 //! - [`node`]: the `region`, `host` and `id` labels every series carries.
 //! - [`cleaner`]: notes tenants' activity every `METRICS_CLEANER_SCHEDULE_TIMER_IN_MS`.
 //! - [`encode`]: families → text (the `prometheus` crate's text encoder, no `_total` added).
@@ -17,6 +18,7 @@ pub mod cleaner;
 pub mod encode;
 pub mod global;
 pub mod node;
+pub mod payload;
 pub mod scrape;
 pub mod system;
 pub mod tenant;
@@ -26,7 +28,8 @@ use std::time::{Duration, Instant};
 
 pub use global::GlobalMetrics;
 pub use node::NodeLabels;
-pub use tenant::{Count, MessageType, TenantMetrics};
+pub use payload::MessageType;
+pub use tenant::{Count, TenantMetrics};
 
 /// Upstream's payload size buckets (bytes).
 pub const PAYLOAD_BUCKETS: [f64; 11] = [

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts};
 
 use crate::metrics::global::GlobalMetrics;
-use crate::metrics::{AUTHORIZATION_BUCKETS, DATABASE_BROADCAST_BUCKETS, PAYLOAD_BUCKETS};
+use crate::metrics::payload::{MessageType, PayloadSizes};
+use crate::metrics::{AUTHORIZATION_BUCKETS, DATABASE_BROADCAST_BUCKETS};
 
 /// A tenant counter (its global form is the sum over tenants, taken at scrape time, so
 /// counting costs one atomic add).
@@ -32,27 +33,6 @@ impl Count {
     }
 }
 
-/// What a payload was sent as (upstream's `message_type` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageType {
-    /// A broadcast.
-    Broadcast,
-    /// A presence message.
-    Presence,
-    /// A Postgres Changes event.
-    PostgresChanges,
-}
-
-impl MessageType {
-    fn as_str(self) -> &'static str {
-        match self {
-            MessageType::Broadcast => "broadcast",
-            MessageType::Presence => "presence",
-            MessageType::PostgresChanges => "postgres_changes",
-        }
-    }
-}
-
 /// The series of one tenant.
 pub struct TenantMetrics {
     tenant: Arc<str>,
@@ -69,7 +49,7 @@ pub struct TenantMetrics {
     output_bytes: Count,
     slow_consumer_closes: Count,
     errors: IntCounterVec,
-    payload_size: HistogramVec,
+    payload_size: PayloadSizes,
     read_authorization: Histogram,
     write_authorization: Histogram,
     replay: Histogram,
@@ -155,12 +135,11 @@ impl TenantMetrics {
                 ),
                 &["code"],
             )),
-            payload_size: made(HistogramVec::new(
-                HistogramOpts::new("realtime_tenants_payload_size", "Tenant payload size")
-                    .const_label("tenant", tenant)
-                    .buckets(PAYLOAD_BUCKETS.to_vec()),
-                &["message_type"],
-            )),
+            payload_size: PayloadSizes::new(
+                "realtime_tenants_payload_size",
+                "Tenant payload size",
+                Some(tenant),
+            ),
             read_authorization: histogram(
                 "realtime_tenants_read_authorization_check",
                 "Latency of read authorization checks.",
@@ -235,10 +214,8 @@ impl TenantMetrics {
 
     /// A payload of `size` bytes was sent to a topic as `kind`.
     pub fn payload(&self, kind: MessageType, size: usize) {
-        self.payload_size
-            .with_label_values(&[kind.as_str()])
-            .observe(size as f64);
-        self.global.payload(kind.as_str(), size);
+        self.payload_size.observe(kind, size);
+        self.global.payload(kind, size);
     }
 
     /// A join was refused with `reason` (`Code: text`): counted under the code, and as a
