@@ -39,6 +39,7 @@
 //! - [`subscribe`]: resolving and validating join entries against the tenant database.
 //! - [`subscription`]: a channel's live registration ([`Subscription`]).
 //! - [`subscription_table`]: upstream's `realtime.subscription` rows, kept in step.
+//! - [`stats`]: slot progress (replication lag) and RLS gate figures, read for monitoring.
 //! - [`slot`]: the persistent slot's name, its set-up before streaming and its release, for
 //!   both WAL consumers.
 //! - [`wal_consumer`]: the pure state machine both WAL consumers run: rows to route, when to
@@ -88,6 +89,7 @@ pub mod rls_policy;
 pub mod router;
 pub mod sink;
 pub mod slot;
+pub mod stats;
 pub mod subscribe;
 pub mod subscription;
 pub mod subscription_table;
@@ -242,6 +244,24 @@ pub struct Cdc {
 }
 
 impl Cdc {
+    /// The figures of every running pipeline: tenant external id, slot name and figures.
+    pub fn stats(&self) -> Vec<(String, String, Arc<stats::PipelineStats>)> {
+        let tenants = match self.tenants.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        tenants
+            .values()
+            .map(|t| {
+                (
+                    t.config.external_id.clone(),
+                    t.config.slot.clone(),
+                    t.stats.clone(),
+                )
+            })
+            .collect()
+    }
+
     /// Creates the service; pipelines start on the first subscription of a tenant.
     pub fn new(crypto: Arc<realtime_tenants::Crypto>, opts: CdcOptions) -> Arc<Cdc> {
         Arc::new(Cdc {

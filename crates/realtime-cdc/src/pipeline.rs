@@ -85,6 +85,7 @@ impl Changes {
             slot: cfg.slot.clone(),
             start: StartOptions::new(&cfg.publication),
             on_lost: OnLost::Report,
+            stats: tenant.stats.slot.clone(),
         };
         Changes {
             target,
@@ -238,9 +239,12 @@ impl Consumer for Changes {
         let Some(db) = self.db.as_mut() else {
             return Err(retry("no tenant connection"));
         };
+        let rows = self.pending.len();
+        let started = std::time::Instant::now();
         let deliveries = fanout::fan_out_batch(db, std::mem::take(&mut self.pending))
             .await
             .map_err(retry)?;
+        self.tenant.stats.gate.batch(rows, started.elapsed());
         self.tenant.deliver(deliveries);
         Ok(())
     }

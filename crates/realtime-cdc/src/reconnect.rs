@@ -8,7 +8,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use realtime_pg::pgoutput::{self, Relation};
+use realtime_pg::pgoutput::{self, LogicalMessage, Relation};
 use realtime_pg::replication::{LogicalStream, ReplicationError};
 
 use crate::slot::{self, SlotError, SlotTarget};
@@ -243,7 +243,10 @@ async fn session<C: Consumer>(
 ) -> Exit {
     stream.set_status_interval(C::STATUS_INTERVAL);
     wal.new_session();
+    let stats = consumer.target().stats.clone();
+    stats.set_streaming(true);
     let result = read(consumer, &mut stream, wal).await;
+    stats.set_streaming(false);
     // Report what was handed on before leaving, so the next session re-sends as little as
     // possible; a dead connection just fails here.
     let _ = stream.send_status().await;
@@ -302,7 +305,14 @@ async fn read<C: Consumer>(
                 continue;
             }
         };
+        if let LogicalMessage::Commit { commit_time, .. } = &message {
+            consumer.target().stats.commit_received(*commit_time);
+        }
         let step = wal.message(message);
+        consumer
+            .target()
+            .stats
+            .progress(stream.received(), stream.confirmed());
         if let Err(exit) = act(consumer, stream, wal, step).await {
             return Ok(exit);
         }
@@ -349,6 +359,9 @@ async fn hand_on<C: Consumer>(
     if let Some(lsn) = wal.handed_on() {
         stream.confirm(lsn);
     }
+    let stats = &consumer.target().stats;
+    stats.handed_on();
+    stats.progress(stream.received(), stream.confirmed());
     Ok(())
 }
 

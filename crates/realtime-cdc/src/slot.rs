@@ -48,6 +48,8 @@ pub struct SlotTarget {
     pub start: StartOptions,
     /// What to do with an invalidated slot.
     pub on_lost: OnLost,
+    /// Progress figures, updated by the session loop.
+    pub stats: std::sync::Arc<crate::stats::SlotStats>,
 }
 
 /// Why the slot cannot be streamed from, or released. No variant carries a password.

@@ -51,6 +51,8 @@ pub struct TenantCdc {
     pub config: TenantConfig,
     /// Channels.
     pub router: Router,
+    /// Slot and RLS gate figures, read for monitoring.
+    pub stats: Arc<crate::stats::PipelineStats>,
     state: watch::Sender<PipelineState>,
     /// Connection used by subscription checks, opened on demand.
     pub control: tokio::sync::Mutex<Option<TenantDb>>,
@@ -78,6 +80,7 @@ impl TenantCdc {
         Arc::new(TenantCdc {
             config,
             router: Router::default(),
+            stats: Arc::default(),
             state: watch::channel(PipelineState::Starting).0,
             control: tokio::sync::Mutex::new(None),
             next_key: AtomicU64::new(1),

@@ -380,6 +380,11 @@ impl LogicalStream {
         }
     }
 
+    /// The furthest WAL position the server reported (XLogData or keepalive).
+    pub fn received(&self) -> Lsn {
+        self.received
+    }
+
     /// The flush position status updates report.
     pub fn confirmed(&self) -> Lsn {
         self.confirmed

@@ -6,6 +6,7 @@
 //! - [`logging`]: plain-text log lines in upstream's layout.
 //! - [`app`]: shared state and the axum router that joins the HTTP API and the gateway.
 //! - [`http`]: the HTTP API (`/api/tenants…`, `/api/ping`, `/healthcheck`, health).
+//! - [`metrics`]: the Prometheus series of `/metrics`, counted where the work happens.
 //! - [`janitor`]: periodic partition maintenance of the tenant databases (`RUN_JANITOR`).
 //! - [`memory_trim`]: returns freed memory to the system after many sockets closed.
 //! - [`cli`]: the command line (`server`, `migrate`, `doctor`, `eval`).
@@ -27,7 +28,8 @@ pub mod doctor;
 pub mod gateway;
 pub mod http;
 pub mod janitor;
-pub mod memory_trim;
 pub mod logging;
+pub mod memory_trim;
+pub mod metrics;
 pub mod startup;
 pub mod tenant_directory;

@@ -49,7 +49,10 @@ fn available() -> bool {
 fn trim() {
     // SAFETY: malloc_trim only walks the allocator's own free lists.
     let released = unsafe { libc::malloc_trim(0) };
-    tracing::debug!(released = released != 0, "returned freed memory to the system");
+    tracing::debug!(
+        released = released != 0,
+        "returned freed memory to the system"
+    );
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]

@@ -306,6 +306,11 @@ pub fn serve_on(state: AppState, listeners: Vec<TcpListener>) -> Result<Running,
     }
     crate::janitor::spawn(state.clone(), shutdown.clone());
     crate::memory_trim::spawn(state.gateway.clone(), shutdown.clone());
+    crate::metrics::cleaner::spawn(
+        state.gateway.clone(),
+        state.config.janitor.metrics_cleaner_timer,
+        shutdown.clone(),
+    );
     tracing::info!("Running RealtimeWeb.Endpoint on port {}", addrs[0].port());
     Ok(Running {
         addrs,

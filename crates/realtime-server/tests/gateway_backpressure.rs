@@ -20,7 +20,9 @@ fn blob() -> String {
 
 /// A gateway with a 16-frame outbound queue (so a burst overflows it at once) and no events
 /// limit, and a reader joined to `room1` that reads nothing for `pause`, then everything.
-async fn gateway_and_late_reader(pause: Duration) -> (TestGateway, tokio::task::JoinHandle<Vec<i64>>) {
+async fn gateway_and_late_reader(
+    pause: Duration,
+) -> (TestGateway, tokio::task::JoinHandle<Vec<i64>>) {
     let mut settings = fast_settings();
     settings.outbound_queue = 16;
     let s = TestGateway::start(settings).await;
@@ -36,7 +38,9 @@ async fn gateway_and_late_reader(pause: Duration) -> (TestGateway, tokio::task::
                     seen.push(v["payload"]["payload"]["i"].as_i64().unwrap_or(-1));
                 }
                 Seen::Text(_) | Seen::Binary(_) => {}
-                Seen::Closed(code) => panic!("reader closed ({code:?}) after {} messages", seen.len()),
+                Seen::Closed(code) => {
+                    panic!("reader closed ({code:?}) after {} messages", seen.len())
+                }
                 Seen::Nothing => panic!("reader starved after {} messages", seen.len()),
             }
         }
@@ -53,7 +57,9 @@ fn in_order() -> Vec<i64> {
 async fn a_socket_burst_waits_for_a_reader_that_catches_up() {
     let (s, reader) = gateway_and_late_reader(Duration::from_millis(500)).await;
     let mut publisher = s.client("2.0.0").await;
-    publisher.join_ok("room1", "1", join_config(json!({}))).await;
+    publisher
+        .join_ok("room1", "1", join_config(json!({})))
+        .await;
     let blob = blob();
     let started = Instant::now();
     for i in 0..BURST {

@@ -489,8 +489,14 @@ async fn a_socket_stays_responsive_while_its_join_waits_for_the_database() {
         private(json!({})),
     )
     .await;
-    c.push(Some("4"), Some("5"), "realtime:slow", "phx_leave", json!({}))
-        .await;
+    c.push(
+        Some("4"),
+        Some("5"),
+        "realtime:slow",
+        "phx_leave",
+        json!({}),
+    )
+    .await;
     loop {
         match c.next_within(6_000).await {
             Seen::Text(v) if v[1] == "5" => continue,

@@ -179,6 +179,7 @@ pub struct DbBroadcastStream {
     task: Option<JoinHandle<Result<(), DbBroadcastError>>>,
     connected: Arc<AtomicBool>,
     slot: String,
+    stats: Arc<crate::stats::SlotStats>,
 }
 
 impl std::fmt::Debug for DbBroadcastStream {
@@ -218,6 +219,7 @@ impl DbBroadcastStream {
         let slot = slot_name(opts.slot_name_suffix.as_deref());
         tracing::info!(external_id = %external_id, %slot, "Starting replication for Broadcast Changes");
         let target = stream::target(external_id, conn, slot.clone());
+        let stats = target.stats.clone();
         let first = stream::open(&target, false).await?;
         let (stop, stop_rx) = watch::channel(false);
         let connected = Arc::new(AtomicBool::new(true));
@@ -237,6 +239,7 @@ impl DbBroadcastStream {
             task: Some(task),
             connected,
             slot,
+            stats,
         })
     }
 
@@ -249,6 +252,11 @@ impl DbBroadcastStream {
     /// Whether the stream has ended (stopped, receiver gone, or gave up reconnecting).
     pub fn has_ended(&self) -> bool {
         self.task.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// The slot's progress figures (replication lag).
+    pub fn stats(&self) -> Arc<crate::stats::SlotStats> {
+        self.stats.clone()
     }
 
     /// The replication slot's name.

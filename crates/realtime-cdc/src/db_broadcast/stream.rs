@@ -43,6 +43,7 @@ pub(super) fn target(
             streaming: false,
         },
         on_lost: OnLost::Recreate,
+        stats: Default::default(),
     }
 }
 

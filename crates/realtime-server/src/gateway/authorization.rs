@@ -62,10 +62,16 @@ impl Gateway {
         with_presence: bool,
         mut policies: Policies,
     ) -> Result<Policies, PolicyError> {
+        let started = std::time::Instant::now();
         let access = self
             .databases
             .read_policies(tenant, self.registry_row(tenant), ctx, with_presence)
-            .await?;
+            .await;
+        self.limits
+            .rates(tenant)
+            .metrics
+            .authorization_check(false, started.elapsed());
+        let access = access?;
         policies.broadcast_read = Some(access.broadcast);
         if let Some(presence) = access.presence {
             policies.presence_read = Some(presence);
@@ -80,10 +86,16 @@ impl Gateway {
         ctx: &PolicyContext,
         mut policies: Policies,
     ) -> Result<Policies, PolicyError> {
+        let started = std::time::Instant::now();
         let access = self
             .databases
             .write_policies(tenant, self.registry_row(tenant), ctx)
-            .await?;
+            .await;
+        self.limits
+            .rates(tenant)
+            .metrics
+            .authorization_check(true, started.elapsed());
+        let access = access?;
         policies.broadcast_write = Some(access.broadcast);
         policies.presence_write = Some(access.presence);
         Ok(policies)

@@ -8,9 +8,9 @@ use realtime_protocol::{Message, Outbound, UserBroadcast};
 use serde_json::json;
 
 use crate::gateway::authorization::Extension;
+use crate::gateway::control::Control;
 use crate::gateway::hub::{Kind, Subscriber, TopicKey};
 use crate::gateway::outbound::{self, SessionLink};
-use crate::gateway::control::Control;
 use crate::gateway::session::Session;
 use crate::gateway::Gateway;
 
@@ -137,6 +137,7 @@ impl Session {
             }
             return;
         }
+        self.link.metrics.broadcast_payload(size);
         let exclude = if ch.self_broadcast { None } else { Some(ch.id) };
         let ack = ch.ack.then(|| ch.reply(msg_ref, "ok", json!({})));
         let key = ch.key.clone();

@@ -11,8 +11,8 @@ use realtime_protocol::{Message, Outbound, RawMessage, Vsn};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::gateway::hub::encode_ws;
 use crate::gateway::control::Control;
+use crate::gateway::hub::encode_ws;
 use crate::gateway::outbound::SessionLink;
 
 /// The payload of a `postgres_changes` push, keys in upstream's (sorted) order; `data` is the
@@ -186,6 +186,7 @@ impl ChangeSink for ChannelSink {
                 }),
             ),
             CdcEvent::Change { ids, data } => cache.with(|frames: &mut ChangeFrames| {
+                self.link.metrics.db_events.add(1);
                 frames.frame(&data, &ids, &self.topic, self.legacy, self.link.vsn)
             }),
         };
@@ -213,7 +214,6 @@ impl ChangeSink for ChannelSink {
 
 #[cfg(test)]
 mod tests {
-
 
     use super::*;
 
@@ -314,7 +314,14 @@ mod tests {
 
     /// A socket's link with its outbound and control queues.
     fn link(vsn: Vsn, capacity: usize) -> Arc<SessionLink> {
-        Arc::new(SessionLink::new(1, Arc::from("t"), vsn, capacity, usize::MAX))
+        Arc::new(SessionLink::new(
+            1,
+            Arc::from("t"),
+            vsn,
+            capacity,
+            usize::MAX,
+            crate::metrics::Metrics::default().tenant("t"),
+        ))
     }
 
     fn sink(link: &Arc<SessionLink>, topic: &str) -> ChannelSink {

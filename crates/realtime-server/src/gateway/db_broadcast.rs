@@ -32,6 +32,23 @@ pub(crate) struct DbStreamHandle {
     stop: CancellationToken,
     /// Cancelled once the stream task has ended.
     done: CancellationToken,
+    /// The running stream's slot and progress figures, for the metrics.
+    slot: std::sync::Mutex<Option<(String, Arc<realtime_cdc::stats::SlotStats>)>>,
+}
+
+impl DbStreamHandle {
+    /// Whether the stream's replication connection is up.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::SeqCst)
+    }
+
+    /// The running stream's slot name and figures.
+    pub(crate) fn slot_stats(&self) -> Option<(String, Arc<realtime_cdc::stats::SlotStats>)> {
+        match self.slot.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 /// How long stopping a tenant's database work may take.
@@ -120,6 +137,9 @@ impl Gateway {
             };
             retry = RETRY_MIN;
             connected.store(true, Ordering::SeqCst);
+            if let Ok(mut s) = handle.slot.lock() {
+                *s = Some((stream.slot().to_string(), stream.stats()));
+            }
             // The tenant as last read, for rows that arrive while the registry is unreachable.
             let mut known: Option<Arc<TenantView>> = None;
             loop {
@@ -170,6 +190,13 @@ impl Gateway {
             return;
         }
         rates.events.add(1);
+        let now = chrono::Utc::now();
+        let committed = now.signed_duration_since(b.committed_at);
+        let inserted = now.signed_duration_since(b.inserted_at.and_utc());
+        rates.metrics.database_broadcast(
+            committed.to_std().unwrap_or_default(),
+            inserted.to_std().unwrap_or_default(),
+        );
         let (encoding, payload) = match &b.payload {
             DbPayload::Json(raw) => (
                 BroadcastEncoding::Json,

@@ -10,11 +10,11 @@ use serde_json::{json, Map, Value};
 
 use crate::gateway::authorization::{self, Policies, PolicyContext};
 use crate::gateway::channel::{flex_bool, reply, Channel};
+use crate::gateway::control::Control;
 use crate::gateway::hub::{ChannelPerms, Subscriber, TopicKey};
 use crate::gateway::jwt::{self, JwtError};
 use crate::gateway::postgres_changes::binding_id;
 use crate::gateway::replay::ReplayParams;
-use crate::gateway::control::Control;
 use crate::gateway::session::Session;
 use crate::gateway::Gateway;
 
@@ -238,6 +238,7 @@ impl Session {
             json!({"reason": refusal.reason}),
         );
         tracing::info!(tenant = %self.link.tenant, topic = %m.topic, reason = %refusal.reason, "join refused");
+        self.link.metrics.join_refused(&refusal.reason);
         // The reply waits out the backoff, but a socket flooding refused joins does not get
         // a sleeping task (and its reply) per attempt: past a few, replies go out at once.
         let pending = self.refusals_pending.clone();
@@ -264,7 +265,8 @@ impl Session {
     /// can be closed. The join finishes in [`Session::on_join_checked`].
     fn check_join_in_database(&mut self, mut join: PendingJoin) {
         join.attempt = self.gw.next_id();
-        self.pending_joins.insert(join.m.topic.clone(), join.attempt);
+        self.pending_joins
+            .insert(join.m.topic.clone(), join.attempt);
         let gw = self.gw.clone();
         let link = self.link.clone();
         let headers = self.headers.clone();
@@ -470,6 +472,7 @@ impl Session {
             self.send(&old.close_frame());
         }
         self.mark_counted();
+        self.link.metrics.joined();
         self.gw.ensure_db_broadcasts(&self.link.tenant);
         let channel_id = channel.id;
         let has_bindings = !channel.bindings.is_empty();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use crate::gateway::rate::RateCounter;
+use crate::metrics::{Metrics, TenantMetrics};
 
 /// Upstream averages over at most 12 buckets.
 const BUCKETS: usize = 12;
@@ -22,6 +23,8 @@ pub struct TenantRates {
     pub presence: RateCounter,
     /// REST requests, per-second samples over 60 s (`x-rate-rolling`).
     pub requests: RateCounter,
+    /// The tenant's metrics series (the counters above add to them).
+    pub metrics: Arc<TenantMetrics>,
 }
 
 /// Counters of every tenant seen by this process.
@@ -29,14 +32,16 @@ pub struct TenantRates {
 pub struct Limits {
     tick: Duration,
     tenants: DashMap<String, Arc<TenantRates>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Limits {
-    /// Counters whose buckets are `tick` long.
-    pub fn new(tick: Duration) -> Limits {
+    /// Counters whose buckets are `tick` long, summed into `metrics`.
+    pub fn new(tick: Duration, metrics: Arc<Metrics>) -> Limits {
         Limits {
             tick,
             tenants: DashMap::new(),
+            metrics,
         }
     }
 
@@ -52,11 +57,14 @@ impl Limits {
         self.tenants
             .entry(tenant.to_string())
             .or_insert_with(|| {
+                let metrics = self.metrics.tenant(tenant);
                 Arc::new(TenantRates {
-                    joins: RateCounter::new(tick, BUCKETS),
-                    events: RateCounter::new(tick, BUCKETS),
-                    presence: RateCounter::new(tick, BUCKETS),
+                    joins: RateCounter::new(tick, BUCKETS).summed_into(metrics.joins.clone()),
+                    events: RateCounter::new(tick, BUCKETS).summed_into(metrics.events.clone()),
+                    presence: RateCounter::new(tick, BUCKETS)
+                        .summed_into(metrics.presence_events.clone()),
                     requests: RateCounter::new(rest_tick, 60),
+                    metrics,
                 })
             })
             .clone()

@@ -55,11 +55,11 @@ use serde_json::{Map, Value};
 
 use crate::app::AppState;
 use crate::config::Config;
+use control::Control;
 use hub::Hub;
 use limits::Limits;
-use presence::PresenceStore;
-use control::Control;
 use outbound::SessionLink;
+use presence::PresenceStore;
 pub use tenant_resolve::{StaticTenants, TenantDirectory, TenantLimits, TenantView};
 
 /// Tunables of the gateway (defaults are upstream's).
@@ -96,6 +96,8 @@ pub struct GatewaySettings {
     /// Keys that decrypt tenants' database settings (private channels, database broadcasts);
     /// `None` leaves tenant databases unreached until [`Gateway::enable_tenant_databases`].
     pub crypto: Option<Arc<realtime_tenants::Crypto>>,
+    /// The `region`, `host` and `id` labels of the metrics.
+    pub metrics_node: crate::metrics::NodeLabels,
 }
 
 impl Default for GatewaySettings {
@@ -116,6 +118,7 @@ impl Default for GatewaySettings {
             slot_name_suffix: None,
             replication_ready_timeout: Duration::from_secs(60),
             crypto: None,
+            metrics_node: crate::metrics::NodeLabels::default(),
         }
     }
 }
@@ -146,6 +149,10 @@ impl GatewaySettings {
             jwt_claim_validators: config.jwt_claim_validators.clone(),
             default_tenant: config.default_tenant.clone(),
             slot_name_suffix: config.slot_name_suffix.clone(),
+            metrics_node: crate::metrics::NodeLabels::new(
+                config.region.as_deref(),
+                &config.node_name,
+            ),
             ..GatewaySettings::default()
         }
     }
@@ -158,6 +165,8 @@ pub struct Gateway {
     pub(crate) hub: Hub,
     pub(crate) presence: PresenceStore,
     pub(crate) limits: Limits,
+    /// Prometheus series of this node.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) sessions: DashMap<u64, Arc<SessionLink>>,
     /// Most sockets open at once since [`Gateway::take_session_peak`] was last called.
     session_peak: std::sync::atomic::AtomicUsize,
@@ -199,7 +208,8 @@ impl Gateway {
         cdc: Option<Arc<realtime_cdc::Cdc>>,
         rows: Option<Arc<realtime_tenants::TenantCache>>,
     ) -> Gateway {
-        let limits = Limits::new(settings.rate_tick);
+        let metrics = Arc::new(crate::metrics::Metrics::new(settings.metrics_node.clone()));
+        let limits = Limits::new(settings.rate_tick, metrics.clone());
         let databases = realtime_cdc::ChannelDatabases::default();
         if let Some(crypto) = &settings.crypto {
             databases.set_crypto(crypto.clone());
@@ -210,6 +220,7 @@ impl Gateway {
             hub: Hub::default(),
             presence: PresenceStore::default(),
             limits,
+            metrics,
             sessions: DashMap::new(),
             session_peak: Default::default(),
             cdc,
@@ -231,6 +242,19 @@ impl Gateway {
             Some(cache) => cache.get(tenant).await.ok().flatten(),
             None => None,
         }
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// The body of `/metrics` as of now.
+    pub fn render_metrics(&self, max_connections: usize) -> Vec<u8> {
+        self.metrics.render(&crate::metrics::scrape::ScrapeView::of(
+            self,
+            max_connections,
+        ))
     }
 
     /// The gateway's settings.

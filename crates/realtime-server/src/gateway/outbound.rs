@@ -53,6 +53,8 @@ pub struct SessionLink {
     pub flow: Arc<Flow>,
     /// Most bytes queued before the socket counts as a slow consumer.
     pub max_queued_bytes: usize,
+    /// The tenant's metrics series.
+    pub metrics: Arc<crate::metrics::TenantMetrics>,
 }
 
 /// How full a socket's queue is and whether it moves, shared by the link and its writer.
@@ -92,6 +94,7 @@ impl SessionLink {
         vsn: Vsn,
         max_frames: usize,
         max_queued_bytes: usize,
+        metrics: Arc<crate::metrics::TenantMetrics>,
     ) -> SessionLink {
         let flow = Flow::default();
         flow.last_write_ms.store(clock_ms(), Ordering::Relaxed);
@@ -105,6 +108,7 @@ impl SessionLink {
             counted: AtomicBool::new(false),
             flow: Arc::new(flow),
             max_queued_bytes,
+            metrics,
         }
     }
 
@@ -122,7 +126,7 @@ impl SessionLink {
             return false;
         }
         match self.out.push(msg) {
-            Ok(()) => true,
+            Ok(()) => self.metrics.queued(size),
             Err(Refused::Full) => {
                 queued.fetch_sub(size, Ordering::SeqCst);
                 self.slow("outbound queue full");
@@ -174,6 +178,7 @@ impl SessionLink {
     /// Disconnects a socket that does not keep up, once.
     fn slow(&self, reason: &'static str) {
         if !self.kill.is_cancelled() {
+            self.metrics.slow_consumer_closed();
             tracing::warn!(
                 tenant = %self.tenant,
                 session = self.id,

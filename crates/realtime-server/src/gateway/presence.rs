@@ -326,6 +326,9 @@ impl Session {
                     return;
                 }
                 rates.presence.add(1);
+                rates
+                    .metrics
+                    .payload(crate::metrics::MessageType::Presence, size);
                 ch.presence_on = true;
                 ch.tracked = Some(meta_value);
                 count_window(&mut ch.presence_window);

@@ -11,6 +11,8 @@ pub struct RateCounter {
     tick: Duration,
     max_buckets: usize,
     inner: Mutex<Inner>,
+    /// The metrics series that sum what is counted here, when there is one.
+    total: Option<crate::metrics::Count>,
 }
 
 #[derive(Debug)]
@@ -33,7 +35,15 @@ impl RateCounter {
                 buckets: VecDeque::new(),
                 avg: 0.0,
             }),
+            total: None,
         }
+    }
+
+    /// Also adds every count to `total` (upstream's `realtime_channel_*` sums are the sums of
+    /// these rate counters).
+    pub fn summed_into(mut self, total: crate::metrics::Count) -> RateCounter {
+        self.total = Some(total);
+        self
     }
 
     fn roll(&self, inner: &mut Inner, now: Instant) {
@@ -59,6 +69,9 @@ impl RateCounter {
 
     /// Counts `n` events.
     pub fn add(&self, n: u64) {
+        if let Some(total) = &self.total {
+            total.add(n);
+        }
         if let Ok(mut inner) = self.inner.lock() {
             let now = Instant::now();
             self.roll(&mut inner, now);

@@ -49,9 +49,13 @@ impl Gateway {
     ) -> Result<Vec<DbBroadcast>, DbBroadcastError> {
         // `parse` clamped the limit to 1..=25.
         let limit = u32::try_from(params.limit).unwrap_or(1);
-        self.databases
+        let started = std::time::Instant::now();
+        let rows = self
+            .databases
             .replay(tenant, self.registry_row(tenant), sub, params.since, limit)
-            .await
+            .await;
+        self.limits.rates(tenant).metrics.replay(started.elapsed());
+        rows
     }
 }
 

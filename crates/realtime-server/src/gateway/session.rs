@@ -63,6 +63,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         info.vsn,
         gw.settings.outbound_queue,
         gw.settings.outbound_queue_bytes,
+        gw.limits.rates(&info.tenant.external_id).metrics.clone(),
     ));
     gw.add_session(link.clone());
     let (sink, stream) = socket.split();
@@ -110,11 +111,7 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
 }
 
 impl Session {
-    async fn read_loop(
-        &mut self,
-        mut stream: SplitStream<WebSocket>,
-        control: &Mailbox<Control>,
-    ) {
+    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, control: &Mailbox<Control>) {
         let idle = self.gw.settings.idle_timeout;
         let mut deadline = tokio::time::Instant::now() + idle;
         let sweep_every = self
@@ -212,6 +209,7 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: InFrame<'_>) {
+        self.link.metrics.received(&frame);
         let inbound = match realtime_protocol::decode(self.link.vsn, frame) {
             Ok(i) => i,
             Err(e) => {

@@ -6,6 +6,7 @@
 //! - [`tenants`]: the admin tenant routes.
 //! - [`admin`] / [`admin_auth`]: the admin bearer check and its pure token rules.
 //! - [`inspector`]: the `/inspector` page (`INSPECTOR_ENABLED`).
+//! - [`metrics`]: `/metrics` and `/metrics/{region}` (Prometheus text).
 //! - [`accept`]: `Accept` negotiation (406).
 //! - [`body`]: the 8 MB limit and JSON parsing before routing.
 //! - [`request_id`] / [`request_log`]: `x-request-id` and request log lines.
@@ -17,6 +18,7 @@ pub mod admin_auth;
 pub mod body;
 pub mod health;
 pub mod inspector;
+pub mod metrics;
 pub mod request_id;
 pub mod request_log;
 pub mod response;
@@ -36,6 +38,8 @@ use crate::app::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthcheck", get(health::healthcheck))
+        .route("/metrics", get(metrics::all))
+        .route("/metrics/{region}", get(metrics::region))
         .route("/api/tenants", get(tenants::list).post(tenants::create))
         .route(
             "/api/tenants/{tenant_id}",
