@@ -150,7 +150,7 @@ impl Session {
                 "error",
                 json!({"reason": refusal.reason}),
             );
-            tracing::info!(tenant = %self.link.tenant, topic = %m.topic, reason = %refusal.reason, "join refused");
+            crate::gateway::socket_log::join_refused(&self.link.tenant, &m.topic, &refusal.reason);
             // The reply waits out the backoff, but a socket flooding refused joins does not get
             // a sleeping task (and its reply) per attempt: past a few, replies go out at once.
             let pending = self.refusals_pending.clone();
@@ -266,7 +266,7 @@ impl Session {
             {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "read policy check failed");
+                    tracing::error!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "read policy check failed");
                     return Err(Refusal::new(
                         authorization::join_reason(&e).unwrap_or(unauthorized),
                     ));
@@ -294,7 +294,7 @@ impl Session {
                 .replay(&tenant.external_id, sub, params)
                 .await
                 .map_err(|e| {
-                    tracing::warn!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "replay failed");
+                    tracing::error!(tenant = %tenant.external_id, topic = %m.topic, error = %e, "replay failed");
                     Refusal::new(match e {
                         DbBroadcastError::ReplayParams => e.to_string(),
                         _ => "UnableToReplayMessages: Realtime was unable to replay messages"

@@ -299,9 +299,19 @@ impl Session {
                     link.send(&r);
                     return;
                 };
-                if ch.private && !self.may_write(&topic, Extension::Presence).await {
-                    link.send(&reply_error(&self.channels, &topic, m.msg_ref));
-                    return;
+                if ch.private {
+                    let before = ch.policies;
+                    if !self.may_write(&topic, Extension::Presence).await {
+                        // Like upstream, a refused track keeps nothing of the checks it ran:
+                        // the next track asks the database again, so a policy (or the data
+                        // it reads) that changed since takes effect without a rejoin.
+                        if let Some(ch) = self.channels.get_mut(&topic) {
+                            ch.policies = before;
+                            ch.perms.set(&before);
+                        }
+                        link.send(&reply_error(&self.channels, &topic, m.msg_ref));
+                        return;
+                    }
                 }
                 let Some(ch) = self.channels.get_mut(&topic) else {
                     return;
