@@ -472,12 +472,38 @@ async fn a_refused_track_is_checked_again_at_the_next_track() {
         a.recv().await,
         json!(["1","2","realtime:gate","phx_reply",{"status":"error","response":{}}])
     );
+    // A meta that is not an object is judged after the authorisation, as upstream does.
+    let not_a_map = json!({"type":"presence","event":"track","payload":"nope"});
+    a.push(
+        Some("1"),
+        Some("21"),
+        "realtime:gate",
+        "presence",
+        not_a_map.clone(),
+    )
+    .await;
+    assert_eq!(
+        a.recv().await,
+        json!(["1","21","realtime:gate","phx_reply",{"status":"error","response":{}}])
+    );
     b.silent(200).await;
 
     // The data the policy reads changes; the next track asks the database again.
     db.execute("insert into public.presence_ok values ('gate')", &[])
         .await
         .unwrap();
+    a.push(
+        Some("1"),
+        Some("22"),
+        "realtime:gate",
+        "presence",
+        not_a_map,
+    )
+    .await;
+    assert_eq!(
+        a.recv().await,
+        json!(["1","22","realtime:gate","phx_reply",{"status":"error","response":{"reason":"Presence track payload must be a map"}}])
+    );
     a.push(Some("1"), Some("3"), "realtime:gate", "presence", track)
         .await;
     assert_eq!(
