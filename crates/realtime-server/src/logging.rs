@@ -11,7 +11,7 @@ use std::io::Write as _;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
@@ -35,10 +35,19 @@ pub const METADATA_KEYS: [&str; 8] = [
 /// Installs the global subscriber writing to stdout. Returns false when one was already set
 /// (tests that start several servers in one process).
 pub fn init(level: LogLevel) -> bool {
-    tracing_subscriber::registry()
-        .with(LineLayer::new(std::io::stdout).with_filter(filter(level)))
-        .try_init()
-        .is_ok()
+    subscriber(level, std::io::stdout).try_init().is_ok()
+}
+
+/// The server's subscriber writing to `make_writer`: `LOG_LEVEL`, then each socket's own
+/// `log_level` for the lines its task writes.
+pub fn subscriber<W>(level: LogLevel, make_writer: W) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::registry().with(
+        LineLayer::new(make_writer)
+            .with_filter(filter(level).and(crate::gateway::socket_log::SocketLevelFilter)),
+    )
 }
 
 /// The global filter: `LOG_LEVEL` for the server, and at most `warning` for chatty

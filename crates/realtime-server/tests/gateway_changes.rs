@@ -283,3 +283,47 @@ async fn reload_releases_the_slots_and_a_new_join_subscribes_again() {
     let change = c.recv().await;
     assert_eq!(change[4]["data"]["record"], json!({"id": 2}), "{change}");
 }
+
+/// Upstream counts Postgres Changes against its own database-events counter, never against the
+/// events limit that stops channels: a tenant limited to one event per second keeps a busy
+/// change subscription.
+#[tokio::test]
+async fn postgres_changes_are_not_channel_events() {
+    let server = server().await;
+    let db = published_table(&server, "busy", "id bigint primary key").await;
+    let res = server
+        .admin(
+            "PATCH",
+            "/api/tenants/realtime-dev",
+            Some(&json!({"tenant": {"max_events_per_second": 1}})),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+
+    let mut c = connect(&server).await;
+    let binding = json!({"event":"INSERT","schema":"public","table":"busy"});
+    c.join_ok(
+        "busy",
+        "1",
+        join_config(json!({"postgres_changes":[binding]})),
+    )
+    .await;
+    assert_eq!(system(&mut c).await[4]["status"], "ok");
+    // Two batches a rate bucket (5 s) apart: were changes channel events, the first would put
+    // the tenant over its limit and the second would stop the channel.
+    for batch in 0..2i64 {
+        for i in 0..100 {
+            db.execute("insert into public.busy values ($1)", &[&(batch * 100 + i)])
+                .await
+                .unwrap();
+        }
+        for _ in 0..100 {
+            let f = c.recv().await;
+            assert_eq!(event(&f), "postgres_changes", "{f}");
+        }
+        if batch == 0 {
+            tokio::time::sleep(Duration::from_millis(5500)).await;
+        }
+    }
+    c.silent(500).await;
+}

@@ -378,3 +378,44 @@ async fn ping_reports_rate_headers_and_limits() {
     .await;
     assert_eq!(status, 406);
 }
+
+#[tokio::test]
+async fn server_requested_disconnect_counts_as_tenant_events() {
+    let s = TestGateway::start(fast_settings()).await;
+    s.update(|t| {
+        t.limits.max_events_per_second = 20;
+        t.limits.max_joins_per_second = 1_000_000;
+    });
+    // 40 channels receive "Server requested disconnect": 40 events in one 100 ms bucket.
+    let mut a = s.client("2.0.0").await;
+    for i in 0..40 {
+        a.join_ok(&format!("room{i}"), &i.to_string(), join_config(json!({})))
+            .await;
+    }
+    s.gw.disconnect_tenant(TENANT).await;
+    assert_eq!(a.closed().await, Some(1012));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Over the next 12 buckets the tenant averages at least 40 / 1.2 s > 20 events per
+    // second, so the first broadcast delivered stops its receiver.
+    let mut b = s.client("2.0.0").await;
+    let mut c = s.client("2.0.0").await;
+    b.join_ok("room0", "1", join_config(json!({}))).await;
+    c.join_ok("room0", "1", join_config(json!({}))).await;
+    let msg = json!({"type":"broadcast","event":"e","payload":{}});
+    b.push(
+        Some("1"),
+        Some("2"),
+        "realtime:room0",
+        "broadcast",
+        msg.clone(),
+    )
+    .await;
+    assert_eq!(
+        c.recv().await,
+        json!([null, null, "realtime:room0", "broadcast", msg])
+    );
+    assert_eq!(
+        c.recv().await,
+        json!(["1",null,"realtime:room0","system",{"channel":"room0","extension":"system","message":"Too many messages per second","status":"error"}])
+    );
+}

@@ -506,3 +506,83 @@ async fn a_socket_stays_responsive_while_its_join_waits_for_the_database() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_refused_track_is_checked_again_at_the_next_track() {
+    let server = server_with_policies().await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    db.batch_execute(
+        "create table public.presence_ok (topic text primary key);
+         grant select on public.presence_ok to authenticated;
+         create policy presence_gate on realtime.messages for insert to authenticated
+           with check (extension = 'presence'
+             and exists (select 1 from public.presence_ok where topic = realtime.topic()));",
+    )
+    .await
+    .unwrap();
+
+    // `a` joins with presence off: presence is first authorised at its first track.
+    let mut a = connect(&server, &user_token("authenticated")).await;
+    let mut b = connect(&server, &user_token("authenticated")).await;
+    a.join_ok("gate", "1", private(json!({}))).await;
+    b.join_ok("gate", "1", private(json!({"presence":{"enabled":true}})))
+        .await;
+    assert_eq!(event(&b.recv().await), "presence_state");
+    let track = json!({"type":"presence","event":"track","payload":{"u":"a"}});
+    a.push(
+        Some("1"),
+        Some("2"),
+        "realtime:gate",
+        "presence",
+        track.clone(),
+    )
+    .await;
+    assert_eq!(
+        a.recv().await,
+        json!(["1","2","realtime:gate","phx_reply",{"status":"error","response":{}}])
+    );
+    // A meta that is not an object is judged after the authorisation, as upstream does.
+    let not_a_map = json!({"type":"presence","event":"track","payload":"nope"});
+    a.push(
+        Some("1"),
+        Some("21"),
+        "realtime:gate",
+        "presence",
+        not_a_map.clone(),
+    )
+    .await;
+    assert_eq!(
+        a.recv().await,
+        json!(["1","21","realtime:gate","phx_reply",{"status":"error","response":{}}])
+    );
+    b.silent(200).await;
+
+    // The data the policy reads changes; the next track asks the database again.
+    db.execute("insert into public.presence_ok values ('gate')", &[])
+        .await
+        .unwrap();
+    a.push(
+        Some("1"),
+        Some("22"),
+        "realtime:gate",
+        "presence",
+        not_a_map,
+    )
+    .await;
+    assert_eq!(
+        a.recv().await,
+        json!(["1","22","realtime:gate","phx_reply",{"status":"error","response":{"reason":"Presence track payload must be a map"}}])
+    );
+    a.push(Some("1"), Some("3"), "realtime:gate", "presence", track)
+        .await;
+    assert_eq!(
+        a.recv().await,
+        json!(["1","3","realtime:gate","phx_reply",{"status":"ok","response":{}}])
+    );
+    // presence.read was authorised with it: both channels get the join diff.
+    for c in [&mut a, &mut b] {
+        let diff = c.recv().await;
+        assert_eq!(event(&diff), "presence_diff", "{diff}");
+        assert_eq!(payload(&diff)["joins"].as_object().unwrap().len(), 1);
+    }
+}

@@ -615,3 +615,110 @@ async fn joins_after_a_suspension_are_refused() {
         "RealtimeDisabledForTenant: Realtime disabled for this tenant"
     );
 }
+
+/// Log lines written by the server, captured in memory.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+impl LogBuffer {
+    fn lines_with(&self, needle: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn log_level_sets_the_sockets_own_log_threshold() {
+    let logs = LogBuffer::default();
+    tracing::subscriber::set_global_default(realtime_server::logging::subscriber(
+        realtime_server::config::LogLevel::Info,
+        logs.clone(),
+    ))
+    .unwrap();
+    let s = TestGateway::start(fast_settings()).await;
+    let expired = sign(json!({"role":"anon","exp":now()-30}), SECRET);
+    // Three refusals per socket: an error (no topic), a warning (expired token) and an info
+    // line (topic over the length limit), on topics naming the socket's log_level.
+    for level in ["none", "error", "warning", "info", "debug"] {
+        let q = if level == "none" {
+            format!("apikey={}&vsn=2.0.0", token_ok())
+        } else {
+            format!("apikey={}&vsn=2.0.0&log_level={level}", token_ok())
+        };
+        let mut c = s.connect(&q, HOST, &[]).await.unwrap();
+        c.push(Some("1"), Some("1"), "realtime:", "phx_join", json!({}))
+            .await;
+        let mut p = join_config(json!({}));
+        p["access_token"] = json!(expired);
+        let r = c.join(&format!("lvl-{level}-expired"), "2", p).await;
+        assert_eq!(status(&r), "error");
+        let long = format!("lvl-{level}-long-{}", "x".repeat(1100));
+        let r = c.join(&long, "3", join_config(json!({}))).await;
+        assert_eq!(status(&r), "error");
+        assert_eq!(status(&c.recv().await), "error");
+    }
+    let required = logs.lines_with("TopicNameRequired");
+    assert!(required.len() >= 5, "{required:?}");
+    assert!(required.iter().all(|l| l.contains("[error] join refused")));
+    for (level, warns, infos) in [
+        ("none", false, false),
+        ("error", false, false),
+        ("warning", true, false),
+        ("info", true, true),
+        // Not one of upstream's three values: the default.
+        ("debug", false, false),
+    ] {
+        let w = logs.lines_with(&format!("topic=realtime:lvl-{level}-expired "));
+        assert_eq!(w.len(), usize::from(warns), "{level}: {w:?}");
+        assert!(w.iter().all(|l| l.contains("[warning] join refused")));
+        let i = logs.lines_with(&format!("topic=realtime:lvl-{level}-long-"));
+        assert_eq!(i.len(), usize::from(infos), "{level}: {i:?}");
+        assert!(i.iter().all(|l| l.contains("[info] join refused")));
+    }
+}
+
+#[tokio::test]
+async fn invalid_utf8_text_frame_closes_1007() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let s = TestGateway::start(fast_settings()).await;
+    let mut other = s.client("2.0.0").await;
+    other.join_ok("room1", "1", join_config(json!({}))).await;
+    let mut c = s.client("2.0.0").await;
+    c.join_ok("room1", "1", join_config(json!({}))).await;
+    // A heartbeat whose ref holds a lone continuation byte.
+    let mut bytes = br#"[null,"1","phoenix","heartbeat",{"x":""#.to_vec();
+    bytes.extend_from_slice(&[0x80]);
+    bytes.extend_from_slice(br#""}]"#);
+    let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
+    c.ws.send(Message::Frame(frame)).await.unwrap();
+    assert_eq!(c.closed().await, Some(1007));
+    // The other socket of the topic is unaffected.
+    other
+        .push(Some("1"), Some("2"), "phoenix", "heartbeat", json!({}))
+        .await;
+    assert_eq!(status(&other.recv().await), "ok");
+}

@@ -147,7 +147,7 @@ impl Session {
         match self.gw.write_policies(&tenant, &ctx, policies).await {
             Ok(p) => policies = p,
             Err(e) => {
-                tracing::warn!(tenant = %tenant, topic, error = %e, "write policy check failed");
+                tracing::error!(tenant = %tenant, topic, error = %e, "write policy check failed");
                 return false;
             }
         }
@@ -155,7 +155,7 @@ impl Session {
             match self.gw.read_policies(&tenant, &ctx, true, policies).await {
                 Ok(p) => policies = p,
                 Err(e) => {
-                    tracing::warn!(tenant = %tenant, topic, error = %e, "read policy check failed");
+                    tracing::error!(tenant = %tenant, topic, error = %e, "read policy check failed");
                     return false;
                 }
             }

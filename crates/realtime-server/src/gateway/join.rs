@@ -176,7 +176,7 @@ async fn database_checks(
         {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(tenant = %tenant_id, topic = %m.topic, error = %e, "read policy check failed");
+                tracing::error!(tenant = %tenant_id, topic = %m.topic, error = %e, "read policy check failed");
                 return Err(Refusal::new(
                     authorization::join_reason(&e).unwrap_or(unauthorized),
                 ));
@@ -194,7 +194,7 @@ async fn database_checks(
         let params = ReplayParams::parse(replay)
             .ok_or_else(|| Refusal::new("UnableToReplayMessages: Replay params are not valid"))?;
         replayed = gw.replay(tenant_id, sub, params).await.map_err(|e| {
-            tracing::warn!(tenant = %tenant_id, topic = %m.topic, error = %e, "replay failed");
+            tracing::error!(tenant = %tenant_id, topic = %m.topic, error = %e, "replay failed");
             Refusal::new(match e {
                 DbBroadcastError::ReplayParams => e.to_string(),
                 _ => "UnableToReplayMessages: Realtime was unable to replay messages".to_string(),
@@ -237,7 +237,7 @@ impl Session {
             "error",
             json!({"reason": refusal.reason}),
         );
-        tracing::info!(tenant = %self.link.tenant, topic = %m.topic, reason = %refusal.reason, "join refused");
+        crate::gateway::socket_log::join_refused(&self.link.tenant, &m.topic, &refusal.reason);
         self.link.metrics.join_refused(&refusal.reason);
         // The reply waits out the backoff, but a socket flooding refused joins does not get
         // a sleeping task (and its reply) per attempt: past a few, replies go out at once.

@@ -2,7 +2,8 @@
 //! whatever asks a tenant database goes through `realtime_cdc`.
 //!
 //! Layout:
-//! - [`socket`]: the upgrade and its connect-time checks; [`session`]: one task per socket with a
+//! - [`socket`]: the upgrade and its connect-time checks ([`socket_log`]: the socket's
+//!   `log_level`); [`session`]: one task per socket with a
 //!   bounded outbound queue; [`channel`]: a joined channel's state.
 //! - One file per client event: [`join`], [`leave`], [`broadcast`], [`presence`],
 //!   [`access_token`], [`heartbeat`].
@@ -42,6 +43,7 @@ pub mod replay;
 pub mod rest_broadcast;
 pub mod session;
 pub mod socket;
+pub mod socket_log;
 pub mod tenant_resolve;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -82,7 +82,7 @@ impl Session {
         match result {
             Ok(sub) => ch.cdc = Some(sub),
             Err(e) => {
-                tracing::warn!(tenant = %self.link.tenant, topic = %topic, error = %e, "UnableToSubscribeToPostgres");
+                tracing::error!(tenant = %self.link.tenant, topic = %topic, error = %e, "UnableToSubscribeToPostgres");
                 let msg = ch.push("system", e.system_payload(&topic));
                 self.link.send(&msg);
                 if e.is_retryable() {

@@ -290,6 +290,27 @@ impl Session {
                     .and_then(|p| p.get("payload"))
                     .cloned()
                     .unwrap_or_else(|| json!({}));
+                if ch.private {
+                    let before = ch.policies;
+                    let allowed = self.may_write(&topic, Extension::Presence).await;
+                    if !allowed || !meta.is_object() {
+                        // Like upstream, a track that fails keeps nothing of the checks it ran:
+                        // the next track asks the database again, so a policy (or the data it
+                        // reads) that changed since takes effect without a rejoin.
+                        if let Some(ch) = self.channels.get_mut(&topic) {
+                            ch.policies = before;
+                            ch.perms.set(&before);
+                        }
+                    }
+                    if !allowed {
+                        link.send(&reply_error(&self.channels, &topic, m.msg_ref));
+                        return;
+                    }
+                }
+                let Some(ch) = self.channels.get_mut(&topic) else {
+                    return;
+                };
+                // Checked after the authorisation, as upstream does.
                 let Value::Object(meta) = meta else {
                     let r = ch.reply(
                         m.msg_ref,
@@ -297,13 +318,6 @@ impl Session {
                         json!({"reason": "Presence track payload must be a map"}),
                     );
                     link.send(&r);
-                    return;
-                };
-                if ch.private && !self.may_write(&topic, Extension::Presence).await {
-                    link.send(&reply_error(&self.channels, &topic, m.msg_ref));
-                    return;
-                }
-                let Some(ch) = self.channels.get_mut(&topic) else {
                     return;
                 };
                 let meta_value = Value::Object(meta.clone());

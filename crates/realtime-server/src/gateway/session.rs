@@ -151,6 +151,8 @@ impl Session {
                                     }
                                 };
                                 let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+                            } else if let Some(code) = crate::gateway::socket::read_error_close(&self.link.tenant, &e) {
+                                self.close(code);
                             }
                             return;
                         }
@@ -292,6 +294,9 @@ impl Session {
             } => self.on_replication_check(channel_id, deadline),
             Control::JoinChecked { join, verdict } => self.on_join_checked(*join, *verdict),
             Control::ServerDisconnect => {
+                // A fan-out frame: one tenant event per receiving channel, as for broadcasts (§12).
+                let n = self.channels.len() as u64;
+                self.gw.limits.rates(&self.link.tenant).events.add(n);
                 for ch in self.channels.values() {
                     self.link.send(&Outbound::Message(Message {
                         join_ref: None,

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::gateway::jwt;
 use crate::gateway::session::{self, ConnectInfo};
+use crate::gateway::socket_log;
 use crate::gateway::tenant_resolve::resolve;
 use crate::gateway::GatewayState;
 
@@ -28,6 +29,23 @@ pub fn json_error(status: u16, key: &str, message: &str) -> Response {
         .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
         .body(Body::from(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The close code for a read error that ends a socket, when it gets one: 1007 for a text frame
+/// that is not UTF-8. The WebSocket layer refuses such a frame and ends the stream, so the
+/// socket cannot go on as upstream's (which decodes text frames as JSON without checking UTF-8
+/// and drops the frame); it closes with the RFC 6455 code instead of a bare reset.
+pub(crate) fn read_error_close(tenant: &str, e: &axum::Error) -> Option<u16> {
+    let text = e.to_string();
+    if text.starts_with("UTF-8 encoding error") {
+        tracing::error!(
+            tenant,
+            error_code = "MalformedWebSocketMessage",
+            "MalformedWebSocketMessage: text frame is not valid UTF-8"
+        );
+        return Some(1007);
+    }
+    None
 }
 
 fn bare(status: StatusCode) -> Response {
@@ -133,6 +151,7 @@ pub async fn upgrade<S: GatewayState>(
         headers: x_headers,
         vsn,
     };
+    let level = socket_log::parse(params.get("log_level").map(String::as_str));
     let max = gw.settings.max_message_size;
     // Frames may be larger than a message's limit: the whole oversized message is read, then
     // refused with 1009 at a frame boundary.
@@ -140,5 +159,5 @@ pub async fn upgrade<S: GatewayState>(
     // small initial buffer that grows for large frames keeps idle sockets cheap.
     ws.max_message_size(max)
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| session::run(gw, socket, info))
+        .on_upgrade(move |socket| socket_log::scope(level, session::run(gw, socket, info)))
 }
