@@ -42,6 +42,8 @@ pub mod rate;
 pub mod replay;
 pub mod rest_broadcast;
 pub mod session;
+#[cfg(test)]
+mod session_tests;
 pub mod socket;
 pub mod socket_log;
 pub mod tenant_resolve;

@@ -14,7 +14,6 @@ use serde_json::{json, Map, Value};
 
 use crate::gateway::channel::{unmatched_topic, Channel};
 use crate::gateway::control::Control;
-use crate::gateway::mailbox::Mailbox;
 use crate::gateway::outbound::{self, SessionLink};
 use crate::gateway::tenant_resolve::TenantView;
 use crate::gateway::Gateway;
@@ -54,18 +53,36 @@ pub struct Session {
     pub(crate) pending_joins: HashMap<String, u64>,
 }
 
+/// What moves a session forward. The socket task turns what it reads and its timers into
+/// these, so the session can be driven, and tested, without a WebSocket.
+pub enum Input<'a> {
+    /// A data frame from the client.
+    Frame(InFrame<'a>),
+    /// An event from another task (timers, the change pipeline, the tenant's lifecycle).
+    Control(Control),
+    /// The earliest channel token check ([`Session::next_token_check`]) is due.
+    TokensDue,
+    /// The periodic sweep for sockets that joined and lost every channel.
+    Sweep,
+    /// Nothing arrived from the client for the idle timeout.
+    Idle,
+}
+
+/// What the socket does after an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Keep going.
+    Continue,
+    /// Stop reading; a close frame is queued.
+    Close,
+    /// Drop the connection without a close frame (upstream's kill).
+    Drop,
+}
+
 /// Runs a socket until it closes.
 pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
-    let id = gw.next_id();
-    let link = Arc::new(SessionLink::new(
-        id,
-        Arc::from(info.tenant.external_id.as_str()),
-        info.vsn,
-        gw.settings.outbound_queue,
-        gw.settings.outbound_queue_bytes,
-        gw.limits.rates(&info.tenant.external_id).metrics.clone(),
-    ));
-    gw.add_session(link.clone());
+    let mut session = Session::open(gw, info);
+    let link = session.link.clone();
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(outbound::write_loop(
         sink,
@@ -73,31 +90,8 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
         link.kill.clone(),
         link.flow.clone(),
     ));
-    let mut session = Session {
-        gw: gw.clone(),
-        link: link.clone(),
-        tenant: info.tenant,
-        tenant_read_at: Instant::now(),
-        connect_token: Arc::from(info.token),
-        headers: info.headers,
-        channels: HashMap::new(),
-        attempted_join: false,
-        closing: false,
-        refusals_pending: Arc::default(),
-        pending_joins: HashMap::new(),
-    };
-    let control = link.control.clone();
-    session.read_loop(stream, &control).await;
-    session.remove_all_channels();
-    gw.sessions.remove(&id);
-    if link.counted.load(Ordering::SeqCst) {
-        if let Some(mut n) = gw.users.get_mut(&*link.tenant) {
-            *n = n.saturating_sub(1);
-        }
-    }
-    drop(session);
-    // The writer sends what is queued (a close frame, typically), then ends.
-    link.out.close();
+    read_loop(&mut session, stream).await;
+    session.finish();
     drop(link);
     // The writer drains what is queued (a close frame, typically), then ends; a client that
     // does not take it within the grace period is dropped.
@@ -110,73 +104,136 @@ pub async fn run(gw: Arc<Gateway>, socket: WebSocket, info: ConnectInfo) {
     }
 }
 
-impl Session {
-    async fn read_loop(&mut self, mut stream: SplitStream<WebSocket>, control: &Mailbox<Control>) {
-        let idle = self.gw.settings.idle_timeout;
-        let mut deadline = tokio::time::Instant::now() + idle;
-        let sweep_every = self
-            .gw
-            .settings
-            .no_channel_timeout
-            .max(Duration::from_millis(10));
-        let mut sweep =
-            tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
-        let kill = self.link.kill.clone();
-        loop {
-            let next_token_check = self
-                .channels
-                .values()
-                .filter_map(|ch| ch.token_check_at)
-                .min();
-            tokio::select! {
-                _ = kill.cancelled() => return,
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.close(1000);
-                    return;
-                }
-                item = stream.next() => {
-                    deadline = tokio::time::Instant::now() + idle;
-                    match item {
-                        None | Some(Ok(WsMessage::Close(_))) => return,
-                        Some(Err(e)) => {
-                            if e.to_string().contains("Message too long") {
-                                self.close(1009);
-                                // The oversized message was read whole; wait for the client's
-                                // close reply so the close frame is not lost to a reset.
-                                let drain = async {
-                                    while let Some(Ok(m)) = stream.next().await {
-                                        if matches!(m, WsMessage::Close(_)) {
-                                            break;
-                                        }
+/// The socket task's half: waits for the client, the session's controls and its timers, and
+/// hands each to [`Session::handle`].
+async fn read_loop(session: &mut Session, mut stream: SplitStream<WebSocket>) {
+    let settings = &session.gw.settings;
+    let idle = settings.idle_timeout;
+    let sweep_every = settings.no_channel_timeout.max(Duration::from_millis(10));
+    let mut deadline = tokio::time::Instant::now() + idle;
+    let mut sweep =
+        tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
+    let kill = session.link.kill.clone();
+    let control = session.link.control.clone();
+    loop {
+        let next_token_check = session.next_token_check();
+        let next = tokio::select! {
+            _ = kill.cancelled() => return,
+            _ = tokio::time::sleep_until(deadline) => session.handle(Input::Idle).await,
+            item = stream.next() => {
+                deadline = tokio::time::Instant::now() + idle;
+                match item {
+                    None | Some(Ok(WsMessage::Close(_))) => return,
+                    Some(Err(e)) => {
+                        if e.to_string().contains("Message too long") {
+                            session.close(1009);
+                            // The oversized message was read whole; wait for the client's
+                            // close reply so the close frame is not lost to a reset.
+                            let drain = async {
+                                while let Some(Ok(m)) = stream.next().await {
+                                    if matches!(m, WsMessage::Close(_)) {
+                                        break;
                                     }
-                                };
-                                let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
-                            } else if let Some(code) = crate::gateway::socket::read_error_close(&self.link.tenant, &e) {
-                                self.close(code);
-                            }
-                            return;
+                                }
+                            };
+                            let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+                        } else if let Some(code) =
+                            crate::gateway::socket::read_error_close(&session.link.tenant, &e)
+                        {
+                            session.close(code);
                         }
-                        // Handling is boxed: an idle socket's task then holds only the wait
-                        // below, not the state of the largest handler.
-                        Some(Ok(WsMessage::Text(t))) => Box::pin(self.on_frame(InFrame::Text(t.as_str()))).await,
-                        Some(Ok(WsMessage::Binary(b))) => Box::pin(self.on_frame(InFrame::Binary(&b))).await,
-                        Some(Ok(_)) => {}
-                    }
-                }
-                Some(c) = control.recv() => Box::pin(self.on_control(c)).await,
-                _ = sleep_until_some(next_token_check) => Box::pin(self.check_due_tokens()).await,
-                _ = sweep.tick() => {
-                    if self.attempted_join && self.channels.is_empty() {
-                        // Upstream kills such sockets without a close frame.
-                        kill.cancel();
                         return;
                     }
+                    Some(Ok(WsMessage::Text(t))) => session.handle(Input::Frame(InFrame::Text(t.as_str()))).await,
+                    Some(Ok(WsMessage::Binary(b))) => session.handle(Input::Frame(InFrame::Binary(&b))).await,
+                    Some(Ok(_)) => Next::Continue,
                 }
             }
-            if self.closing {
-                return;
+            Some(c) = control.recv() => session.handle(Input::Control(c)).await,
+            _ = sleep_until_some(next_token_check) => session.handle(Input::TokensDue).await,
+            _ = sweep.tick() => session.handle(Input::Sweep).await,
+        };
+        if next != Next::Continue {
+            return;
+        }
+    }
+}
+
+impl Session {
+    /// A session for a new socket of `info.tenant`, registered with the gateway; its frames
+    /// wait in its link's outbound queue for whoever writes them.
+    pub fn open(gw: Arc<Gateway>, info: ConnectInfo) -> Session {
+        let link = Arc::new(SessionLink::new(
+            gw.next_id(),
+            Arc::from(info.tenant.external_id.as_str()),
+            info.vsn,
+            gw.settings.outbound_queue,
+            gw.settings.outbound_queue_bytes,
+            gw.limits.rates(&info.tenant.external_id).metrics.clone(),
+        ));
+        gw.add_session(link.clone());
+        Session {
+            gw,
+            link,
+            tenant: info.tenant,
+            tenant_read_at: Instant::now(),
+            connect_token: Arc::from(info.token),
+            headers: info.headers,
+            channels: HashMap::new(),
+            attempted_join: false,
+            closing: false,
+            refusals_pending: Arc::default(),
+            pending_joins: HashMap::new(),
+        }
+    }
+
+    /// The link other tasks (and a writer) use to reach this session.
+    pub fn link(&self) -> &Arc<SessionLink> {
+        &self.link
+    }
+
+    /// Handles one input. Handling is boxed: an idle socket's task then holds only its wait,
+    /// not the state of the largest handler.
+    pub async fn handle(&mut self, input: Input<'_>) -> Next {
+        match input {
+            Input::Frame(frame) => Box::pin(self.on_frame(frame)).await,
+            Input::Control(c) => Box::pin(self.on_control(c)).await,
+            Input::TokensDue => Box::pin(self.check_due_tokens()).await,
+            Input::Sweep => {
+                if self.attempted_join && self.channels.is_empty() {
+                    // Upstream kills such sockets without a close frame.
+                    self.link.kill.cancel();
+                    return Next::Drop;
+                }
+            }
+            Input::Idle => self.close(1000),
+        }
+        if self.closing {
+            Next::Close
+        } else {
+            Next::Continue
+        }
+    }
+
+    /// When [`Input::TokensDue`] is next due.
+    pub fn next_token_check(&self) -> Option<tokio::time::Instant> {
+        self.channels
+            .values()
+            .filter_map(|ch| ch.token_check_at)
+            .min()
+    }
+
+    /// Ends the session: its channels leave (presence, changes), the gateway forgets it, and
+    /// its queue closes once what is queued is written.
+    pub fn finish(mut self) {
+        self.remove_all_channels();
+        self.gw.sessions.remove(&self.link.id);
+        if self.link.counted.load(Ordering::SeqCst) {
+            if let Some(mut n) = self.gw.users.get_mut(&*self.link.tenant) {
+                *n = n.saturating_sub(1);
             }
         }
+        self.link.out.close();
     }
 
     /// Queues a close frame; the read loop ends after the current event.
