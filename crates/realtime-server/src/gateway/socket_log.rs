@@ -25,8 +25,11 @@ pub fn parse(value: Option<&str>) -> Level {
 }
 
 /// Runs a socket's task with its level in scope (one thread-local swap per poll).
-pub async fn scope<F: Future>(level: Level, task: F) -> F::Output {
-    SOCKET_LEVEL.scope(level, task).await
+///
+/// Not an `async fn`: that would keep the task's future twice in the socket's task (once as
+/// the argument, once inside the scope).
+pub fn scope<F: Future>(level: Level, task: F) -> impl Future<Output = F::Output> {
+    SOCKET_LEVEL.scope(level, task)
 }
 
 /// The level upstream logs a refused join at: warnings for an expired token or missing claims,
