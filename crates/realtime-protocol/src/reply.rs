@@ -254,7 +254,8 @@ pub fn push(
     Message::new(join_ref, None, topic, event, payload)
 }
 
-// §15.2 replies.
+// §15.2 replies: Phoenix's own wording (`Phoenix.Socket`, `Phoenix.Channel.Server`) except the
+// presence one (upstream `lib/realtime_web/channels/realtime_channel.ex`).
 
 /// Message for a topic that is not joined or not joinable.
 pub const UNMATCHED_TOPIC: &str = "unmatched topic";
@@ -269,7 +270,8 @@ pub const PRESENCE_TRACK_PAYLOAD_MUST_BE_A_MAP: &str = "Presence track payload m
 /// `phx_error` payload reason.
 pub const CHANNEL_CRASH: &str = "channel_crash";
 
-// §8.2 and §9 system messages.
+// §8.2 and §9 system messages: upstream `lib/realtime_web/channels/realtime_channel.ex`; the
+// disconnect notice is `lib/realtime_web/channels/user_socket.ex`.
 
 /// postgres_changes subscriptions are in place.
 pub const SUBSCRIBED_TO_POSTGRESQL: &str = "Subscribed to PostgreSQL";

@@ -3,7 +3,8 @@
 //! CONTROL-PLANE.md). Clients and operators match on these strings, so the gateway never
 //! spells them itself.
 
-/// §1.5 connect refusals: the `error` value of the JSON body.
+/// §1.5 connect refusals: the `error` value of the JSON body. Upstream:
+/// `lib/realtime_web/channels/user_socket.ex`.
 pub mod http {
     /// 404.
     pub const TENANT_NOT_FOUND: &str = "Tenant not found";
@@ -42,7 +43,9 @@ pub mod http {
     }
 }
 
-/// §15.3 join error reasons (every one delayed 5 s by the caller).
+/// §15.3 join error reasons (every one delayed 5 s by the caller). Upstream:
+/// `lib/realtime_web/channels/realtime_channel.ex` (the prefix is its log error code), unless
+/// noted.
 pub mod join {
     /// Topic is exactly `realtime:`.
     pub const TOPIC_NAME_REQUIRED: &str = "TopicNameRequired: You must provide a topic name";
@@ -154,7 +157,8 @@ pub mod join {
     }
 }
 
-/// §15.4 channel-stop `system` messages (status `error`, then `phx_close`).
+/// §15.4 channel-stop `system` messages (status `error`, then `phx_close`). Upstream:
+/// `lib/realtime_web/channels/realtime_channel.ex`.
 pub mod stop {
     /// Events limiter triggered at delivery.
     pub const TOO_MANY_MESSAGES: &str = "Too many messages per second";
@@ -229,7 +233,7 @@ pub mod socket {
     pub const INVALID_UTF8: &str = "MalformedWebSocketMessage: text frame is not valid UTF-8";
 }
 
-/// REST API errors (`/api/ping`, `/api/broadcast*`; CONTROL-PLANE.md §REST), the value of the
+/// REST API errors (`/api/ping`, `/api/broadcast*`; CONTROL-PLANE.md §5.5), the value of the
 /// body's `message` (or `error`) key unless noted.
 pub mod rest {
     /// 401 unknown tenant (upstream `lib/realtime_web/plugs/assign_tenant.ex`).
@@ -242,11 +246,12 @@ pub mod rest {
     pub const SUCCESS: &str = "Success";
     /// 406 plain-text body for a refused `Accept` (Phoenix's `NotAcceptableError`).
     pub const NOT_ACCEPTABLE: &str = "Not Acceptable";
-    /// 401 missing or invalid token.
+    /// 401 missing or invalid token (upstream `lib/realtime_web/plugs/auth_tenant.ex`); also the
+    /// 403 of a denied private write (`lib/realtime/tenants/single_broadcast.ex`).
     pub const UNAUTHORIZED: &str = "Unauthorized";
     /// 403 suspended tenant (upstream `lib/realtime/tenants/batch_broadcast.ex`).
     pub const TENANT_SUSPENDED: &str = "Tenant is suspended";
-    /// 400 unparsable body.
+    /// 400 unparsable body (Phoenix's `Plug.Parsers` error page text).
     pub const BAD_REQUEST: &str = "Bad Request";
     /// Ecto's required-field error, listed under `errors.<field>`.
     pub const CANT_BE_BLANK: &str = "can't be blank";
@@ -263,10 +268,11 @@ pub mod rest {
         "Unsupported Media Type. Use application/json or application/octet-stream";
     /// 422 policy query error (upstream `lib/realtime/tenants/single_broadcast.ex`).
     pub const RLS_POLICY_ERROR: &str = "RLS policy error";
-    /// 422 policy query cancelled (CONTROL-PLANE.md, REST broadcast).
+    /// 422 policy query cancelled (upstream `lib/realtime/tenants/single_broadcast.ex`).
     pub const QUERY_CANCELED: &str = "Query canceled";
-    /// 422 `realtime.messages` partition missing (CONTROL-PLANE.md, REST broadcast).
+    /// 422 `realtime.messages` partition missing (upstream
+    /// `lib/realtime/tenants/single_broadcast.ex`).
     pub const MISSING_PARTITION: &str = "Missing messages partition";
-    /// 422 tenant database unreachable (CONTROL-PLANE.md, REST broadcast).
+    /// 422 tenant database unreachable (upstream `lib/realtime/tenants/single_broadcast.ex`).
     pub const TENANT_DATABASE_UNAVAILABLE: &str = "Tenant database unavailable";
 }

@@ -341,7 +341,7 @@ pub async fn single<S: GatewayState>(
     let msg = Outbound::UserBroadcast(UserBroadcast {
         join_ref: None,
         msg_ref: None,
-        topic: format!("realtime:{topic}"),
+        topic: format!("{}{topic}", events::TOPIC_PREFIX),
         event,
         metadata: Bytes::new(),
         encoding,
