@@ -16,6 +16,10 @@ pub const HEARTBEAT: &str = "heartbeat";
 pub const BROADCAST: &str = "broadcast";
 /// Client presence commands (`track`, `untrack`).
 pub const PRESENCE: &str = "presence";
+/// `presence` payload `event`: track a meta (matched case-insensitively, lower-cased first).
+pub const PRESENCE_TRACK: &str = "track";
+/// `presence` payload `event`: drop the tracked meta.
+pub const PRESENCE_UNTRACK: &str = "untrack";
 /// Full presence state pushed after a join.
 pub const PRESENCE_STATE: &str = "presence_state";
 /// Presence joins and leaves fanned out to subscribers.

@@ -8,7 +8,8 @@
 //! - [`codec`]: the entry points a socket uses: decode an inbound frame for its vsn, encode an
 //!   outbound message once per serializer.
 //! - [`events`]: event and topic names.
-//! - [`reply`]: upstream's reply and `system` message shapes and error strings.
+//! - [`reply`]: upstream's reply, `system` and server-push shapes.
+//! - [`wording`]: upstream's error and notice strings (join refusals, stops, REST errors).
 //!
 //! Nothing here knows sockets, tokio or Postgres; every function is pure and fuzzable.
 //! Objects the server builds come out with sorted keys, like upstream's encoder writes them.
@@ -22,6 +23,7 @@ pub mod reply;
 mod semver;
 pub mod v1;
 pub mod v2;
+pub mod wording;
 
 pub use codec::{decode, encode, DecodeError, Frame, InFrame, Vsn};
 pub use message::{BroadcastEncoding, Inbound, Message, Outbound, RawMessage, UserBroadcast};

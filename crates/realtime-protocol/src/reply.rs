@@ -225,7 +225,37 @@ pub fn phx_error(join_ref: Option<String>, topic: impl Into<String>) -> Message 
     )
 }
 
-// §15.2 replies.
+/// The payload of a broadcast push (§6): `{"event": E, "payload": P, "type": "broadcast"}`,
+/// plus `meta` when given (REST ids, replayed rows).
+pub fn broadcast_payload(event: Value, payload: Value, meta: Option<Value>) -> Value {
+    let mut map = Map::new();
+    map.insert("event".into(), event);
+    if let Some(meta) = meta {
+        map.insert("meta".into(), meta);
+    }
+    map.insert("payload".into(), payload);
+    map.insert("type".into(), Value::from(events::BROADCAST));
+    Value::Object(map)
+}
+
+/// A broadcast push: event `broadcast`, ref null, the given join ref.
+pub fn broadcast(join_ref: Option<String>, topic: impl Into<String>, payload: Value) -> Message {
+    Message::new(join_ref, None, topic, events::BROADCAST, payload)
+}
+
+/// A push from a joined channel (join ref set, ref null): `presence_state`, `presence_diff`,
+/// `system`, `postgres_changes`.
+pub fn push(
+    join_ref: Option<String>,
+    topic: impl Into<String>,
+    event: &str,
+    payload: Value,
+) -> Message {
+    Message::new(join_ref, None, topic, event, payload)
+}
+
+// §15.2 replies: Phoenix's own wording (`Phoenix.Socket`, `Phoenix.Channel.Server`) except the
+// presence one (upstream `lib/realtime_web/channels/realtime_channel.ex`).
 
 /// Message for a topic that is not joined or not joinable.
 pub const UNMATCHED_TOPIC: &str = "unmatched topic";
@@ -240,7 +270,8 @@ pub const PRESENCE_TRACK_PAYLOAD_MUST_BE_A_MAP: &str = "Presence track payload m
 /// `phx_error` payload reason.
 pub const CHANNEL_CRASH: &str = "channel_crash";
 
-// §8.2 and §9 system messages.
+// §8.2 and §9 system messages: upstream `lib/realtime_web/channels/realtime_channel.ex`; the
+// disconnect notice is `lib/realtime_web/channels/user_socket.ex`.
 
 /// postgres_changes subscriptions are in place.
 pub const SUBSCRIBED_TO_POSTGRESQL: &str = "Subscribed to PostgreSQL";
@@ -252,202 +283,7 @@ pub const REPLICATION_NOT_ESTABLISHED_IN_TIME: &str =
 /// Drain notice before close 1012.
 pub const SERVER_REQUESTED_DISCONNECT: &str = "Server requested disconnect";
 
-/// §1.5 connect refusals: the `error` value of the JSON body.
-pub mod http {
-    /// 404.
-    pub const TENANT_NOT_FOUND: &str = "Tenant not found";
-    /// 403.
-    pub const REALTIME_DISABLED: &str = "Realtime was disabled for this tenant";
-    /// 401.
-    pub const API_KEY_MISSING: &str = "API key is missing";
-    /// 401.
-    pub const MALFORMED_JWT: &str = "The token provided is not a valid JWT";
-    /// 401.
-    pub const TOKEN_EXPIRED: &str = "Token has expired";
-    /// 401.
-    pub const ROLE_AND_EXP_REQUIRED: &str = "Fields `role` and `exp` are required in JWT";
-    /// 401.
-    pub const SIGNATURE_ERROR: &str = "Failed to validate JWT signature";
-    /// 401.
-    pub const SIGNER_ERROR: &str =
-        "Failed to generate JWT signer, check your JWT secret or JWKS configuration";
-    /// 500: any other JWT failure.
-    pub const ERROR_CONNECTING: &str = "Error connecting to Realtime";
-    /// 429.
-    pub const TOO_MANY_CONNECTED_USERS: &str = "Too many connected users";
-    /// 429.
-    pub const TOO_MANY_JOINS: &str = "Too many joins per second";
-
-    /// 401 when the JWKS has no key for `kid`.
-    pub fn signer_error_for_kid(kid: &str) -> String {
-        format!(
-            "Failed to generate JWT signer for key ID (kid) \"{kid}\", check your JWT secret or JWKS configuration"
-        )
-    }
-
-    /// The refusal body, `{"error": message}`.
-    pub fn body(message: &str) -> String {
-        serde_json::json!({ "error": message }).to_string()
-    }
-}
-
-/// §15.3 join error reasons (every one delayed 5 s by the caller).
-pub mod join {
-    /// Topic is exactly `realtime:`.
-    pub const TOPIC_NAME_REQUIRED: &str = "TopicNameRequired: You must provide a topic name";
-    /// Server shutting down.
-    pub const REALTIME_RESTARTING: &str =
-        "RealtimeRestarting: Realtime is restarting, please standby";
-    /// Tenant vanished after connect (socket then closed 1001).
-    pub const TENANT_NOT_FOUND: &str = "TenantNotFound: Tenant with the given ID does not exist";
-    /// Tenant is `private_only` and the channel is public.
-    pub const PRIVATE_ONLY: &str = "PrivateOnly: This project only allows private channels";
-    /// Concurrent users limit.
-    pub const CONNECTION_RATE_LIMIT: &str = "ConnectionRateLimitReached: Too many connected users";
-    /// Join rate limit (socket then closed 1001).
-    pub const CLIENT_JOIN_RATE_LIMIT: &str =
-        "ClientJoinRateLimitReached: Too many joins per second";
-    /// Channels-per-client limit.
-    pub const CHANNEL_RATE_LIMIT: &str = "ChannelRateLimitReached: Too many channels";
-    /// Claims lack `role` or `exp`.
-    pub const ROLE_AND_EXP_REQUIRED: &str =
-        "InvalidJWTToken: Fields `role` and `exp` are required in JWT";
-    /// `exp` ≤ now after rounding.
-    pub const EXPIRATION_INVALID: &str = "InvalidJWTToken: Token expiration time is invalid";
-    /// Malformed join token.
-    pub const MALFORMED_JWT: &str = "MalformedJWT: The token provided is not a valid JWT";
-    /// Signature mismatch.
-    pub const SIGNATURE_ERROR: &str = "JwtSignatureError: Failed to validate JWT signature";
-    /// No usable key.
-    pub const SIGNER_ERROR: &str =
-        "JwtSignerError: Failed to generate JWT signer, check your JWT secret or JWKS configuration";
-    /// Tenant database unreachable.
-    pub const UNABLE_TO_CONNECT: &str =
-        "UnableToConnectToProject: Realtime was unable to connect to the project database";
-    /// Policy check failed with a connection-level error (no prefix).
-    pub const UNABLE_TO_CONNECT_NO_PREFIX: &str =
-        "Realtime was unable to connect to the project database";
-    /// Database connection still starting.
-    pub const INITIALIZING_PROJECT_CONNECTION: &str =
-        "InitializingProjectConnection: Realtime is initializing the project connection";
-    /// Database connection still starting (other phase).
-    pub const CONNECTING_TO_PROJECT_DATABASE: &str =
-        "InitializingProjectConnection: Connecting to the project database";
-    /// Database refuses connections.
-    pub const DATABASE_LACK_OF_CONNECTIONS: &str =
-        "DatabaseLackOfConnections: Database can't accept more connections, Realtime won't connect";
-    /// Database connect attempts throttled.
-    pub const DATABASE_CONNECTION_RATE_LIMIT: &str =
-        "DatabaseConnectionRateLimitReached: Too many database connections attempts per second";
-    /// Pool exhausted during policy checks.
-    pub const INCREASE_CONNECTION_POOL: &str =
-        "IncreaseConnectionPool: Please increase your connection pool size";
-    /// `realtime.messages` partition missing.
-    pub const MISSING_PARTITION: &str =
-        "MissingPartition: Realtime was unable to find the expected messages partition";
-    /// Tenant suspended (race with disconnect).
-    pub const REALTIME_DISABLED_FOR_TENANT: &str =
-        "RealtimeDisabledForTenant: Realtime disabled for this tenant";
-    /// Replay requested on a public channel.
-    pub const REPLAY_PUBLIC: &str =
-        "UnableToReplayMessages: Replay is not allowed for public channels";
-    /// Bad replay `since` / `limit`.
-    pub const REPLAY_PARAMS_INVALID: &str = "UnableToReplayMessages: Replay params are not valid";
-    /// Replay query failed.
-    pub const REPLAY_FAILED: &str =
-        "UnableToReplayMessages: Realtime was unable to replay messages";
-    /// Cluster RPC timeout.
-    pub const RPC_TIMEOUT: &str = "TimeoutOnRpcCall: Node request timeout";
-    /// Anything else.
-    pub const UNKNOWN_ERROR: &str = "Unknown Error on Channel";
-
-    /// `InvalidJWTToken: Token has expired N seconds ago`.
-    pub fn token_expired(seconds_ago: u64) -> String {
-        format!("InvalidJWTToken: Token has expired {seconds_ago} seconds ago")
-    }
-
-    /// `JwtSignerError: ` plus the kid-specific signer error.
-    pub fn signer_error_for_kid(kid: &str) -> String {
-        format!("JwtSignerError: {}", super::http::signer_error_for_kid(kid))
-    }
-
-    /// `Unauthorized: You do not have permissions to read from this Channel topic: <sub>`.
-    pub fn unauthorized(sub_topic: &str) -> String {
-        format!(
-            "Unauthorized: {}",
-            super::stop::no_read_permission(sub_topic)
-        )
-    }
-
-    /// `QueryCanceled: <details>`.
-    pub fn query_canceled(details: &str) -> String {
-        format!("QueryCanceled: {details}")
-    }
-
-    /// `ErrorOnRpcCall: RPC call error: <detail>`.
-    pub fn rpc_error(detail: &str) -> String {
-        format!("ErrorOnRpcCall: RPC call error: {detail}")
-    }
-
-    /// `UnknownErrorOnChannel: <message>`.
-    pub fn unknown_error(message: &str) -> String {
-        format!("UnknownErrorOnChannel: {message}")
-    }
-}
-
-/// §15.4 channel-stop `system` messages (status `error`, then `phx_close`).
-pub mod stop {
-    /// Events limiter triggered at delivery.
-    pub const TOO_MANY_MESSAGES: &str = "Too many messages per second";
-    /// Tenant presence rate.
-    pub const TOO_MANY_PRESENCE_MESSAGES: &str = "Too many presence messages per second";
-    /// Client presence window.
-    pub const CLIENT_PRESENCE_RATE_LIMIT: &str = "Client presence rate limit exceeded";
-    /// Track meta too large.
-    pub const TRACK_MESSAGE_SIZE_EXCEEDED: &str = "Track message size exceeded";
-    /// Refreshed token lacks claims.
-    pub const ROLE_AND_EXP_REQUIRED: &str = "Fields `role` and `exp` are required in JWT";
-    /// Refreshed token malformed (including `""`).
-    pub const MALFORMED_JWT: &str = "The token provided is not a valid JWT";
-    /// Refreshed token with a bad signature (upstream prints the error atom).
-    pub const SIGNATURE_ERROR: &str = ":signature_error";
-    /// Refreshed token without a usable key (upstream prints the error atom).
-    pub const SIGNER_ERROR: &str = ":error_generating_signer";
-    /// Database failure while re-authorising.
-    pub const UNABLE_TO_CONNECT: &str = "Realtime was unable to connect to the project database";
-    /// Policy query cancelled while re-authorising.
-    pub const QUERY_CANCELLED: &str = "Query was cancelled, please try again";
-    /// Cluster RPC timeout.
-    pub const RPC_TIMEOUT: &str = "Node request timeout";
-    /// Replication readiness timed out.
-    pub const REPLICATION_NOT_ESTABLISHED_IN_TIME: &str =
-        super::REPLICATION_NOT_ESTABLISHED_IN_TIME;
-
-    /// `Token has expired N seconds ago`.
-    pub fn token_expired(seconds_ago: u64) -> String {
-        format!("Token has expired {seconds_ago} seconds ago")
-    }
-
-    /// The kid-specific signer error, unprefixed.
-    pub fn signer_error_for_kid(kid: &str) -> String {
-        super::http::signer_error_for_kid(kid)
-    }
-
-    /// Private channel without read permission after a refresh.
-    pub fn no_read_permission(sub_topic: &str) -> String {
-        format!("You do not have permissions to read from this Channel topic: {sub_topic}")
-    }
-
-    /// Private channel whose read permission a refresh revoked.
-    pub fn read_permission_revoked(sub_topic: &str) -> String {
-        format!("You no longer have permission to read from this Channel topic: {sub_topic}")
-    }
-
-    /// `RPC call error: <detail>`.
-    pub fn rpc_error(detail: &str) -> String {
-        format!("RPC call error: {detail}")
-    }
-}
+pub use crate::wording::{http, join, stop};
 
 #[cfg(test)]
 mod tests {
@@ -555,6 +391,18 @@ mod tests {
         assert_eq!(
             v2(phx_close(None, "realtime:room1")),
             r#"[null,null,"realtime:room1","phx_close",{}]"#
+        );
+    }
+
+    #[test]
+    fn broadcast_envelopes() {
+        assert_eq!(
+            v2(broadcast(
+                None,
+                "realtime:r",
+                broadcast_payload(json!("e"), json!({"a": 1}), Some(json!({"id": 3})))
+            )),
+            r#"[null,null,"realtime:r","broadcast",{"event":"e","meta":{"id":3},"payload":{"a":1},"type":"broadcast"}]"#
         );
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 pub use realtime_cdc::channel_policies::{PolicyContext, PolicyError};
+use realtime_protocol::wording::{join, stop};
 
 use crate::gateway::session::Session;
 use crate::gateway::Gateway;
@@ -25,14 +26,9 @@ pub struct Policies {
 /// Join reason for a check that could not run (policy errors are "Unauthorized" instead).
 pub fn join_reason(e: &PolicyError) -> Option<String> {
     match e {
-        PolicyError::Unavailable(_) => Some(
-            "UnableToConnectToProject: Realtime was unable to connect to the project database"
-                .into(),
-        ),
-        PolicyError::MissingPartition => Some(
-            "MissingPartition: Realtime was unable to find the expected messages partition".into(),
-        ),
-        PolicyError::Canceled(detail) => Some(format!("QueryCanceled: {detail}")),
+        PolicyError::Unavailable(_) => Some(join::UNABLE_TO_CONNECT.into()),
+        PolicyError::MissingPartition => Some(join::MISSING_PARTITION.into()),
+        PolicyError::Canceled(detail) => Some(join::query_canceled(detail)),
         PolicyError::Policy(_) => None,
     }
 }
@@ -40,8 +36,8 @@ pub fn join_reason(e: &PolicyError) -> Option<String> {
 /// Channel-stop message when a token refresh cannot be authorised.
 pub fn refresh_message(e: &PolicyError) -> String {
     match e {
-        PolicyError::Canceled(_) => "Query was cancelled, please try again".into(),
-        _ => "Realtime was unable to connect to the project database".into(),
+        PolicyError::Canceled(_) => stop::QUERY_CANCELLED.into(),
+        _ => stop::UNABLE_TO_CONNECT.into(),
     }
 }
 
@@ -189,7 +185,7 @@ impl Session {
         let Some(ctx) = self.auth_context(topic) else {
             return Ok(());
         };
-        let denied = format!("You do not have permissions to read from this Channel topic: {sub}");
+        let denied = stop::no_read_permission(&sub);
         let after = match self
             .gw
             .read_policies(&self.link.tenant, &ctx, with_presence, Policies::default())
@@ -207,9 +203,7 @@ impl Session {
         let lost = (before.broadcast_read == Some(true) && !br)
             || (before.presence_read == Some(true) && after.presence_read == Some(false));
         if lost {
-            return Err(format!(
-                "You no longer have permission to read from this Channel topic: {sub}"
-            ));
+            return Err(stop::read_permission_revoked(&sub));
         }
         if let Some(ch) = self.channels.get_mut(topic) {
             ch.policies = after;

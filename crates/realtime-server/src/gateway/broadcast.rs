@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use realtime_protocol::reply::{self, Status};
+use realtime_protocol::wording::stop;
 use realtime_protocol::{Message, Outbound, UserBroadcast};
 use serde_json::json;
 
@@ -13,9 +15,6 @@ use crate::gateway::hub::{Kind, Subscriber, TopicKey};
 use crate::gateway::outbound::{self, SessionLink};
 use crate::gateway::session::Session;
 use crate::gateway::Gateway;
-
-/// `system` message of a channel stopped by the events limiter.
-pub const TOO_MANY_MESSAGES: &str = "Too many messages per second";
 
 impl Gateway {
     /// Fans a broadcast out to a topic and applies the tenant events limit to the receivers:
@@ -49,7 +48,7 @@ impl Gateway {
             for r in &receivers {
                 r.session.control(Control::StopChannel {
                     channel_id: r.channel_id,
-                    message: TOO_MANY_MESSAGES.to_string(),
+                    message: stop::TOO_MANY_MESSAGES.to_string(),
                 });
             }
         }
@@ -94,13 +93,7 @@ impl Delivered {
 impl Session {
     pub(crate) async fn on_broadcast(&mut self, m: Message) {
         let size = serde_json::to_vec(&m.payload).map(|v| v.len()).unwrap_or(0);
-        let msg = Outbound::Message(Message {
-            join_ref: None,
-            msg_ref: None,
-            topic: m.topic.clone(),
-            event: "broadcast".to_string(),
-            payload: m.payload,
-        });
+        let msg = Outbound::Message(reply::broadcast(None, m.topic.clone(), m.payload));
         self.relay(&m.topic, m.msg_ref, size, msg).await;
     }
 
@@ -133,13 +126,17 @@ impl Session {
         if size > tenant.limits.max_payload_bytes() {
             if ch.ack {
                 self.link
-                    .send(&ch.reply(msg_ref, "error", json!("payload_size_exceeded")));
+                    .send(&Outbound::Message(reply::payload_size_exceeded(
+                        ch.push_ref.clone(),
+                        msg_ref,
+                        &ch.topic,
+                    )));
             }
             return;
         }
         self.link.metrics.broadcast_payload(size);
         let exclude = if ch.self_broadcast { None } else { Some(ch.id) };
-        let ack = ch.ack.then(|| ch.reply(msg_ref, "ok", json!({})));
+        let ack = ch.ack.then(|| ch.reply(msg_ref, Status::Ok, json!({})));
         let key = ch.key.clone();
         let delivered =
             self.gw

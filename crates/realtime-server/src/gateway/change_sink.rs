@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::Message as WsMessage;
 use realtime_cdc::{CdcEvent, ChangeSink, SinkCache};
-use realtime_protocol::{Message, Outbound, RawMessage, Vsn};
+use realtime_protocol::{events, reply, Outbound, RawMessage, Vsn};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -63,11 +63,15 @@ pub(crate) fn change_message(
             .ok()
             .and_then(|t| t.kind)
             .map(|k| k.into_owned())
-            .unwrap_or_else(|| "postgres_changes".to_string());
+            .unwrap_or_else(|| events::POSTGRES_CHANGES.to_string());
         Some(raw_push(topic, event, data))
     } else {
         let payload = change_payload(&data, ids)?;
-        Some(raw_push(topic, "postgres_changes".to_string(), payload))
+        Some(raw_push(
+            topic,
+            events::POSTGRES_CHANGES.to_string(),
+            payload,
+        ))
     }
 }
 
@@ -134,7 +138,7 @@ impl ChangeFrames {
                     p
                 }
             };
-            raw_push(topic, "postgres_changes".to_string(), payload)
+            raw_push(topic, events::POSTGRES_CHANGES.to_string(), payload)
         };
         let frame = encode_ws(vsn, &Outbound::Raw(msg))?;
         self.frames
@@ -177,13 +181,12 @@ impl ChangeSink for ChannelSink {
         let frame = match event {
             CdcEvent::System(payload) => encode_ws(
                 self.link.vsn,
-                &Outbound::Message(Message {
-                    join_ref: self.push_ref.clone(),
-                    msg_ref: None,
-                    topic: self.topic.clone(),
-                    event: "system".into(),
+                &Outbound::Message(reply::push(
+                    self.push_ref.clone(),
+                    self.topic.clone(),
+                    events::SYSTEM,
                     payload,
-                }),
+                )),
             ),
             CdcEvent::Change { ids, data } => cache.with(|frames: &mut ChangeFrames| {
                 self.link.metrics.db_events.add(1);

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use realtime_protocol::{Message, Outbound};
-use serde_json::{json, Value};
+use realtime_protocol::reply::{self, Status};
+use realtime_protocol::Outbound;
+use serde_json::Value;
 
 use crate::gateway::hub::{ChannelPerms, TopicKey};
 use crate::gateway::jwt::Claims;
@@ -69,73 +70,57 @@ impl Channel {
     }
 
     /// A reply from this channel to message `msg_ref`.
-    pub fn reply(&self, msg_ref: Option<String>, status: &str, response: Value) -> Outbound {
-        reply(
+    pub fn reply(&self, msg_ref: Option<String>, status: Status, response: Value) -> Outbound {
+        Outbound::Message(reply::reply(
             self.push_ref.clone(),
             msg_ref,
             &self.topic,
             status,
             response,
-        )
+        ))
     }
 
     /// A push from the channel itself (join ref set, ref null).
     pub fn push(&self, event: &str, payload: Value) -> Outbound {
-        Outbound::Message(Message {
-            join_ref: self.push_ref.clone(),
-            msg_ref: None,
-            topic: self.topic.clone(),
-            event: event.to_string(),
+        Outbound::Message(reply::push(
+            self.push_ref.clone(),
+            &self.topic,
+            event,
             payload,
-        })
+        ))
     }
 
     /// A `system` message pushed by the channel.
-    pub fn system(&self, extension: &str, status: &str, message: &str) -> Outbound {
-        self.push(
-            "system",
-            json!({"channel": self.sub(), "extension": extension, "message": message, "status": status}),
-        )
+    pub fn system(&self, extension: &str, status: Status, message: &str) -> Outbound {
+        Outbound::Message(reply::system(
+            self.push_ref.clone(),
+            &self.topic,
+            extension,
+            message,
+            status,
+        ))
     }
 
     /// `phx_close` carrying the channel's join ref in both ref fields.
     pub fn close_frame(&self) -> Outbound {
-        Outbound::Message(Message {
-            join_ref: self.join_ref.clone(),
-            msg_ref: self.join_ref.clone(),
-            topic: self.topic.clone(),
-            event: "phx_close".to_string(),
-            payload: json!({}),
-        })
+        Outbound::Message(reply::phx_close(self.join_ref.clone(), &self.topic))
     }
 }
 
-/// A `phx_reply`.
+/// A `phx_reply` that no channel sends (heartbeats, replies to unjoined topics).
 pub fn reply(
     join_ref: Option<String>,
     msg_ref: Option<String>,
     topic: &str,
-    status: &str,
+    status: Status,
     response: Value,
 ) -> Outbound {
-    Outbound::Message(Message {
-        join_ref,
-        msg_ref,
-        topic: topic.to_string(),
-        event: "phx_reply".to_string(),
-        payload: json!({"status": status, "response": response}),
-    })
+    Outbound::Message(reply::reply(join_ref, msg_ref, topic, status, response))
 }
 
 /// The socket layer's `unmatched topic` error reply (join ref always null).
 pub fn unmatched_topic(msg_ref: Option<String>, topic: &str) -> Outbound {
-    reply(
-        None,
-        msg_ref,
-        topic,
-        "error",
-        json!({"reason": "unmatched topic"}),
-    )
+    Outbound::Message(reply::unmatched_topic(msg_ref, topic))
 }
 
 /// Reads one of upstream's "flexible" booleans: JSON booleans or `true`/`false` strings in any

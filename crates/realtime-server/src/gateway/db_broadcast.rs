@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use realtime_cdc::db_broadcast::{DbBroadcast, DbBroadcastOptions, DbBroadcastStream, DbPayload};
-use realtime_protocol::{BroadcastEncoding, Outbound, UserBroadcast};
+use realtime_protocol::{events, BroadcastEncoding, Outbound, UserBroadcast};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -207,7 +207,7 @@ impl Gateway {
         let msg = Outbound::UserBroadcast(UserBroadcast {
             join_ref: None,
             msg_ref: None,
-            topic: format!("realtime:{}", b.topic),
+            topic: format!("{}{}", events::TOPIC_PREFIX, b.topic),
             event: b.event.clone(),
             metadata: Bytes::from(json!({"id": b.id}).to_string()),
             encoding,

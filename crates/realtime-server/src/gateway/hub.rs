@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message as WsMessage, Utf8Bytes};
 use dashmap::DashMap;
-use realtime_protocol::{Frame, Outbound, Vsn};
+use realtime_protocol::{events, Frame, Outbound, Vsn};
 
 use crate::gateway::outbound::SessionLink;
 
@@ -25,7 +25,7 @@ pub struct TopicKey {
 impl TopicKey {
     /// The topic every receiver of this namespace joined (`realtime:<sub>`).
     pub fn topic(&self) -> String {
-        format!("realtime:{}", self.sub)
+        format!("{}{}", events::TOPIC_PREFIX, self.sub)
     }
 }
 

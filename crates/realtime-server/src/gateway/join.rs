@@ -5,11 +5,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use realtime_cdc::db_broadcast::{DbBroadcast, DbBroadcastError};
-use realtime_protocol::Message;
+use realtime_protocol::reply;
+use realtime_protocol::wording::join;
+use realtime_protocol::{events, Message, Outbound};
 use serde_json::{json, Map, Value};
 
 use crate::gateway::authorization::{self, Policies, PolicyContext};
-use crate::gateway::channel::{flex_bool, reply, Channel};
+use crate::gateway::channel::{flex_bool, Channel};
 use crate::gateway::control::Control;
 use crate::gateway::hub::{ChannelPerms, Subscriber, TopicKey};
 use crate::gateway::jwt::{self, JwtError};
@@ -162,9 +164,7 @@ async fn database_checks(
     } = join;
     let mut policies = Policies::default();
     if cfg.private {
-        let unauthorized = format!(
-            "Unauthorized: You do not have permissions to read from this Channel topic: {sub}"
-        );
+        let unauthorized = join::unauthorized(sub);
         let ctx = PolicyContext {
             topic: sub.clone(),
             claims: claims.clone(),
@@ -191,13 +191,13 @@ async fn database_checks(
     }
     let mut replayed = Vec::new();
     if let Some(replay) = &cfg.replay {
-        let params = ReplayParams::parse(replay)
-            .ok_or_else(|| Refusal::new("UnableToReplayMessages: Replay params are not valid"))?;
+        let params =
+            ReplayParams::parse(replay).ok_or_else(|| Refusal::new(join::REPLAY_PARAMS_INVALID))?;
         replayed = gw.replay(tenant_id, sub, params).await.map_err(|e| {
             tracing::error!(tenant = %tenant_id, topic = %m.topic, error = %e, "replay failed");
             Refusal::new(match e {
                 DbBroadcastError::ReplayParams => e.to_string(),
-                _ => "UnableToReplayMessages: Realtime was unable to replay messages".to_string(),
+                _ => join::REPLAY_FAILED.to_string(),
             })
         })?;
     }
@@ -210,9 +210,6 @@ const MAX_DELAYED_REFUSALS: usize = 16;
 /// Longest topic a channel may join. Upstream sets none; topics are held per channel, keyed in
 /// the hub and written to logs, so a client must not choose their size.
 pub const MAX_TOPIC_BYTES: usize = 1024;
-
-/// The refusal of a longer topic.
-const TOPIC_TOO_LONG: &str = "TopicNameTooLong: Topic names are limited to 1024 bytes";
 
 impl Session {
     pub(crate) async fn on_join(&mut self, m: Message) {
@@ -230,13 +227,12 @@ impl Session {
     fn refuse_join(&mut self, m: Message, refusal: Refusal) {
         let delay = self.gw.settings.channel_error_backoff;
         let link = self.link.clone();
-        let frame = reply(
+        let frame = Outbound::Message(reply::error_reason(
             m.join_ref,
             m.msg_ref,
             &m.topic,
-            "error",
-            json!({"reason": refusal.reason}),
-        );
+            &refusal.reason,
+        ));
         crate::gateway::socket_log::join_refused(&self.link.tenant, &m.topic, &refusal.reason);
         self.link.metrics.join_refused(&refusal.reason);
         // The reply waits out the backoff, but a socket flooding refused joins does not get
@@ -294,68 +290,50 @@ impl Session {
 
     /// Every check that needs no tenant database, in upstream's order.
     async fn try_join(&mut self, m: &Message) -> Result<PendingJoin, Refusal> {
-        let sub = m.topic.strip_prefix("realtime:").unwrap_or_default();
+        let sub = events::sub_topic(&m.topic).unwrap_or_default();
         if m.topic.len() > MAX_TOPIC_BYTES {
-            return Err(Refusal::new(TOPIC_TOO_LONG));
+            return Err(Refusal::new(join::TOPIC_NAME_TOO_LONG));
         }
         if sub.is_empty() {
-            return Err(Refusal::new(
-                "TopicNameRequired: You must provide a topic name",
-            ));
+            return Err(Refusal::new(join::TOPIC_NAME_REQUIRED));
         }
         let Value::Object(payload) = &m.payload else {
-            return Err(Refusal::new(
-                "UnknownErrorOnChannel: join payload must be an object",
-            ));
+            return Err(Refusal::new(join::PAYLOAD_NOT_AN_OBJECT));
         };
         if self.gw.is_shutting_down() {
-            return Err(Refusal::new(
-                "RealtimeRestarting: Realtime is restarting, please standby",
-            ));
+            return Err(Refusal::new(join::REALTIME_RESTARTING));
         }
         let tenant = match self.gw.tenants.get(&self.link.tenant).await {
             Ok(Some(t)) => t,
-            Ok(None) => {
-                return Err(Refusal::closing(
-                    "TenantNotFound: Tenant with the given ID does not exist",
-                ))
-            }
+            Ok(None) => return Err(Refusal::closing(join::TENANT_NOT_FOUND)),
             Err(e) => {
                 tracing::error!(tenant = %self.link.tenant, error = %e, "tenant lookup failed at join");
-                return Err(Refusal::new("Unknown Error on Channel"));
+                return Err(Refusal::new(join::UNKNOWN_ERROR));
             }
         };
         self.tenant = tenant.clone();
         if tenant.suspend {
-            return Err(Refusal::new(
-                "RealtimeDisabledForTenant: Realtime disabled for this tenant",
-            ));
+            return Err(Refusal::new(join::REALTIME_DISABLED_FOR_TENANT));
         }
         let cfg = read_config(sub, payload);
         let presence_on = cfg.presence_enabled || tenant.presence_enabled;
         if tenant.private_only && !cfg.private {
-            return Err(Refusal::new(
-                "PrivateOnly: This project only allows private channels",
-            ));
+            return Err(Refusal::new(join::PRIVATE_ONLY));
         }
         let limits = &tenant.limits;
         if !self.link.counted.load(Ordering::Relaxed)
             && self.gw.connected_count(&tenant.external_id) as u64 >= limits.max_concurrent_users
         {
-            return Err(Refusal::new(
-                "ConnectionRateLimitReached: Too many connected users",
-            ));
+            return Err(Refusal::new(join::CONNECTION_RATE_LIMIT));
         }
         let rates = self.gw.limits.rates(&tenant.external_id);
         if rates.joins.triggered(limits.max_joins_per_second) {
-            return Err(Refusal::closing(
-                "ClientJoinRateLimitReached: Too many joins per second",
-            ));
+            return Err(Refusal::closing(join::CLIENT_JOIN_RATE_LIMIT));
         }
         rates.joins.add(1);
         let others = self.channels.keys().filter(|t| **t != m.topic).count() as u64;
         if others >= limits.max_channels_per_client {
-            return Err(Refusal::new("ChannelRateLimitReached: Too many channels"));
+            return Err(Refusal::new(join::CHANNEL_RATE_LIMIT));
         }
         let token = join_token(payload, &self.connect_token);
         let now = jwt::now_secs();
@@ -370,9 +348,7 @@ impl Session {
             return Err(Refusal::new(JwtError::ExpirationInvalid.join_reason()));
         }
         if cfg.replay.is_some() && !cfg.private {
-            return Err(Refusal::new(
-                "UnableToReplayMessages: Replay is not allowed for public channels",
-            ));
+            return Err(Refusal::new(join::REPLAY_PUBLIC));
         }
         Ok(PendingJoin {
             m: m.clone(),
@@ -461,13 +437,12 @@ impl Session {
                 b
             })
             .collect();
-        self.send(&reply(
+        self.send(&Outbound::Message(reply::join_ok(
             m.join_ref.clone(),
             m.msg_ref.clone(),
             &m.topic,
-            "ok",
-            json!({"postgres_changes": echoed}),
-        ));
+            echoed,
+        )));
         if let Some(old) = old {
             self.send(&old.close_frame());
         }

@@ -4,6 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey};
+use realtime_protocol::wording::{http, join, stop};
 use serde_json::{Map, Value};
 
 /// Claims of a verified token.
@@ -41,27 +42,18 @@ pub enum JwtError {
     Generic(String),
 }
 
-const SIGNER_NO_KID: &str =
-    "Failed to generate JWT signer, check your JWT secret or JWKS configuration";
-
-fn signer_kid(kid: &str) -> String {
-    format!(
-        "Failed to generate JWT signer for key ID (kid) \"{kid}\", check your JWT secret or JWKS configuration"
-    )
-}
-
 impl JwtError {
     /// HTTP status and `error` text of a refused WebSocket upgrade (PROTOCOL.md §1.5).
     pub fn connect_refusal(&self) -> (u16, String) {
         match self {
-            JwtError::Malformed => (401, "The token provided is not a valid JWT".into()),
-            JwtError::Expired { .. } => (401, "Token has expired".into()),
-            JwtError::MissingClaims => (401, "Fields `role` and `exp` are required in JWT".into()),
-            JwtError::Signature => (401, "Failed to validate JWT signature".into()),
-            JwtError::SignerNoKid => (401, SIGNER_NO_KID.into()),
-            JwtError::SignerKid(kid) => (401, signer_kid(kid)),
+            JwtError::Malformed => (401, http::MALFORMED_JWT.into()),
+            JwtError::Expired { .. } => (401, http::TOKEN_EXPIRED.into()),
+            JwtError::MissingClaims => (401, http::ROLE_AND_EXP_REQUIRED.into()),
+            JwtError::Signature => (401, http::SIGNATURE_ERROR.into()),
+            JwtError::SignerNoKid => (401, http::SIGNER_ERROR.into()),
+            JwtError::SignerKid(kid) => (401, http::signer_error_for_kid(kid)),
             JwtError::ExpirationInvalid | JwtError::Generic(_) => {
-                (500, "Error connecting to Realtime".into())
+                (500, http::ERROR_CONNECTING.into())
             }
         }
     }
@@ -69,36 +61,28 @@ impl JwtError {
     /// Join error `reason` (PROTOCOL.md §4.4, join column).
     pub fn join_reason(&self) -> String {
         match self {
-            JwtError::Malformed => "MalformedJWT: The token provided is not a valid JWT".into(),
-            JwtError::Expired { seconds } => {
-                format!("InvalidJWTToken: Token has expired {seconds} seconds ago")
-            }
-            JwtError::MissingClaims => {
-                "InvalidJWTToken: Fields `role` and `exp` are required in JWT".into()
-            }
-            JwtError::Signature => "JwtSignatureError: Failed to validate JWT signature".into(),
-            JwtError::SignerNoKid => format!("JwtSignerError: {SIGNER_NO_KID}"),
-            JwtError::SignerKid(kid) => format!("JwtSignerError: {}", signer_kid(kid)),
-            JwtError::ExpirationInvalid => {
-                "InvalidJWTToken: Token expiration time is invalid".into()
-            }
-            JwtError::Generic(_) => "Unknown Error on Channel".into(),
+            JwtError::Malformed => join::MALFORMED_JWT.into(),
+            JwtError::Expired { seconds } => join::token_expired(*seconds),
+            JwtError::MissingClaims => join::ROLE_AND_EXP_REQUIRED.into(),
+            JwtError::Signature => join::SIGNATURE_ERROR.into(),
+            JwtError::SignerNoKid => join::SIGNER_ERROR.into(),
+            JwtError::SignerKid(kid) => join::signer_error_for_kid(kid),
+            JwtError::ExpirationInvalid => join::EXPIRATION_INVALID.into(),
+            JwtError::Generic(_) => join::UNKNOWN_ERROR.into(),
         }
     }
 
     /// `system` error message when a channel's token is refused (PROTOCOL.md §4.4, right column).
     pub fn channel_message(&self) -> String {
         match self {
-            JwtError::Malformed => "The token provided is not a valid JWT".into(),
-            JwtError::Expired { seconds } => format!("Token has expired {seconds} seconds ago"),
-            JwtError::MissingClaims => "Fields `role` and `exp` are required in JWT".into(),
-            JwtError::Signature => ":signature_error".into(),
-            JwtError::SignerNoKid => ":error_generating_signer".into(),
-            JwtError::SignerKid(kid) => signer_kid(kid),
-            JwtError::ExpirationInvalid => "0".into(),
-            JwtError::Generic(detail) => {
-                format!("[message: \"Invalid token\", detail: {detail:?}]")
-            }
+            JwtError::Malformed => stop::MALFORMED_JWT.into(),
+            JwtError::Expired { seconds } => stop::token_expired(*seconds),
+            JwtError::MissingClaims => stop::ROLE_AND_EXP_REQUIRED.into(),
+            JwtError::Signature => stop::SIGNATURE_ERROR.into(),
+            JwtError::SignerNoKid => stop::SIGNER_ERROR.into(),
+            JwtError::SignerKid(kid) => stop::signer_error_for_kid(kid),
+            JwtError::ExpirationInvalid => stop::expiration_invalid(0),
+            JwtError::Generic(detail) => stop::invalid_token(detail),
         }
     }
 }

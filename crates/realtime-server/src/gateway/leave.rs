@@ -1,10 +1,10 @@
 //! `phx_leave`: leaves a joined channel (reply, then `phx_close`), answers `ok` for a topic that
 //! is not joined, and ignores a leave whose join ref is not the channel's (it raced a close).
 
-use realtime_protocol::Message;
+use realtime_protocol::reply::{self, Status};
+use realtime_protocol::{Message, Outbound};
 use serde_json::json;
 
-use crate::gateway::channel::reply;
 use crate::gateway::session::Session;
 
 impl Session {
@@ -12,13 +12,15 @@ impl Session {
         // A join still waiting for the tenant database is abandoned.
         self.pending_joins.remove(&m.topic);
         let Some(ch) = self.channels.get(&m.topic) else {
-            self.send(&reply(m.join_ref, m.msg_ref, &m.topic, "ok", json!({})));
+            self.send(&Outbound::Message(reply::ok_empty(
+                m.join_ref, m.msg_ref, &m.topic,
+            )));
             return;
         };
         if ch.join_ref.is_some() && m.join_ref != ch.join_ref {
             return;
         }
-        self.send(&ch.reply(m.msg_ref, "ok", json!({})));
+        self.send(&ch.reply(m.msg_ref, Status::Ok, json!({})));
         self.send(&ch.close_frame());
         self.remove_channel(&m.topic);
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use realtime_protocol::wording::rest;
 
 use crate::gateway::socket::json_error;
 use crate::gateway::tenant_resolve::{resolve, TenantView};
@@ -34,7 +35,7 @@ pub(crate) async fn tenant_gate(
             return Err(Gate::Refused(json_error(
                 401,
                 "message",
-                "Tenant not found in database",
+                rest::TENANT_NOT_FOUND_IN_DATABASE,
             )))
         }
         Err(e) => {
@@ -42,7 +43,7 @@ pub(crate) async fn tenant_gate(
             return Err(Gate::Refused(json_error(
                 500,
                 "message",
-                "Internal Server Error",
+                rest::INTERNAL_SERVER_ERROR,
             )));
         }
     };
@@ -59,7 +60,7 @@ pub(crate) async fn tenant_gate(
         ),
     ];
     if limit == 0 || rolling >= limit as i64 {
-        let mut r = json_error(429, "message", "Too many requests");
+        let mut r = json_error(429, "message", rest::TOO_MANY_REQUESTS);
         add_headers(&mut r, &rate_headers);
         return Err(Gate::Refused(r));
     }
@@ -68,7 +69,7 @@ pub(crate) async fn tenant_gate(
 
 /// 406 for an `Accept` header that excludes the route's formats.
 pub(crate) fn not_acceptable() -> Response {
-    (axum::http::StatusCode::NOT_ACCEPTABLE, "Not Acceptable").into_response()
+    (axum::http::StatusCode::NOT_ACCEPTABLE, rest::NOT_ACCEPTABLE).into_response()
 }
 
 pub(crate) fn add_headers(r: &mut Response, h: &[(&'static str, HeaderValue)]) {
@@ -82,7 +83,7 @@ pub async fn ping<S: GatewayState>(State(state): State<S>, headers: HeaderMap) -
     match tenant_gate(state.gateway(), &headers).await {
         Err(Gate::Refused(r)) => r,
         Ok((_, rate_headers)) => {
-            let mut r = json_error(200, "message", "Success");
+            let mut r = json_error(200, "message", rest::SUCCESS);
             add_headers(&mut r, &rate_headers);
             r
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use realtime_cdc::{SubscribeError, SubscribeRequest, Subscription};
+use realtime_protocol::events;
 use serde_json::Value;
 
 use crate::gateway::change_sink::ChannelSink;
@@ -83,7 +84,7 @@ impl Session {
             Ok(sub) => ch.cdc = Some(sub),
             Err(e) => {
                 tracing::error!(tenant = %self.link.tenant, topic = %topic, error = %e, "UnableToSubscribeToPostgres");
-                let msg = ch.push("system", e.system_payload(&topic));
+                let msg = ch.push(events::SYSTEM, e.system_payload(&topic));
                 self.link.send(&msg);
                 if e.is_retryable() {
                     let delay = Duration::from_millis(rand::thread_rng().gen_range(5000..10000));

@@ -8,7 +8,9 @@ use std::time::Instant;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use dashmap::DashMap;
-use realtime_protocol::{Message, Outbound};
+use realtime_protocol::reply::{self, Status};
+use realtime_protocol::wording::stop;
+use realtime_protocol::{events, Message, Outbound};
 use serde_json::{json, Map, Value};
 
 use crate::gateway::authorization::Extension;
@@ -180,15 +182,15 @@ fn push_meta(acc: &mut Value, side: &str, pkey: &str, meta: Value) {
 }
 
 /// Outcome of a presence message that ends the channel.
-const CLIENT_RATE: &str = "Client presence rate limit exceeded";
-const TRACK_SIZE: &str = "Track message size exceeded";
-const PRESENCE_RATE: &str = "Too many presence messages per second";
+const CLIENT_RATE: &str = stop::CLIENT_PRESENCE_RATE_LIMIT;
+const TRACK_SIZE: &str = stop::TRACK_MESSAGE_SIZE_EXCEEDED;
+const PRESENCE_RATE: &str = stop::TOO_MANY_PRESENCE_MESSAGES;
 
 impl Session {
     /// Pushes `presence_state` for a channel that just joined with presence on.
     pub(crate) fn send_presence_state(&self, ch: &Channel) {
         let state = self.gw.presence.state(&ch.key);
-        self.send(&ch.push("presence_state", state));
+        self.send(&ch.push(events::PRESENCE_STATE, state));
         self.gw.limits.rates(&self.link.tenant).presence.add(1);
     }
 
@@ -218,13 +220,8 @@ impl Session {
                 let Some((_, diff)) = gw.presence.pending.remove(&key) else {
                     return;
                 };
-                let msg = Outbound::Message(Message {
-                    join_ref: None,
-                    msg_ref: None,
-                    topic: key.topic(),
-                    event: "presence_diff".into(),
-                    payload: diff,
-                });
+                let msg =
+                    Outbound::Message(reply::push(None, key.topic(), events::PRESENCE_DIFF, diff));
                 let n = gw.hub.fan_out(&key, &msg, Kind::Presence, None).len();
                 gw.limits.rates(&key.tenant).presence.add(n as u64);
             });
@@ -250,7 +247,7 @@ impl Session {
         let payload = m.payload.as_object();
         let event = payload.and_then(|p| p.get("event"));
         let Some(event) = event else {
-            let r = ch.reply(m.msg_ref, "ok", json!({}));
+            let r = ch.reply(m.msg_ref, Status::Ok, json!({}));
             link.send(&r);
             return;
         };
@@ -280,12 +277,12 @@ impl Session {
             return;
         }
         let Some(event) = event.as_str().map(str::to_ascii_lowercase) else {
-            let r = ch.reply(m.msg_ref, "error", json!({}));
+            let r = ch.reply(m.msg_ref, Status::Error, json!({}));
             link.send(&r);
             return;
         };
         match event.as_str() {
-            "track" => {
+            events::PRESENCE_TRACK => {
                 let meta = payload
                     .and_then(|p| p.get("payload"))
                     .cloned()
@@ -314,8 +311,8 @@ impl Session {
                 let Value::Object(meta) = meta else {
                     let r = ch.reply(
                         m.msg_ref,
-                        "error",
-                        json!({"reason": "Presence track payload must be a map"}),
+                        Status::Error,
+                        reply::reason(reply::PRESENCE_TRACK_PAYLOAD_MUST_BE_A_MAP),
                     );
                     link.send(&r);
                     return;
@@ -323,7 +320,7 @@ impl Session {
                 let meta_value = Value::Object(meta.clone());
                 if ch.tracked.as_ref() == Some(&meta_value) {
                     count_window(&mut ch.presence_window);
-                    let r = ch.reply(m.msg_ref, "ok", json!({}));
+                    let r = ch.reply(m.msg_ref, Status::Ok, json!({}));
                     link.send(&r);
                     return;
                 }
@@ -351,23 +348,23 @@ impl Session {
                     .presence
                     .track(&ch.key, &ch.presence_key, ch.id, &meta);
                 let key = ch.key.clone();
-                let r = ch.reply(m.msg_ref, "ok", json!({}));
+                let r = ch.reply(m.msg_ref, Status::Ok, json!({}));
                 link.send(&r);
                 self.fan_out_diff(&key, diff);
             }
-            "untrack" => {
+            events::PRESENCE_UNTRACK => {
                 count_window(&mut ch.presence_window);
                 ch.tracked = None;
                 let diff = self.gw.presence.untrack(&ch.key, &ch.presence_key, ch.id);
                 let key = ch.key.clone();
-                let r = ch.reply(m.msg_ref, "ok", json!({}));
+                let r = ch.reply(m.msg_ref, Status::Ok, json!({}));
                 link.send(&r);
                 if let Some(diff) = diff {
                     self.fan_out_diff(&key, diff);
                 }
             }
             _ => {
-                let r = ch.reply(m.msg_ref, "error", json!({}));
+                let r = ch.reply(m.msg_ref, Status::Error, json!({}));
                 link.send(&r);
             }
         }
@@ -381,8 +378,8 @@ fn reply_error(
     msg_ref: Option<String>,
 ) -> Outbound {
     match channels.get(topic) {
-        Some(ch) => ch.reply(msg_ref, "error", json!({})),
-        None => crate::gateway::channel::reply(None, msg_ref, topic, "error", json!({})),
+        Some(ch) => ch.reply(msg_ref, Status::Error, json!({})),
+        None => Outbound::Message(reply::error_empty(None, msg_ref, topic)),
     }
 }
 

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use realtime_cdc::db_broadcast::replay::MAX_REPLAY;
 use realtime_cdc::db_broadcast::{DbBroadcast, DbBroadcastError, DbPayload};
-use realtime_protocol::{BroadcastEncoding, Message, Outbound, UserBroadcast};
+use realtime_protocol::{reply, BroadcastEncoding, Outbound, UserBroadcast};
 use serde_json::{json, Value};
 
 use crate::gateway::channel::Channel;
@@ -73,19 +73,16 @@ impl Channel {
                 encoding: BroadcastEncoding::Binary,
                 payload: bytes,
             }),
-            DbPayload::Json(raw) => Outbound::Message(Message {
-                join_ref: self.push_ref.clone(),
-                msg_ref: None,
-                topic: self.topic.clone(),
-                event: "broadcast".into(),
-                payload: json!({
-                    "event": m.event,
+            DbPayload::Json(raw) => Outbound::Message(reply::broadcast(
+                self.push_ref.clone(),
+                self.topic.clone(),
+                reply::broadcast_payload(
+                    Value::from(m.event),
                     // jsonb text, so it parses; `null` covers the impossible.
-                    "payload": serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null),
-                    "type": "broadcast",
-                    "meta": meta,
-                }),
-            }),
+                    serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null),
+                    Some(meta),
+                ),
+            )),
         }
     }
 }

@@ -8,7 +8,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use realtime_protocol::{BroadcastEncoding, Message, Outbound, UserBroadcast};
+use realtime_protocol::wording::rest;
+use realtime_protocol::{events, reply, BroadcastEncoding, Outbound, UserBroadcast};
 use serde_json::{json, Map, Value};
 
 use crate::gateway::authorization::{Policies, PolicyContext, PolicyError};
@@ -78,10 +79,12 @@ fn auth_context(topic: &str, claims: &jwt::Claims, headers: &HeaderMap) -> Polic
 /// The single-message route's answer when the write check could not run.
 fn write_check_failure(e: &PolicyError) -> Response {
     match e {
-        PolicyError::Policy(_) => json_error(422, "message", "RLS policy error"),
-        PolicyError::Canceled(_) => json_error(422, "message", "Query canceled"),
-        PolicyError::MissingPartition => json_error(422, "message", "Missing messages partition"),
-        PolicyError::Unavailable(_) => json_error(422, "message", "Tenant database unavailable"),
+        PolicyError::Policy(_) => json_error(422, "message", rest::RLS_POLICY_ERROR),
+        PolicyError::Canceled(_) => json_error(422, "message", rest::QUERY_CANCELED),
+        PolicyError::MissingPartition => json_error(422, "message", rest::MISSING_PARTITION),
+        PolicyError::Unavailable(_) => {
+            json_error(422, "message", rest::TENANT_DATABASE_UNAVAILABLE)
+        }
     }
 }
 
@@ -99,10 +102,10 @@ async fn gate(gw: &Gateway, headers: &HeaderMap) -> Result<Gated, Response> {
         Err(Gate::Refused(r)) => return Err(r),
     };
     let Some(claims) = authorize(gw, &tenant, headers) else {
-        return Err(json_error(401, "message", "Unauthorized"));
+        return Err(json_error(401, "message", rest::UNAUTHORIZED));
     };
     if tenant.suspend {
-        return Err(json_error(403, "message", "Tenant is suspended"));
+        return Err(json_error(403, "message", rest::TENANT_SUSPENDED));
     }
     Ok((tenant, rate_headers, claims))
 }
@@ -140,12 +143,12 @@ pub async fn batch<S: GatewayState>(
     };
     let body: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(_) => return json_error(400, "message", "Bad Request"),
+        Err(_) => return json_error(400, "message", rest::BAD_REQUEST),
     };
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(json!({"errors":{"messages":["can't be blank"]}})),
+            axum::Json(json!({"errors":{"messages":[rest::CANT_BE_BLANK]}})),
         )
             .into_response();
     };
@@ -154,7 +157,7 @@ pub async fn batch<S: GatewayState>(
     let mut any_error = false;
     for m in messages {
         let mut e = Map::new();
-        let blank = || json!(["can't be blank"]);
+        let blank = || json!([rest::CANT_BE_BLANK]);
         if !m.get("topic").map(Value::is_string).unwrap_or(false) {
             e.insert("topic".into(), blank());
         }
@@ -166,7 +169,7 @@ pub async fn batch<S: GatewayState>(
                 if serde_json::to_vec(p).map(|v| v.len()).unwrap_or(0) > max {
                     e.insert(
                         "payload".into(),
-                        json!(["Payload size exceeds tenant limit"]),
+                        json!([rest::PAYLOAD_SIZE_EXCEEDS_TENANT_LIMIT]),
                     );
                 }
             }
@@ -188,14 +191,10 @@ pub async fn batch<S: GatewayState>(
     let events = &gw.limits.rates(&tenant.external_id).events;
     let avg = events.average();
     if avg > limit {
-        return json_error(429, "message", "You have exceeded your rate limit");
+        return json_error(429, "message", rest::RATE_LIMIT_EXCEEDED);
     }
     if avg + messages.len() as f64 > limit {
-        return json_error(
-            429,
-            "message",
-            "Too many messages to broadcast, please reduce the batch size",
-        );
+        return json_error(429, "message", rest::TOO_MANY_MESSAGES_IN_BATCH);
     }
     // Private topics need the caller's broadcast write permission; denied topics (and topics
     // whose check fails) are dropped silently, as upstream does.
@@ -227,17 +226,17 @@ pub async fn batch<S: GatewayState>(
         if private && allowed.get(topic) != Some(&true) {
             continue;
         }
-        let mut payload = json!({"type":"broadcast","event": event, "payload": m.get("payload").cloned().unwrap_or(json!({}))});
-        if let Some(id) = m.get("id").filter(|v| !v.is_null()) {
-            payload["meta"] = json!({ "id": id });
-        }
-        let msg = Outbound::Message(Message {
-            join_ref: None,
-            msg_ref: None,
-            topic: format!("realtime:{topic}"),
-            event: "broadcast".into(),
+        let meta = m
+            .get("id")
+            .filter(|v| !v.is_null())
+            .map(|id| json!({ "id": id }));
+        let payload =
+            reply::broadcast_payload(event, m.get("payload").cloned().unwrap_or(json!({})), meta);
+        let msg = Outbound::Message(reply::broadcast(
+            None,
+            format!("{}{topic}", events::TOPIC_PREFIX),
             payload,
-        });
+        ));
         gw.deliver_broadcast(
             &key(&tenant, private, topic),
             &msg,
@@ -280,13 +279,7 @@ pub async fn single<S: GatewayState>(
         None => false,
         Some("application/json") => false,
         Some("application/octet-stream") => true,
-        Some(_) => {
-            return json_error(
-                415,
-                "error",
-                "Unsupported Media Type. Use application/json or application/octet-stream",
-            )
-        }
+        Some(_) => return json_error(415, "error", rest::UNSUPPORTED_MEDIA_TYPE),
     };
     let (tenant, rate_headers, claims) = match gate(&gw, &headers).await {
         Ok(v) => v,
@@ -302,7 +295,7 @@ pub async fn single<S: GatewayState>(
             match serde_json::from_slice(&body) {
                 Ok(v) => v,
                 Err(_) if content_type.is_none() => json!({}),
-                Err(_) => return json_error(400, "message", "Bad Request"),
+                Err(_) => return json_error(400, "message", rest::BAD_REQUEST),
             }
         };
         let parsed = match parsed {
@@ -322,13 +315,13 @@ pub async fn single<S: GatewayState>(
     if payload.len() > tenant.limits.max_payload_bytes() {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(json!({"errors":{"payload":["Payload size exceeds tenant limit"]}})),
+            axum::Json(json!({"errors":{"payload":[rest::PAYLOAD_SIZE_EXCEEDS_TENANT_LIMIT]}})),
         )
             .into_response();
     }
     let events = &gw.limits.rates(&tenant.external_id).events;
     if events.triggered(tenant.limits.max_events_per_second) {
-        return json_error(429, "message", "You have exceeded your rate limit");
+        return json_error(429, "message", rest::RATE_LIMIT_EXCEEDED);
     }
     if private {
         let ctx = auth_context(&topic, &claims, &headers);
@@ -337,7 +330,7 @@ pub async fn single<S: GatewayState>(
             .await
         {
             Ok(p) if p.broadcast_write == Some(true) => {}
-            Ok(_) => return json_error(403, "message", "Unauthorized"),
+            Ok(_) => return json_error(403, "message", rest::UNAUTHORIZED),
             Err(e) => {
                 tracing::warn!(tenant = %tenant.external_id, topic = %topic, error = %e, "REST broadcast authorization failed");
                 return write_check_failure(&e);
@@ -348,7 +341,7 @@ pub async fn single<S: GatewayState>(
     let msg = Outbound::UserBroadcast(UserBroadcast {
         join_ref: None,
         msg_ref: None,
-        topic: format!("realtime:{topic}"),
+        topic: format!("{}{topic}", events::TOPIC_PREFIX),
         event,
         metadata: Bytes::new(),
         encoding,

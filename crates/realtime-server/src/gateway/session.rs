@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures_util::stream::SplitStream;
 use futures_util::StreamExt;
-use realtime_protocol::{InFrame, Inbound, Message, Outbound, Vsn};
-use serde_json::{json, Map, Value};
+use realtime_protocol::reply::{self, extension, Status};
+use realtime_protocol::{events, InFrame, Inbound, Message, Outbound, Vsn};
+use serde_json::{Map, Value};
 
 use crate::gateway::channel::{unmatched_topic, Channel};
 use crate::gateway::control::Control;
@@ -289,28 +290,28 @@ impl Session {
     }
 
     async fn on_message(&mut self, m: Message) {
-        if m.topic == "phoenix" && m.event == "heartbeat" {
+        if m.topic == events::PHOENIX_TOPIC && m.event == events::HEARTBEAT {
             self.on_heartbeat(m);
             return;
         }
         match m.event.as_str() {
-            "phx_join" => {
-                if m.topic.starts_with("realtime:") {
+            events::PHX_JOIN => {
+                if m.topic.starts_with(events::TOPIC_PREFIX) {
                     self.on_join(m).await;
                 } else {
                     self.send(&unmatched_topic(m.msg_ref, &m.topic));
                 }
             }
-            "phx_leave" => self.on_leave(m),
+            events::PHX_LEAVE => self.on_leave(m),
             _ => {
                 if !self.channels.contains_key(&m.topic) {
                     self.send(&unmatched_topic(m.msg_ref, &m.topic));
                     return;
                 }
                 match m.event.as_str() {
-                    "broadcast" => self.on_broadcast(m).await,
-                    "presence" => self.on_presence(m).await,
-                    "access_token" => self.on_access_token(m).await,
+                    events::BROADCAST => self.on_broadcast(m).await,
+                    events::PRESENCE => self.on_presence(m).await,
+                    events::ACCESS_TOKEN => self.on_access_token(m).await,
                     _ => self.count_event(),
                 }
             }
@@ -355,13 +356,10 @@ impl Session {
                 let n = self.channels.len() as u64;
                 self.gw.limits.rates(&self.link.tenant).events.add(n);
                 for ch in self.channels.values() {
-                    self.link.send(&Outbound::Message(Message {
-                        join_ref: None,
-                        msg_ref: None,
-                        topic: ch.topic.clone(),
-                        event: "system".into(),
-                        payload: json!({"extension":"system","message":"Server requested disconnect","status":"ok"}),
-                    }));
+                    self.link
+                        .send(&Outbound::Message(reply::server_requested_disconnect(
+                            ch.topic.clone(),
+                        )));
                 }
                 self.close(1012);
             }
@@ -379,7 +377,8 @@ impl Session {
     /// Server-side channel stop: `system` error, `phx_close`, then the channel is gone.
     pub(crate) fn stop_channel(&mut self, topic: &str, message: &str) {
         if let Some(ch) = self.channels.get(topic) {
-            self.link.send(&ch.system("system", "error", message));
+            self.link
+                .send(&ch.system(extension::SYSTEM, Status::Error, message));
             self.link.send(&ch.close_frame());
         }
         self.remove_channel(topic);
@@ -413,11 +412,14 @@ impl Session {
         };
         if self.gw.replication_ready(&self.link.tenant) {
             if let Some(ch) = self.channels.get(&topic) {
-                self.link
-                    .send(&ch.system("system", "ok", "Replication connection established"));
+                self.link.send(&ch.system(
+                    extension::SYSTEM,
+                    Status::Ok,
+                    reply::REPLICATION_CONNECTION_ESTABLISHED,
+                ));
             }
         } else if Instant::now() >= deadline {
-            self.stop_channel(&topic, "Replication connection was not established in time");
+            self.stop_channel(&topic, reply::REPLICATION_NOT_ESTABLISHED_IN_TIME);
         } else {
             self.after(
                 Duration::from_millis(500),

@@ -9,6 +9,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use realtime_protocol::wording::{http, socket};
 use realtime_protocol::Vsn;
 use serde_json::{json, Map, Value};
 
@@ -40,8 +41,9 @@ pub(crate) fn read_error_close(tenant: &str, e: &axum::Error) -> Option<u16> {
     if text.starts_with("UTF-8 encoding error") {
         tracing::error!(
             tenant,
-            error_code = "MalformedWebSocketMessage",
-            "MalformedWebSocketMessage: text frame is not valid UTF-8"
+            error_code = socket::MALFORMED_WEBSOCKET_MESSAGE,
+            "{}",
+            socket::INVALID_UTF8
         );
         return Some(1007);
     }
@@ -96,19 +98,19 @@ pub async fn upgrade<S: GatewayState>(
         Ok(Some(t)) => t,
         Ok(None) => {
             tracing::info!(host, "TenantNotFound");
-            return refuse(404, "Tenant not found".into()).await;
+            return refuse(404, http::TENANT_NOT_FOUND.into()).await;
         }
         Err(e) => {
             tracing::error!(error = %e, "tenant lookup failed");
-            return refuse(500, "Error connecting to Realtime".into()).await;
+            return refuse(500, http::ERROR_CONNECTING.into()).await;
         }
     };
     if tenant.suspend {
         tracing::info!(tenant = %tenant.external_id, "RealtimeDisabledForTenant");
-        return refuse(403, "Realtime was disabled for this tenant".into()).await;
+        return refuse(403, http::REALTIME_DISABLED.into()).await;
     }
     let Some(token) = token else {
-        return refuse(401, "API key is missing".into()).await;
+        return refuse(401, http::API_KEY_MISSING.into()).await;
     };
     if let Err(e) = jwt::verify(
         &token,
@@ -122,7 +124,7 @@ pub async fn upgrade<S: GatewayState>(
     }
     let limits = &tenant.limits;
     if gw.connected_count(&tenant.external_id) as u64 >= limits.max_concurrent_users {
-        return refuse(429, "Too many connected users".into()).await;
+        return refuse(429, http::TOO_MANY_CONNECTED_USERS.into()).await;
     }
     if gw
         .limits
@@ -130,7 +132,7 @@ pub async fn upgrade<S: GatewayState>(
         .joins
         .triggered(limits.max_joins_per_second)
     {
-        return refuse(429, "Too many joins per second".into()).await;
+        return refuse(429, http::TOO_MANY_JOINS.into()).await;
     }
     let ws = match ws {
         Ok(ws) => ws,

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 
+use realtime_protocol::wording::join;
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, Filter};
@@ -36,13 +37,14 @@ pub fn scope<F: Future>(level: Level, task: F) -> impl Future<Output = F::Output
 /// nothing for the channel and join rate limits (info here; so is the topic length limit, which
 /// upstream does not have), errors for everything else.
 pub fn refusal_level(reason: &str) -> Level {
-    if reason.starts_with("InvalidJWTToken: Token has expired")
-        || reason.starts_with("InvalidJWTToken: Fields")
-    {
+    if reason.starts_with(join::TOKEN_EXPIRED_PREFIX) || reason == join::ROLE_AND_EXP_REQUIRED {
         Level::WARN
-    } else if reason.starts_with("ChannelRateLimitReached")
-        || reason.starts_with("ClientJoinRateLimitReached")
-        || reason.starts_with("TopicNameTooLong")
+    } else if [
+        join::CHANNEL_RATE_LIMIT,
+        join::CLIENT_JOIN_RATE_LIMIT,
+        join::TOPIC_NAME_TOO_LONG,
+    ]
+    .contains(&reason)
     {
         Level::INFO
     } else {
