@@ -93,7 +93,9 @@ mod tests {
 
     #[test]
     fn buckets_round_trip_within_their_precision() {
-        for v in [0u64, 1, 1023, 1024, 1025, 2047, 2048, 5_000, 123_456, 9_999_999] {
+        for v in [
+            0u64, 1, 1023, 1024, 1025, 2047, 2048, 5_000, 123_456, 9_999_999,
+        ] {
             let lo = Histogram::lower_bound(Histogram::index(v));
             assert!(lo <= v, "{v}: lower bound {lo}");
             assert!(v - lo <= v / 256, "{v}: lower bound {lo} too far");

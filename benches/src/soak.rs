@@ -209,7 +209,11 @@ pub async fn run(
     mut cmds: mpsc::Receiver<Cmd>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let vsn = if idx % 2 == 0 { Vsn::V2 } else { Vsn::V1 };
+    let vsn = if idx.is_multiple_of(2) {
+        Vsn::V2
+    } else {
+        Vsn::V1
+    };
     let topic_idx = shared.topic_of(idx);
     let mut s = Sock {
         idx,
@@ -324,7 +328,9 @@ impl Sock {
         let r = self.next_ref();
         let payload = json!({"t": self.shared.now_ns()});
         match self.vsn {
-            Vsn::V2 => client::user_broadcast_push(&self.join_ref, &r, &self.topic, EVENT, &payload),
+            Vsn::V2 => {
+                client::user_broadcast_push(&self.join_ref, &r, &self.topic, EVENT, &payload)
+            }
             Vsn::V1 => Ok(self.push(
                 Some(&r),
                 "broadcast",
@@ -416,7 +422,12 @@ impl Sock {
     }
 
     /// The socket broke (read or write error, or end of stream): count it and reconnect.
-    async fn broken(&mut self, ws: &mut Ws, kind: &'static str, e: impl std::fmt::Display) -> Ended {
+    async fn broken(
+        &mut self,
+        ws: &mut Ws,
+        kind: &'static str,
+        e: impl std::fmt::Display,
+    ) -> Ended {
         self.unjoin();
         self.shared.tally.closed.fetch_add(1, Ordering::Relaxed);
         self.shared.error(kind, format!("socket {}: {e}", self.idx));
@@ -515,21 +526,15 @@ impl Sock {
         let tally = &shared.tally;
         let payload = client::payload(v);
         match client::event(v) {
-            "broadcast" => {
-                if payload["event"] == EVENT {
-                    self.delivered(payload["payload"]["t"].as_u64());
-                }
+            "broadcast" if payload["event"] == EVENT => {
+                self.delivered(payload["payload"]["t"].as_u64());
             }
             "presence_state" | "presence_diff" => {
                 tally.presence.fetch_add(1, Ordering::Relaxed);
             }
             "phx_reply" => return self.on_reply(v),
             "phx_close" | "phx_error" => {
-                let join_ref = if v.is_array() {
-                    &v[0]
-                } else {
-                    &v["join_ref"]
-                };
+                let join_ref = if v.is_array() { &v[0] } else { &v["join_ref"] };
                 // A close for an earlier join answers our own leave.
                 if join_ref.as_str() == Some(self.join_ref.as_str()) {
                     shared.error(

@@ -241,7 +241,14 @@ async fn soak(plan: &Plan, server: &ServerProcess) -> Result<(), BenchError> {
     ));
     println!(
         "{:>8} {:>9} {:>12} {:>11} {:>7} {:>7} {:>11} {:>10}",
-        "elapsed", "RSS MiB", "deliveries/s", "presence/s", "errors", "closed", "server CPU%", "bench CPU%"
+        "elapsed",
+        "RSS MiB",
+        "deliveries/s",
+        "presence/s",
+        "errors",
+        "closed",
+        "server CPU%",
+        "bench CPU%"
     );
     let steady_start = Instant::now();
     let mut last = read(server, &shared)?;
@@ -409,7 +416,7 @@ async fn churn(
         }
         n += 1;
         let i = (rng.next() % handles.len() as u64) as usize;
-        let c = if every > 0 && n % every == 0 {
+        let c = if every > 0 && n.is_multiple_of(every) {
             if (n / every) % 2 == 1 {
                 out.rejoins += 1;
                 Cmd::Rejoin
