@@ -128,6 +128,8 @@ pub async fn serve(listener: TcpListener, read_buffer: Option<usize>) {
 
 async fn connection(stream: TcpStream, id: u64, topics: Arc<Topics>, config: WebSocketConfig) {
     let mut topic = String::from("/");
+    // The error type is fixed by tungstenite's handshake callback.
+    #[allow(clippy::result_large_err)]
     let remember_path = |req: &Request, resp: Response| {
         topic = req.uri().path().to_string();
         Ok(resp)
