@@ -9,8 +9,8 @@
 //! - [`client`]: WebSocket clients speaking the Phoenix protocol (vsn 1.0.0 and 2.0.0).
 //! - [`db`]: the database of the benchmarks that need one (given, or the test cluster).
 //! - [`http`]: a one-request HTTP/1.1 client for health checks.
-//! - [`stats`]: percentiles and table rows.
-//! - [`entry`]: the `main` of every benchmark binary.
+//! - [`stats`]: percentiles and table rows; [`histogram`]: percentiles of long runs.
+//! - [`entry`]: the `main` of every benchmark binary; [`soak`]: the clients of the soak bench.
 //! - [`cpu`]: pinning the server and the load generator to their own cores.
 //! - [`args`]: `--name value` flags; [`rlimit`]: the open-files limit; [`error`]: [`BenchError`].
 
@@ -21,9 +21,11 @@ pub mod cpu;
 pub mod db;
 pub mod entry;
 pub mod error;
+pub mod histogram;
 pub mod http;
 pub mod rlimit;
 pub mod server;
+pub mod soak;
 pub mod stats;
 
 pub use error::BenchError;
