@@ -8,6 +8,9 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
+/// Items an empty queue keeps room for; a burst's larger buffer is given back.
+const KEEP: usize = 8;
+
 /// Why an item was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -116,7 +119,7 @@ impl<T> Mailbox<T> {
         };
         let n = items.len().min(max);
         into.extend(items.drain(..n));
-        if items.is_empty() && items.capacity() > 64 {
+        if items.is_empty() && items.capacity() > KEEP {
             // A burst's buffer is not kept by an idle socket.
             *items = VecDeque::new();
         }

@@ -264,7 +264,8 @@ pub async fn write_loop(
         if closing {
             break;
         }
-        if batch.capacity() > WRITE_BATCH {
+        if batch.capacity() > 8 {
+            // A burst's batch buffer is not kept by an idle socket.
             batch = VecDeque::new();
         }
     }
