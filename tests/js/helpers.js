@@ -121,6 +121,24 @@ async function startServer(extraEnv = {}) {
 }
 
 /**
+ * `startServer` with the registry in `db` (a `startPgCluster()` database), configured like the
+ * self-hosted compose file: the seed puts tenant `realtime-dev` in that same database.
+ */
+function startServerOnDb(db, extraEnv = {}) {
+  return startServer({
+    DB_HOST: db.host,
+    DB_PORT: String(db.port),
+    DB_USER: db.user,
+    DB_PASSWORD: db.password,
+    DB_NAME: db.dbname,
+    DB_AFTER_CONNECT_QUERY: 'SET search_path TO _realtime',
+    DB_ENC_KEY: 'supabaserealtime',
+    SEED_SELF_HOST: 'true',
+    ...extraEnv,
+  });
+}
+
+/**
  * Runs `fn` with timers unref'd while it runs synchronously. realtime-js's `disconnect()` starts a
  * 10 s fallback timer it never clears, which would keep each test process alive after its tests.
  */
@@ -259,6 +277,7 @@ module.exports = {
   signJwt,
   sleep,
   startServer,
+  startServerOnDb,
   subscribe,
   supabaseClient,
   uniqueRoom,

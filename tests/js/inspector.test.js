@@ -8,7 +8,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const http = require('node:http');
 const { chromium } = require('playwright-core');
-const { anonToken, startServer, uniqueRoom } = require('./helpers');
+const { anonToken, startServerOnDb, uniqueRoom } = require('./helpers');
 const { startPgCluster } = require('./pg');
 
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
@@ -35,15 +35,7 @@ before(async () => {
   `);
   // No REALTIME_DEFAULT_TENANT: the page must reach `realtime-dev` through the socket URL's
   // host (`realtime-dev.localhost`), as an operator's browser would.
-  server = await startServer({
-    DB_HOST: db.host,
-    DB_PORT: String(db.port),
-    DB_USER: db.user,
-    DB_PASSWORD: db.password,
-    DB_NAME: db.dbname,
-    DB_AFTER_CONNECT_QUERY: 'SET search_path TO _realtime',
-    DB_ENC_KEY: 'supabaserealtime',
-    SEED_SELF_HOST: 'true',
+  server = await startServerOnDb(db, {
     INSPECTOR_ENABLED: 'true',
     CHANNEL_ERROR_BACKOFF_MS: '200',
   });

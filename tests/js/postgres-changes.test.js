@@ -6,7 +6,7 @@
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const { Inbox, anonToken, signJwt, startServer, subscribe, supabaseClient, uniqueRoom } = require('./helpers');
+const { Inbox, anonToken, signJwt, startServerOnDb, subscribe, supabaseClient, uniqueRoom } = require('./helpers');
 const { startPgCluster } = require('./pg');
 
 const OWNER_A = '00000000-0000-4000-8000-00000000000a';
@@ -28,15 +28,7 @@ before(async () => {
   `);
   // The seed points tenant `realtime-dev` at this same database and migrates its `realtime`
   // schema. The Host 127.0.0.1 names no tenant, so REALTIME_DEFAULT_TENANT routes it there.
-  server = await startServer({
-    DB_HOST: db.host,
-    DB_PORT: String(db.port),
-    DB_USER: db.user,
-    DB_PASSWORD: db.password,
-    DB_NAME: db.dbname,
-    DB_AFTER_CONNECT_QUERY: 'SET search_path TO _realtime',
-    DB_ENC_KEY: 'supabaserealtime',
-    SEED_SELF_HOST: 'true',
+  server = await startServerOnDb(db, {
     REALTIME_DEFAULT_TENANT: 'realtime-dev',
   });
 });

@@ -63,15 +63,7 @@ async fn a_socket_burst_waits_for_a_reader_that_catches_up() {
     let blob = blob();
     let started = Instant::now();
     for i in 0..BURST {
-        publisher
-            .push(
-                Some("1"),
-                None,
-                "realtime:room1",
-                "broadcast",
-                json!({"type":"broadcast","event":"e","payload":{"i":i,"blob":blob}}),
-            )
-            .await;
+        publisher.broadcast_blob(i, &blob).await;
     }
     assert_eq!(reader.await.unwrap(), in_order());
     // The reader was paused for longer than the queue could hold: the publisher was held back
@@ -90,18 +82,7 @@ async fn a_rest_burst_is_answered_once_the_reader_has_room() {
         .collect();
     let body = json!({ "messages": messages }).to_string();
     let started = Instant::now();
-    let (status, _, _) = http(
-        &s,
-        "POST",
-        "/api/broadcast",
-        &[
-            ("Host", HOST),
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        body.as_bytes(),
-    )
-    .await;
+    let (status, _, _) = post_broadcast(&s, &auth, body.as_bytes()).await;
     assert_eq!(status, 202);
     assert!(
         started.elapsed() >= Duration::from_millis(400),
@@ -137,15 +118,7 @@ async fn a_stalled_reader_is_closed_after_the_stall_and_the_others_get_everythin
     });
     let started = Instant::now();
     for i in 0..200 {
-        publisher
-            .push(
-                Some("1"),
-                None,
-                "realtime:room1",
-                "broadcast",
-                json!({"type":"broadcast","event":"e","payload":{"i":i,"blob":blob}}),
-            )
-            .await;
+        publisher.broadcast_blob(i, &blob).await;
     }
     reading.await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use gateway_common::{event, join_config, payload, Client};
 use serde_json::json;
-use support::{now, sign, TestServer, JWT_SECRET};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use support::{now, sign, wait_migrated, TestServer, JWT_SECRET};
 
 /// Creating a logical slot waits for every transaction running in the cluster, which on a
 /// loaded machine (other tests migrating their databases) can take tens of seconds.
@@ -22,18 +20,10 @@ async fn connect(server: &TestServer) -> Client {
         &json!({"role": "authenticated", "exp": now() + 3600, "sub": "u1"}),
         JWT_SECRET,
     );
-    let mut req = server
-        .ws_url(&format!("/socket/websocket?apikey={token}&vsn=2.0.0"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "host",
-        HeaderValue::from_static("realtime-dev.supabase-realtime:4000"),
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade");
-    Client { ws, v2: true }
+    Client {
+        ws: server.socket(&token, "2.0.0").await,
+        v2: true,
+    }
 }
 
 /// Waits for the next `system` push, skipping nothing else.
@@ -46,39 +36,10 @@ async fn system(c: &mut Client) -> serde_json::Value {
     f
 }
 
-/// A server over a fresh database. Slot names are cluster-wide and the tests of this file
-/// run at once, so each server gets its own `SLOT_NAME_SUFFIX`.
+/// A server over a fresh database, with its own replication slot names (the tests of this
+/// file run at once).
 async fn server() -> TestServer {
-    let db = realtime_testkit::Cluster::shared().create_database().await;
-    let suffix = db.name.clone();
-    TestServer::on_db(
-        db,
-        &[
-            ("CHANNEL_ERROR_BACKOFF_MS", "50"),
-            ("SLOT_NAME_SUFFIX", suffix.as_str()),
-        ],
-    )
-    .await
-}
-
-/// Waits until the tenant migrations created `realtime.subscription`.
-async fn wait_migrated(db: &tokio_postgres::Client) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while db
-        .query_one(
-            "select to_regclass('realtime.subscription') is not null",
-            &[],
-        )
-        .await
-        .map(|r| !r.get::<_, bool>(0))
-        .unwrap_or(true)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "tenant migrations did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    TestServer::with_own_slots(&[("CHANNEL_ERROR_BACKOFF_MS", "50")]).await
 }
 
 /// Waits for the tenant schema, then creates `public.<table> (<columns>)`, readable by

@@ -120,15 +120,7 @@ async fn sender_fast_and_slow(settings: GatewaySettings) -> (TestGateway, Client
 async fn flood_until_the_slow_one_is_cut(s: &TestGateway, sender: &mut Client, fast: &mut Client) {
     let blob = "y".repeat(64 * 1024);
     for i in 0..400 {
-        sender
-            .push(
-                Some("1"),
-                None,
-                "realtime:room1",
-                "broadcast",
-                json!({"type":"broadcast","event":"e","payload":{"i":i,"blob":blob}}),
-            )
-            .await;
+        sender.broadcast_blob(i, &blob).await;
         let f = fast.recv().await;
         assert_eq!(
             f[4]["payload"]["i"],
@@ -281,15 +273,9 @@ async fn batch_rest_broadcast_auth_validation_and_delivery() {
     );
     assert_eq!(v1.recv().await["payload"]["payload"], json!({"x":1}));
 
-    let (status, _, body) = http(
+    let (status, _, body) = post_broadcast(
         &s,
-        "POST",
-        "/api/broadcast",
-        &[
-            ("Host", HOST),
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
+        &auth,
         br#"{"messages":[{"topic":"room1"},{"topic":"r","event":"e","payload":{}}]}"#,
     )
     .await;
@@ -303,18 +289,7 @@ async fn batch_rest_broadcast_auth_validation_and_delivery() {
         "Bearer {}",
         sign(json!({"role":"anon","exp":now()+10}), "wrong")
     );
-    let (status, _, body) = http(
-        &s,
-        "POST",
-        "/api/broadcast",
-        &[
-            ("Host", HOST),
-            ("Authorization", &bad),
-            ("Content-Type", "application/json"),
-        ],
-        br#"{"messages":[]}"#,
-    )
-    .await;
+    let (status, _, body) = post_broadcast(&s, &bad, br#"{"messages":[]}"#).await;
     assert_eq!(
         (status, body.as_str()),
         (401, r#"{"message":"Unauthorized"}"#)
@@ -334,18 +309,7 @@ async fn batch_rest_broadcast_auth_validation_and_delivery() {
     );
 
     s.update(|t| t.suspend = true);
-    let (status, _, body) = http(
-        &s,
-        "POST",
-        "/api/broadcast",
-        &[
-            ("Host", HOST),
-            ("Authorization", &auth),
-            ("Content-Type", "application/json"),
-        ],
-        br#"{"messages":[]}"#,
-    )
-    .await;
+    let (status, _, body) = post_broadcast(&s, &auth, br#"{"messages":[]}"#).await;
     assert_eq!(
         (status, body.as_str()),
         (403, r#"{"message":"Tenant is suspended"}"#)

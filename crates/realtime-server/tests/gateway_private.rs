@@ -9,27 +9,17 @@ use std::time::{Duration, Instant};
 
 use gateway_common::{event, join_config, payload, status, Client, Seen};
 use serde_json::json;
-use support::{now, sign, TestServer, JWT_SECRET};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use support::{now, sign, wait_messages_partitioned, TestServer, JWT_SECRET};
 
 /// Creating a logical slot waits for every transaction running in the cluster, which on a
 /// loaded machine (other tests migrating their databases) can take tens of seconds.
 const REPLICATION_START_WAIT_MS: u64 = 120_000;
 
 async fn connect(server: &TestServer, token: &str) -> Client {
-    let mut req = server
-        .ws_url(&format!("/socket/websocket?apikey={token}&vsn=2.0.0"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "host",
-        HeaderValue::from_static("realtime-dev.supabase-realtime:4000"),
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade");
-    Client { ws, v2: true }
+    Client {
+        ws: server.socket(token, "2.0.0").await,
+        v2: true,
+    }
 }
 
 fn user_token(role: &str) -> String {
@@ -51,25 +41,7 @@ async fn server_with_policies() -> TestServer {
     ])
     .await;
     let db = server.db.as_ref().unwrap().connect().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let parts: i64 = db
-            .query_one(
-                "select count(*) from pg_inherits where inhparent = to_regclass('realtime.messages')",
-                &[],
-            )
-            .await
-            .map(|r| r.get(0))
-            .unwrap_or(0);
-        if parts > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tenant migrations did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_messages_partitioned(&db).await;
     db.batch_execute(
         "create policy read_all on realtime.messages for select to authenticated using (true);
          create policy write_room1 on realtime.messages for insert to authenticated
@@ -78,6 +50,33 @@ async fn server_with_policies() -> TestServer {
     .await
     .unwrap();
     server
+}
+
+/// [`server_with_policies`], where reading the topic `slow` takes `sleep` (a boolean
+/// expression that waits) and every other topic stays readable.
+async fn server_with_slow_topic(sleep: &str) -> TestServer {
+    let server = server_with_policies().await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    db.batch_execute(&format!(
+        "drop policy read_all on realtime.messages;
+         create policy read_unless_slow on realtime.messages for select to authenticated
+           using (case when realtime.topic() = 'slow' then {sleep} else true end);"
+    ))
+    .await
+    .unwrap();
+    server
+}
+
+/// Asks to join the private topic `slow` (join ref and ref `1`) without waiting for the reply.
+async fn join_slow(c: &mut Client) {
+    c.push(
+        Some("1"),
+        Some("1"),
+        "realtime:slow",
+        "phx_join",
+        private(json!({})),
+    )
+    .await;
 }
 
 fn private(extra: serde_json::Value) -> serde_json::Value {
@@ -250,20 +249,9 @@ async fn case47_database_broadcasts() {
     let server = server_with_policies().await;
     let mut v2 = connect(&server, &user_token("authenticated")).await;
     v2.join_ok("room1", "1", join_config(json!({}))).await;
-    let mut v1 = {
-        let mut req = server
-            .ws_url(&format!(
-                "/socket/websocket?apikey={}&vsn=1.0.0",
-                user_token("authenticated")
-            ))
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert(
-            "host",
-            HeaderValue::from_static("realtime-dev.supabase-realtime:4000"),
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-        Client { ws, v2: false }
+    let mut v1 = Client {
+        ws: server.socket(&user_token("authenticated"), "1.0.0").await,
+        v2: false,
     };
     v1.join_ok("room1", "1", join_config(json!({}))).await;
     let db = server.db.as_ref().unwrap().connect().await;
@@ -395,26 +383,11 @@ async fn replication_ready_opt_in_reports_the_connection() {
 /// the tenant's connections: another channel's check goes through meanwhile.
 #[tokio::test]
 async fn a_slow_policy_does_not_stall_the_tenant() {
-    let server = server_with_policies().await;
-    let db = server.db.as_ref().unwrap().connect().await;
-    db.batch_execute(
-        "drop policy read_all on realtime.messages;
-         create policy read_unless_slow on realtime.messages for select to authenticated
-           using (case when realtime.topic() = 'slow' then pg_sleep(30) is null else true end);",
-    )
-    .await
-    .unwrap();
+    let server = server_with_slow_topic("pg_sleep(30) is null").await;
     let mut slow = connect(&server, &user_token("authenticated")).await;
     let mut fast = connect(&server, &user_token("authenticated")).await;
     let started = Instant::now();
-    slow.push(
-        Some("1"),
-        Some("1"),
-        "realtime:slow",
-        "phx_join",
-        private(json!({})),
-    )
-    .await;
+    join_slow(&mut slow).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     fast.join_ok("fast", "1", private(json!({}))).await;
     assert!(
@@ -442,25 +415,10 @@ async fn a_slow_policy_does_not_stall_the_tenant() {
 /// heartbeat and joins another channel meanwhile, and a leave abandons the pending join.
 #[tokio::test]
 async fn a_socket_stays_responsive_while_its_join_waits_for_the_database() {
-    let server = server_with_policies().await;
-    let db = server.db.as_ref().unwrap().connect().await;
-    db.batch_execute(
-        "drop policy read_all on realtime.messages;
-         create policy read_unless_slow on realtime.messages for select to authenticated
-           using (case when realtime.topic() = 'slow' then (select true from pg_sleep(3)) else true end);",
-    )
-    .await
-    .unwrap();
+    let server = server_with_slow_topic("(select true from pg_sleep(3))").await;
     let mut c = connect(&server, &user_token("authenticated")).await;
     let started = Instant::now();
-    c.push(
-        Some("1"),
-        Some("1"),
-        "realtime:slow",
-        "phx_join",
-        private(json!({})),
-    )
-    .await;
+    join_slow(&mut c).await;
     c.push(None, Some("2"), "phoenix", "heartbeat", json!({}))
         .await;
     let hb = c.recv().await;

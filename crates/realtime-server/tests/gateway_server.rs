@@ -7,27 +7,11 @@ mod support;
 
 use gateway_common::{join_config, kind4, Client};
 use serde_json::json;
-use support::{anon_token, TestServer};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-
-const HOST: &str = "realtime-dev.supabase-realtime:4000";
+use support::{anon_token, TestServer, HOST};
 
 async fn connect(server: &TestServer, vsn: &str) -> Client {
-    let mut req = server
-        .ws_url(&format!(
-            "/socket/websocket?apikey={}&vsn={vsn}",
-            anon_token()
-        ))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("host", HeaderValue::from_static(HOST));
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade");
     Client {
-        ws,
+        ws: server.socket(&anon_token(), vsn).await,
         v2: vsn == "2.0.0",
     }
 }

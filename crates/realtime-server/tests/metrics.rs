@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use gateway_common::{event, join_config, payload, status, Client};
 use serde_json::json;
-use support::{now, sign, TestServer, HOST, JWT_SECRET};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use support::{now, sign, wait_messages_partitioned, wait_migrated, TestServer, JWT_SECRET};
 
 const METRICS_SECRET: &str = "metrics-secret-with-at-least-32-characters";
 const TENANT: &str = "realtime-dev";
@@ -115,17 +113,8 @@ async fn connect(server: &TestServer, vsn: &str) -> Client {
         &json!({"role": "authenticated", "exp": now() + 3600, "sub": "u1"}),
         JWT_SECRET,
     );
-    let mut req = server
-        .ws_url(&format!("/socket/websocket?apikey={token}&vsn={vsn}"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut()
-        .insert("host", HeaderValue::from_static(HOST));
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade");
     Client {
-        ws,
+        ws: server.socket(&token, vsn).await,
         v2: vsn == "2.0.0",
     }
 }
@@ -391,38 +380,9 @@ async fn the_metrics_bearer_guards_the_route() {
     assert_eq!(r.status, 200);
 }
 
-/// Waits until the tenant migrations created `realtime.subscription`.
-async fn wait_migrated(db: &tokio_postgres::Client) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while db
-        .query_one(
-            "select to_regclass('realtime.subscription') is not null",
-            &[],
-        )
-        .await
-        .map(|r| !r.get::<_, bool>(0))
-        .unwrap_or(true)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "tenant migrations did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn postgres_changes_show_replication_lag_and_gate_batches() {
-    let db = realtime_testkit::Cluster::shared().create_database().await;
-    let suffix = db.name.clone();
-    let server = TestServer::on_db(
-        db,
-        &[
-            ("METRICS_JWT_SECRET", METRICS_SECRET),
-            ("SLOT_NAME_SUFFIX", suffix.as_str()),
-        ],
-    )
-    .await;
+    let server = TestServer::with_own_slots(&[("METRICS_JWT_SECRET", METRICS_SECRET)]).await;
     let pg = server.db.as_ref().unwrap().connect().await;
     wait_migrated(&pg).await;
     pg.batch_execute(
@@ -519,36 +479,9 @@ async fn postgres_changes_show_replication_lag_and_gate_batches() {
 
 #[tokio::test]
 async fn private_channels_time_policy_checks_replay_and_database_broadcasts() {
-    let db = realtime_testkit::Cluster::shared().create_database().await;
-    let suffix = db.name.clone();
-    let server = TestServer::on_db(
-        db,
-        &[
-            ("METRICS_JWT_SECRET", METRICS_SECRET),
-            ("SLOT_NAME_SUFFIX", suffix.as_str()),
-        ],
-    )
-    .await;
+    let server = TestServer::with_own_slots(&[("METRICS_JWT_SECRET", METRICS_SECRET)]).await;
     let pg = server.db.as_ref().unwrap().connect().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let parts: i64 = pg
-            .query_one(
-                "select count(*) from pg_inherits where inhparent = to_regclass('realtime.messages')",
-                &[],
-            )
-            .await
-            .map(|r| r.get(0))
-            .unwrap_or(0);
-        if parts > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tenant migrations did not finish"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_messages_partitioned(&pg).await;
     pg.batch_execute(
         "create policy read_all on realtime.messages for select to authenticated using (true);
          create policy write_all on realtime.messages for insert to authenticated with check (true);

@@ -44,12 +44,7 @@ impl Check {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
-        Check {
-            id: id.into(),
-            status: Status::Warn,
-            message: message.into(),
-            fix: Some(fix.into()),
-        }
+        Check::with_fix(id, Status::Warn, message, fix)
     }
 
     /// A failure with its fix.
@@ -58,9 +53,18 @@ impl Check {
         message: impl Into<String>,
         fix: impl Into<String>,
     ) -> Check {
+        Check::with_fix(id, Status::Fail, message, fix)
+    }
+
+    fn with_fix(
+        id: impl Into<String>,
+        status: Status,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
         Check {
             id: id.into(),
-            status: Status::Fail,
+            status,
             message: message.into(),
             fix: Some(fix.into()),
         }

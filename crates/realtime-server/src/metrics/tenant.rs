@@ -256,21 +256,8 @@ impl TenantMetrics {
             .observe(inserted.as_secs_f64() * 1000.0);
     }
 
-    /// The totals summed into the global series, in [`GLOBAL_SUMS`] order.
-    pub fn totals(&self) -> [u64; 7] {
-        [
-            self.events.get(),
-            self.presence_events.get(),
-            self.db_events.get(),
-            self.joins.get(),
-            self.input_bytes.get(),
-            self.output_bytes.get(),
-            self.slow_consumer_closes.get(),
-        ]
-    }
-
-    /// Sum of every counter: it changes whenever the tenant does anything.
-    fn activity(&self) -> u64 {
+    /// The tenant's counters, in [`GLOBAL_SUMS`] order (slow-consumer closes last).
+    fn counts(&self) -> [&Count; 7] {
         [
             &self.events,
             &self.presence_events,
@@ -278,10 +265,22 @@ impl TenantMetrics {
             &self.joins,
             &self.input_bytes,
             &self.output_bytes,
+            &self.slow_consumer_closes,
         ]
-        .iter()
-        .map(|c| c.get())
-        .fold(0u64, u64::wrapping_add)
+    }
+
+    /// The totals summed into the global series, in [`GLOBAL_SUMS`] order.
+    pub fn totals(&self) -> [u64; 7] {
+        self.counts().map(Count::get)
+    }
+
+    /// Sum of every counter but the slow-consumer closes: it changes whenever the tenant
+    /// does anything.
+    fn activity(&self) -> u64 {
+        self.counts()[..6]
+            .iter()
+            .map(|c| c.get())
+            .fold(0u64, u64::wrapping_add)
     }
 
     /// Whether the tenant's series are exported: it has sockets, or something was counted
@@ -301,15 +300,7 @@ impl TenantMetrics {
     /// The tenant's families.
     pub fn collect(&self) -> Vec<MetricFamily> {
         let mut out = Vec::new();
-        for c in [
-            &self.events,
-            &self.presence_events,
-            &self.db_events,
-            &self.joins,
-            &self.input_bytes,
-            &self.output_bytes,
-            &self.slow_consumer_closes,
-        ] {
+        for c in self.counts() {
             out.extend(c.tenant.collect());
         }
         out.extend(self.errors.collect());

@@ -267,6 +267,19 @@ impl Client {
         }
     }
 
+    /// Broadcasts event `e` with payload `{"i": i, "blob": blob}` on `realtime:room1`, joined
+    /// with join ref `1`; no reply is asked for.
+    pub async fn broadcast_blob(&mut self, i: usize, blob: &str) {
+        self.push(
+            Some("1"),
+            None,
+            "realtime:room1",
+            "broadcast",
+            json!({"type":"broadcast","event":"e","payload":{"i":i,"blob":blob}}),
+        )
+        .await;
+    }
+
     /// Joins `realtime:<sub>` with join ref = ref = `jr` and returns the reply.
     pub async fn join(&mut self, sub: &str, jr: &str, payload: Value) -> Value {
         self.push(
@@ -343,6 +356,27 @@ pub fn kind4(topic: &str, event: &str, encoding: u8, payload: &[u8]) -> Vec<u8> 
     b.extend_from_slice(event.as_bytes());
     b.extend_from_slice(payload);
     b
+}
+
+/// `POST /api/broadcast` of a JSON `body` to the test tenant with `Authorization: auth`;
+/// returns what [`http`] does.
+pub async fn post_broadcast(
+    s: &TestGateway,
+    auth: &str,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, String) {
+    http(
+        s,
+        "POST",
+        "/api/broadcast",
+        &[
+            ("Host", HOST),
+            ("Authorization", auth),
+            ("Content-Type", "application/json"),
+        ],
+        body,
+    )
+    .await
 }
 
 /// A raw HTTP/1.1 request; returns status, headers (lowercased names) and body.

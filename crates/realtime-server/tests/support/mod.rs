@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use realtime_server::app::AppState;
@@ -16,6 +16,9 @@ use realtime_testkit::{Cluster, TestDb};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The self-hosted default `JWT_SECRET`, used as `API_JWT_SECRET` by [`TestServer::with_db`].
 pub const JWT_SECRET: &str = "your-super-secret-jwt-token-with-at-least-32-characters-long";
@@ -60,6 +63,16 @@ impl TestServer {
         TestServer::start(vars, Some(db)).await
     }
 
+    /// Like [`TestServer::with_db`], with `SLOT_NAME_SUFFIX` set to the database's name:
+    /// replication slot names are cluster-wide and tests of a file run at once.
+    pub async fn with_own_slots(env: &[(&str, &str)]) -> TestServer {
+        let db = Cluster::shared().create_database().await;
+        let suffix = db.name.clone();
+        let mut vars: Vec<(&str, &str)> = env.to_vec();
+        vars.push(("SLOT_NAME_SUFFIX", suffix.as_str()));
+        TestServer::on_db(db, &vars).await
+    }
+
     /// Starts with exactly these variables. Panics when the configuration is refused.
     pub async fn start(vars: Vec<(String, String)>, db: Option<TestDb>) -> TestServer {
         let config = Config::from_env(&vars.into_iter().collect::<Env>()).expect("valid config");
@@ -90,6 +103,25 @@ impl TestServer {
     /// `ws://127.0.0.1:<port><path>`
     pub fn ws_url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
+    }
+
+    /// A WebSocket to `/socket/websocket` with `apikey` = `token` and `vsn`, sent with the
+    /// [`HOST`] that resolves to the seeded tenant.
+    pub async fn socket(
+        &self,
+        token: &str,
+        vsn: &str,
+    ) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+        let mut req = self
+            .ws_url(&format!("/socket/websocket?apikey={token}&vsn={vsn}"))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("host", HeaderValue::from_static(HOST));
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("upgrade");
+        ws
     }
 
     /// One HTTP/1.1 request.
@@ -341,4 +373,47 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
+}
+
+/// Waits until the tenant migrations created `realtime.subscription`.
+pub async fn wait_migrated(db: &tokio_postgres::Client) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while db
+        .query_one(
+            "select to_regclass('realtime.subscription') is not null",
+            &[],
+        )
+        .await
+        .map(|r| !r.get::<_, bool>(0))
+        .unwrap_or(true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "tenant migrations did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the tenant migrations created the partitions of `realtime.messages`.
+pub async fn wait_messages_partitioned(db: &tokio_postgres::Client) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let parts: i64 = db
+            .query_one(
+                "select count(*) from pg_inherits where inhparent = to_regclass('realtime.messages')",
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if parts > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tenant migrations did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
