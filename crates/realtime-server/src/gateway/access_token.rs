@@ -24,7 +24,7 @@ impl Channel {
     /// the time set before.
     pub(crate) fn arm_token_timer(&mut self) {
         self.token_check_at = None;
-        let Some(exp) = jwt::exp_seconds(&self.claims) else {
+        let Some(exp) = self.exp else {
             return;
         };
         let now_ms = chrono::Utc::now().timestamp_millis();
@@ -119,14 +119,15 @@ impl Session {
                 let Some(ch) = self.channels.get_mut(&m.topic) else {
                     return;
                 };
+                let old = ch.claims();
                 ch.token = std::sync::Arc::from(token);
-                if claims == ch.claims {
+                ch.exp = jwt::exp_seconds(&claims);
+                if claims == old {
                     // Same identity, same permissions: nothing to check again.
                     ch.arm_token_timer();
                     return;
                 }
-                let role_changed = claims.get("role") != ch.claims.get("role");
-                ch.claims = claims.clone();
+                let role_changed = claims.get("role") != old.get("role");
                 let before = std::mem::take(&mut ch.policies);
                 if let Err(message) = self.reauthorize(&m.topic, before).await {
                     self.stop_channel(&m.topic, &message);
@@ -148,7 +149,6 @@ impl Session {
                     }
                     _ => has_bindings,
                 };
-                ch.claims = claims;
                 ch.arm_token_timer();
                 if resubscribe {
                     self.subscribe_changes(id);

@@ -113,7 +113,7 @@ impl Session {
         let ch = self.channels.get(topic)?;
         Some(PolicyContext {
             topic: ch.sub().to_string(),
-            claims: ch.claims.clone(),
+            claims: ch.claims(),
             headers: self.headers.clone(),
         })
     }

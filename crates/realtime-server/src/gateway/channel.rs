@@ -40,8 +40,9 @@ pub struct Channel {
     pub presence_window: Option<(Instant, u64)>,
     /// The channel's token.
     pub token: Arc<str>,
-    /// Its verified claims.
-    pub claims: Claims,
+    /// Its token's `exp` (the claims themselves are read from the token when needed:
+    /// [`Channel::claims`]).
+    pub exp: Option<i64>,
     /// Bumped on every token change so stale expiry timers are ignored.
     pub token_generation: u64,
     /// Permissions consulted by the hub.
@@ -64,6 +65,11 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// The verified claims of the channel's token.
+    pub fn claims(&self) -> Claims {
+        crate::gateway::jwt::claims_of(&self.token).unwrap_or_default()
+    }
+
     /// Sub-topic.
     pub fn sub(&self) -> &str {
         &self.key.sub

@@ -403,7 +403,7 @@ impl Session {
             tracked: None,
             presence_window: None,
             token,
-            claims,
+            exp: jwt::exp_seconds(&claims),
             token_generation: 0,
             perms: Arc::new(if cfg.private {
                 ChannelPerms::from_policies(&policies)

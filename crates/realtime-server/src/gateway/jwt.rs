@@ -270,6 +270,17 @@ fn check_claims(
     Ok(claims)
 }
 
+/// The claims of a token verified before (a channel keeps its token, not a second copy of its
+/// claims); `None` when it is not a JWT.
+pub fn claims_of(raw: &str) -> Option<Claims> {
+    let token = clean_token(raw).ok()?;
+    let payload = token.split('.').nth(1)?;
+    match serde_json::from_slice::<Value>(&decode_segment(payload)?) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
 /// The token's `exp` rounded to whole seconds, as upstream uses it for timers.
 pub fn exp_seconds(claims: &Claims) -> Option<i64> {
     claims
@@ -303,6 +314,18 @@ mod tests {
             secret: Some(secret),
             jwks: None,
         }
+    }
+
+    #[test]
+    fn claims_of_a_verified_token_are_its_claims() {
+        let t = hs(
+            json!({"role":"authenticated","sub":"u1","exp":4_000_000_000i64}),
+            "s3cret",
+        );
+        let verified = verify(&t, keys("s3cret"), &Map::new(), 1).unwrap();
+        assert_eq!(claims_of(&t), Some(verified.clone()));
+        assert_eq!(claims_of(&format!("Bearer {t}")), Some(verified));
+        assert_eq!(claims_of("not a token"), None);
     }
 
     #[test]

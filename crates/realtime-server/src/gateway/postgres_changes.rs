@@ -43,7 +43,7 @@ impl Session {
         });
         let req = SubscribeRequest {
             topic: topic.clone(),
-            claims: Value::Object(ch.claims.clone()),
+            claims: Value::Object(ch.claims()),
             bindings: ch.bindings.clone(),
             sink,
         };
