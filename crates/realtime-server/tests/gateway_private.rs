@@ -544,3 +544,48 @@ async fn a_refused_track_is_checked_again_at_the_next_track() {
         assert_eq!(payload(&diff)["joins"].as_object().unwrap().len(), 1);
     }
 }
+
+/// A private channel's first broadcast waits for the write policy off the socket's task: the
+/// socket answers a heartbeat meanwhile, and the channel's broadcasts still arrive in order.
+#[tokio::test]
+async fn a_write_check_does_not_hold_the_socket_and_keeps_order() {
+    let server = server_with_policies().await;
+    let db = server.db.as_ref().unwrap().connect().await;
+    db.batch_execute(
+        "create policy write_slow on realtime.messages for insert to authenticated
+           with check (realtime.topic() = 'slowwrite' and (select true from pg_sleep(2)));",
+    )
+    .await
+    .unwrap();
+    let mut writer = connect(&server, &user_token("authenticated")).await;
+    let mut reader = connect(&server, &user_token("authenticated")).await;
+    writer.join_ok("slowwrite", "1", private(json!({}))).await;
+    reader.join_ok("slowwrite", "1", private(json!({}))).await;
+    let started = Instant::now();
+    for i in 0..3 {
+        writer
+            .push(
+                Some("1"),
+                None,
+                "realtime:slowwrite",
+                "broadcast",
+                json!({"type":"broadcast","event":"e","payload":{"i":i}}),
+            )
+            .await;
+    }
+    writer
+        .push(None, Some("9"), "phoenix", "heartbeat", json!({}))
+        .await;
+    let hb = writer.recv().await;
+    assert_eq!(hb[1], "9", "{hb}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the heartbeat waited {:?}",
+        started.elapsed()
+    );
+    for i in 0..3 {
+        let m = reader.recv().await;
+        assert_eq!(m[4]["payload"]["i"], i, "{m}");
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}

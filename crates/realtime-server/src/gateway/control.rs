@@ -54,6 +54,8 @@ pub enum Control {
         /// Its outcome.
         verdict: Box<crate::gateway::join::DbVerdict>,
     },
+    /// The tenant database answered a private channel's write check.
+    WriteChecked(Box<crate::gateway::write_check::WriteVerdict>),
     /// Tenant-wide drain: "Server requested disconnect" on every channel, then close 1012.
     ServerDisconnect,
     /// Close the socket with this code.

@@ -47,6 +47,7 @@ mod session_tests;
 pub mod socket;
 pub mod socket_log;
 pub mod tenant_resolve;
+pub mod write_check;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -372,6 +372,13 @@ impl Session {
 }
 
 /// `{"status":"error","response":{}}` from the channel on `topic`.
+impl Session {
+    /// Answers a presence message whose write was denied.
+    pub(crate) fn deny_presence(&self, topic: &str, msg_ref: Option<String>) {
+        self.link.send(&reply_error(&self.channels, topic, msg_ref));
+    }
+}
+
 fn reply_error(
     channels: &std::collections::HashMap<String, Box<Channel>>,
     topic: &str,

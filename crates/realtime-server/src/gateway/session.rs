@@ -52,6 +52,8 @@ pub struct Session {
     pub(crate) refusals_pending: Arc<std::sync::atomic::AtomicUsize>,
     /// Joins waiting for the tenant database, by topic: the attempt that may finish.
     pub(crate) pending_joins: HashMap<String, u64>,
+    /// Frames of channels waiting for a write check, in arrival order.
+    pub(crate) parked: HashMap<String, std::collections::VecDeque<Inbound>>,
 }
 
 /// What moves a session forward. The socket task turns what it reads and its timers into
@@ -185,6 +187,7 @@ impl Session {
             closing: false,
             refusals_pending: Arc::default(),
             pending_joins: HashMap::new(),
+            parked: HashMap::new(),
         }
     }
 
@@ -277,6 +280,17 @@ impl Session {
                 return;
             }
         };
+        if let Some(inbound) = self.park_behind(inbound) {
+            self.dispatch(inbound).await;
+        }
+    }
+
+    /// Handles a decoded frame, or parks it behind the write check it needs.
+    pub(crate) async fn dispatch(&mut self, inbound: Inbound) {
+        if let Some(ext) = self.write_check_for(&inbound) {
+            self.check_write_then(inbound, ext);
+            return;
+        }
         match inbound {
             Inbound::Message(m) => self.on_message(m).await,
             Inbound::UserBroadcast(ub) => {
@@ -351,6 +365,7 @@ impl Session {
                 deadline,
             } => self.on_replication_check(channel_id, deadline),
             Control::JoinChecked { join, verdict } => self.on_join_checked(*join, *verdict),
+            Control::WriteChecked(verdict) => Box::pin(self.on_write_checked(*verdict)).await,
             Control::ServerDisconnect => {
                 // A fan-out frame: one tenant event per receiving channel, as for broadcasts (§12).
                 let n = self.channels.len() as u64;
