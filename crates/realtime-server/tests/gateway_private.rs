@@ -589,3 +589,50 @@ async fn a_write_check_does_not_hold_the_socket_and_keeps_order() {
     }
     assert!(started.elapsed() >= Duration::from_secs(2));
 }
+
+/// A token change on a private channel re-checks the read policy off the socket's task: the
+/// socket answers a heartbeat meanwhile, and the channel goes on once the policy allows it.
+#[tokio::test]
+async fn a_token_refresh_check_does_not_hold_the_socket() {
+    let server = server_with_slow_topic("(select true from pg_sleep(2))").await;
+    let mut c = connect(&server, &user_token("authenticated")).await;
+    join_slow(&mut c).await;
+    let r = match c.next_within(10_000).await {
+        Seen::Text(v) => v,
+        other => panic!("expected the join reply, got {other:?}"),
+    };
+    assert_eq!(status(&r), "ok", "{r}");
+    let other = sign(
+        &json!({"role":"authenticated","sub":"someone-else","exp": now() + 3600}),
+        JWT_SECRET,
+    );
+    let started = Instant::now();
+    c.push(
+        Some("1"),
+        Some("2"),
+        "realtime:slow",
+        "access_token",
+        json!({"access_token": other}),
+    )
+    .await;
+    c.push(None, Some("3"), "phoenix", "heartbeat", json!({}))
+        .await;
+    let hb = c.recv().await;
+    assert_eq!(hb[1], "3", "{hb}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the heartbeat waited {:?}",
+        started.elapsed()
+    );
+    // The check allows the new token: the channel stays, nothing else arrives.
+    c.silent(3000).await;
+    c.push(
+        Some("1"),
+        Some("4"),
+        "realtime:slow",
+        "phx_leave",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status(&c.recv().await), "ok");
+}

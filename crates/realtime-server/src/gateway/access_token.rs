@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use realtime_protocol::Message;
 use serde_json::Value;
 
+use crate::gateway::authorization::{judge_refresh, Policies, PolicyError};
 use crate::gateway::channel::Channel;
+use crate::gateway::control::Control;
+use crate::gateway::jwt::Claims;
 use crate::gateway::jwt::{self, JwtError};
 use crate::gateway::session::Session;
 
@@ -129,31 +132,94 @@ impl Session {
                 }
                 let role_changed = claims.get("role") != old.get("role");
                 let before = std::mem::take(&mut ch.policies);
-                if let Err(message) = self.reauthorize(&m.topic, before).await {
-                    self.stop_channel(&m.topic, &message);
-                    return;
-                }
-                let Some(ch) = self.channels.get_mut(&m.topic) else {
-                    return;
-                };
-                ch.token_generation += 1;
-                let id = ch.id;
-                let has_bindings = !ch.bindings.is_empty();
-                // A new role can change which tables and columns the bindings may read:
-                // subscribe again, as upstream does after every refresh. The same role only
-                // changes the claims the RLS gate uses for the next changes.
-                let resubscribe = match &ch.cdc {
-                    Some(sub) if !role_changed => {
-                        sub.update_claims(Value::Object(claims.clone()));
-                        false
-                    }
-                    _ => has_bindings,
-                };
-                ch.arm_token_timer();
-                if resubscribe {
-                    self.subscribe_changes(id);
+                if ch.private {
+                    self.reauthorize_then(&m.topic, before, role_changed, claims);
+                } else {
+                    self.finish_refresh(&m.topic, role_changed, claims);
                 }
             }
         }
     }
+
+    /// Runs a private channel's read check for its new token off the socket's task; the
+    /// channel's frames wait in order until [`Session::on_reauthorized`].
+    fn reauthorize_then(
+        &mut self,
+        topic: &str,
+        before: Policies,
+        role_changed: bool,
+        claims: Claims,
+    ) {
+        let (Some(ch), Some(ctx)) = (self.channels.get(topic), self.auth_context(topic)) else {
+            return;
+        };
+        let (channel_id, with_presence) = (ch.id, ch.presence_on);
+        self.park_topic(topic);
+        let gw = self.gw.clone();
+        let link = self.link.clone();
+        let topic = topic.to_string();
+        tokio::spawn(async move {
+            let result = gw
+                .read_policies(&link.tenant, &ctx, with_presence, Policies::default())
+                .await;
+            link.control(Control::Reauthorized(Box::new(RefreshVerdict {
+                topic,
+                channel_id,
+                before,
+                role_changed,
+                claims,
+                result,
+            })));
+        });
+    }
+
+    /// A private channel's read check after a token change answered.
+    pub(crate) async fn on_reauthorized(&mut self, v: RefreshVerdict) {
+        let queue = self.parked.remove(&v.topic).unwrap_or_default();
+        if let Some(ch) = self.channels.get(&v.topic).filter(|c| c.id == v.channel_id) {
+            let sub = ch.sub().to_string();
+            match judge_refresh(&sub, v.before, v.result) {
+                Err(message) => self.stop_channel(&v.topic, &message),
+                Ok(after) => {
+                    self.set_policies(&v.topic, after);
+                    self.finish_refresh(&v.topic, v.role_changed, v.claims);
+                }
+            }
+        }
+        self.replay_parked(&v.topic, queue).await;
+    }
+
+    /// The rest of a token change once the channel may keep reading.
+    fn finish_refresh(&mut self, topic: &str, role_changed: bool, claims: Claims) {
+        let Some(ch) = self.channels.get_mut(topic) else {
+            return;
+        };
+        ch.token_generation += 1;
+        let id = ch.id;
+        let has_bindings = !ch.bindings.is_empty();
+        // A new role can change which tables and columns the bindings may read: subscribe
+        // again, as upstream does after every refresh. The same role only changes the claims
+        // the RLS gate uses for the next changes.
+        let resubscribe = match &ch.cdc {
+            Some(sub) if !role_changed => {
+                sub.update_claims(Value::Object(claims));
+                false
+            }
+            _ => has_bindings,
+        };
+        ch.arm_token_timer();
+        if resubscribe {
+            self.subscribe_changes(id);
+        }
+    }
+}
+
+/// The tenant database's answer to a private channel's read check after a token change.
+pub struct RefreshVerdict {
+    topic: String,
+    channel_id: u64,
+    before: Policies,
+    role_changed: bool,
+    claims: Claims,
+    result: Result<Policies, PolicyError>,
 }

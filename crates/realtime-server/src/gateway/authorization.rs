@@ -166,51 +166,31 @@ impl Session {
             Extension::Presence => policies.presence_write == Some(true),
         }
     }
+}
 
-    /// After a token change on a private channel: drop cached policies and re-run the read
-    /// check. `Err` carries the channel-stop message.
-    pub(crate) async fn reauthorize(
-        &mut self,
-        topic: &str,
-        before: Policies,
-    ) -> Result<(), String> {
-        let Some(ch) = self.channels.get(topic) else {
-            return Ok(());
-        };
-        if !ch.private {
-            return Ok(());
-        }
-        let sub = ch.sub().to_string();
-        let with_presence = ch.presence_on;
-        let Some(ctx) = self.auth_context(topic) else {
-            return Ok(());
-        };
-        let denied = stop::no_read_permission(&sub);
-        let after = match self
-            .gw
-            .read_policies(&self.link.tenant, &ctx, with_presence, Policies::default())
-            .await
-        {
-            Ok(p) => p,
-            Err(PolicyError::Policy(_)) => return Err(denied),
-            Err(e) => return Err(refresh_message(&e)),
-        };
-        let br = after.broadcast_read == Some(true);
-        let pr = after.presence_read == Some(true);
-        if !br && !pr {
-            return Err(denied);
-        }
-        let lost = (before.broadcast_read == Some(true) && !br)
-            || (before.presence_read == Some(true) && after.presence_read == Some(false));
-        if lost {
-            return Err(stop::read_permission_revoked(&sub));
-        }
-        if let Some(ch) = self.channels.get_mut(topic) {
-            ch.policies = after;
-            ch.perms.set(&after);
-        }
-        Ok(())
+/// The verdict on a private channel's read policies after a token change: the new policies, or
+/// the channel-stop message (no read left, a read permission lost, or the check failed).
+pub fn judge_refresh(
+    sub: &str,
+    before: Policies,
+    result: Result<Policies, PolicyError>,
+) -> Result<Policies, String> {
+    let after = match result {
+        Ok(p) => p,
+        Err(PolicyError::Policy(_)) => return Err(stop::no_read_permission(sub)),
+        Err(e) => return Err(refresh_message(&e)),
+    };
+    let br = after.broadcast_read == Some(true);
+    let pr = after.presence_read == Some(true);
+    if !br && !pr {
+        return Err(stop::no_read_permission(sub));
     }
+    let lost = (before.broadcast_read == Some(true) && !br)
+        || (before.presence_read == Some(true) && after.presence_read == Some(false));
+    if lost {
+        return Err(stop::read_permission_revoked(sub));
+    }
+    Ok(after)
 }
 
 #[cfg(test)]

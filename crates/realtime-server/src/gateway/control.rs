@@ -56,6 +56,8 @@ pub enum Control {
     },
     /// The tenant database answered a private channel's write check.
     WriteChecked(Box<crate::gateway::write_check::WriteVerdict>),
+    /// The tenant database answered a private channel's read check after a token change.
+    Reauthorized(Box<crate::gateway::access_token::RefreshVerdict>),
     /// Tenant-wide drain: "Server requested disconnect" on every channel, then close 1012.
     ServerDisconnect,
     /// Close the socket with this code.

@@ -366,6 +366,7 @@ impl Session {
             } => self.on_replication_check(channel_id, deadline),
             Control::JoinChecked { join, verdict } => self.on_join_checked(*join, *verdict),
             Control::WriteChecked(verdict) => Box::pin(self.on_write_checked(*verdict)).await,
+            Control::Reauthorized(verdict) => Box::pin(self.on_reauthorized(*verdict)).await,
             Control::ServerDisconnect => {
                 // A fan-out frame: one tenant event per receiving channel, as for broadcasts (§12).
                 let n = self.channels.len() as u64;

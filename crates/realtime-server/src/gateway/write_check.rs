@@ -162,9 +162,19 @@ impl Session {
                 }
             }
         }
+        self.replay_parked(&topic, queue).await;
+    }
+
+    /// From now on the topic's frames wait (see [`Session::replay_parked`]).
+    pub(crate) fn park_topic(&mut self, topic: &str) {
+        self.parked.entry(topic.to_string()).or_default();
+    }
+
+    /// Handles frames that waited for a check, in order; if one of them starts another check,
+    /// the rest wait behind it.
+    pub(crate) async fn replay_parked(&mut self, topic: &str, mut queue: VecDeque<Inbound>) {
         while let Some(next) = queue.pop_front() {
-            if let Some(waiting) = self.parked.get_mut(&topic) {
-                // A frame started another check: the rest wait behind it.
+            if let Some(waiting) = self.parked.get_mut(topic) {
                 waiting.push_back(next);
                 waiting.extend(queue.drain(..));
                 break;
@@ -174,7 +184,7 @@ impl Session {
     }
 
     /// Sets a channel's policies; returns the ones it had.
-    fn set_policies(&mut self, topic: &str, p: Policies) -> Option<Policies> {
+    pub(crate) fn set_policies(&mut self, topic: &str, p: Policies) -> Option<Policies> {
         let ch = self.channels.get_mut(topic)?;
         let prior = ch.policies;
         ch.policies = p;
