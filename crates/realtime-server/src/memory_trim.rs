@@ -1,7 +1,7 @@
 //! Gives freed memory back to the system after many sockets closed. glibc's allocator keeps
 //! what a burst of connections freed in its arenas; without a trim the process keeps its peak
-//! resident size long after the sockets are gone. (musl, the image's libc, returns memory on
-//! its own, so this runs only on glibc.)
+//! resident size long after the sockets are gone. (The binary and the image both link glibc;
+//! on another libc this does nothing.)
 
 use std::sync::Arc;
 use std::time::Duration;
