@@ -175,7 +175,7 @@ impl Session {
 
     /// A private channel's read check after a token change answered.
     pub(crate) async fn on_reauthorized(&mut self, v: RefreshVerdict) {
-        let queue = self.parked.remove(&v.topic).unwrap_or_default();
+        let queue = self.parked.take(&v.topic).unwrap_or_default();
         if let Some(ch) = self.channels.get(&v.topic).filter(|c| c.id == v.channel_id) {
             let sub = ch.sub().to_string();
             match judge_refresh(&sub, v.before, v.result) {

@@ -53,7 +53,7 @@ pub struct Session {
     /// Joins waiting for the tenant database, by topic: the attempt that may finish.
     pub(crate) pending_joins: HashMap<String, u64>,
     /// Frames of channels waiting for a write check, in arrival order.
-    pub(crate) parked: HashMap<String, std::collections::VecDeque<Inbound>>,
+    pub(crate) parked: crate::gateway::write_check::Parked,
 }
 
 /// What moves a session forward. The socket task turns what it reads and its timers into
@@ -187,7 +187,7 @@ impl Session {
             closing: false,
             refusals_pending: Arc::default(),
             pending_joins: HashMap::new(),
-            parked: HashMap::new(),
+            parked: Default::default(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! channel, wait in order until the verdict, while the socket keeps answering heartbeats and
 //! serving its other channels.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use realtime_protocol::{events, Inbound};
 use serde_json::Value;
@@ -12,8 +12,65 @@ use crate::gateway::authorization::{Extension, Policies};
 use crate::gateway::control::Control;
 use crate::gateway::session::Session;
 
-/// Frames one channel may have waiting behind a check; later ones are dropped with a log line.
+/// Frames a socket may have waiting behind checks; later ones are dropped with a log line.
 const MAX_PARKED: usize = 1024;
+
+/// Bytes (near enough) a socket may have waiting behind checks.
+const MAX_PARKED_BYTES: usize = 4 * 1024 * 1024;
+
+/// A socket's frames waiting behind its channels' checks, by topic, in arrival order, bounded
+/// in frames and bytes for the whole socket.
+#[derive(Default)]
+pub struct Parked {
+    queues: HashMap<String, VecDeque<Inbound>>,
+    frames: usize,
+    bytes: usize,
+}
+
+/// About what a waiting frame holds.
+fn size_of(inbound: &Inbound) -> usize {
+    match inbound {
+        Inbound::Message(m) => m.topic.len() + m.event.len() + m.payload.to_string().len(),
+        Inbound::UserBroadcast(ub) => {
+            ub.topic.len() + ub.event.len() + ub.metadata.len() + ub.payload.len()
+        }
+    }
+}
+
+impl Parked {
+    /// Whether frames of `topic` wait.
+    pub fn contains(&self, topic: &str) -> bool {
+        self.queues.contains_key(topic)
+    }
+
+    /// From now on frames of `topic` wait.
+    fn start(&mut self, topic: &str) {
+        self.queues.entry(topic.to_string()).or_default();
+    }
+
+    /// Queues a frame behind its topic's check; false when it had to be dropped.
+    fn push(&mut self, topic: &str, inbound: Inbound) -> bool {
+        let size = size_of(&inbound);
+        if self.frames >= MAX_PARKED || self.bytes + size > MAX_PARKED_BYTES {
+            return false;
+        }
+        let Some(queue) = self.queues.get_mut(topic) else {
+            return false;
+        };
+        queue.push_back(inbound);
+        self.frames += 1;
+        self.bytes += size;
+        true
+    }
+
+    /// The frames of `topic`, which no longer wait.
+    pub(crate) fn take(&mut self, topic: &str) -> Option<VecDeque<Inbound>> {
+        let queue = self.queues.remove(topic)?;
+        self.frames -= queue.len();
+        self.bytes -= queue.iter().map(size_of).sum::<usize>();
+        Some(queue)
+    }
+}
 
 /// The tenant database's answer to a write check.
 pub struct WriteVerdict {
@@ -54,13 +111,12 @@ fn track_meta_is_map(inbound: &Inbound) -> bool {
 impl Session {
     /// Queues `inbound` behind its channel's running check; hands it back when there is none.
     pub(crate) fn park_behind(&mut self, inbound: Inbound) -> Option<Inbound> {
-        let Some(queue) = self.parked.get_mut(topic_of(&inbound)) else {
+        let topic = topic_of(&inbound).to_string();
+        if !self.parked.contains(&topic) {
             return Some(inbound);
-        };
-        if queue.len() >= MAX_PARKED {
+        }
+        if !self.parked.push(&topic, inbound) {
             tracing::warn!(tenant = %self.link.tenant, "frame dropped: too many waiting for a policy check");
-        } else {
-            queue.push_back(inbound);
         }
         None
     }
@@ -93,7 +149,8 @@ impl Session {
             return;
         };
         let (channel_id, policies) = (ch.id, ch.policies);
-        self.parked.insert(topic.clone(), VecDeque::from([inbound]));
+        self.parked.start(&topic);
+        self.parked.push(&topic, inbound);
         let gw = self.gw.clone();
         let link = self.link.clone();
         tokio::spawn(async move {
@@ -127,7 +184,7 @@ impl Session {
             ext,
             result,
         } = verdict;
-        let Some(mut queue) = self.parked.remove(&topic) else {
+        let Some(mut queue) = self.parked.take(&topic) else {
             return;
         };
         let Some(first) = queue.pop_front() else {
@@ -167,16 +224,19 @@ impl Session {
 
     /// From now on the topic's frames wait (see [`Session::replay_parked`]).
     pub(crate) fn park_topic(&mut self, topic: &str) {
-        self.parked.entry(topic.to_string()).or_default();
+        self.parked.start(topic);
     }
 
     /// Handles frames that waited for a check, in order; if one of them starts another check,
     /// the rest wait behind it.
     pub(crate) async fn replay_parked(&mut self, topic: &str, mut queue: VecDeque<Inbound>) {
         while let Some(next) = queue.pop_front() {
-            if let Some(waiting) = self.parked.get_mut(topic) {
-                waiting.push_back(next);
-                waiting.extend(queue.drain(..));
+            if self.parked.contains(topic) {
+                for waiting in std::iter::once(next).chain(queue.drain(..)) {
+                    if !self.parked.push(topic, waiting) {
+                        tracing::warn!(tenant = %self.link.tenant, "frame dropped: too many waiting for a policy check");
+                    }
+                }
                 break;
             }
             self.dispatch(next).await;
@@ -190,5 +250,50 @@ impl Session {
         ch.policies = p;
         ch.perms.set(&p);
         Some(prior)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use realtime_protocol::Message;
+    use serde_json::json;
+
+    fn frame(topic: &str, bytes: usize) -> Inbound {
+        Inbound::Message(Message {
+            join_ref: None,
+            msg_ref: None,
+            topic: topic.to_string(),
+            event: "broadcast".to_string(),
+            payload: json!({ "x": "y".repeat(bytes) }),
+        })
+    }
+
+    #[test]
+    fn waiting_frames_are_bounded_for_the_socket_and_given_back_in_order() {
+        let mut parked = Parked::default();
+        assert!(
+            !parked.push("realtime:a", frame("realtime:a", 1)),
+            "no check runs"
+        );
+        parked.start("realtime:a");
+        parked.start("realtime:b");
+        assert!(parked.push("realtime:a", frame("realtime:a", 1)));
+        assert!(parked.push("realtime:b", frame("realtime:b", 2)));
+        // One large frame past the byte bound is dropped; the bound is the socket's.
+        assert!(!parked.push("realtime:b", frame("realtime:b", MAX_PARKED_BYTES)));
+        let a = parked.take("realtime:a").unwrap();
+        assert_eq!(a.len(), 1);
+        assert!(!parked.contains("realtime:a"));
+        for _ in 1..MAX_PARKED {
+            assert!(parked.push("realtime:b", frame("realtime:b", 1)));
+        }
+        assert!(
+            !parked.push("realtime:b", frame("realtime:b", 1)),
+            "frame bound"
+        );
+        let b = parked.take("realtime:b").unwrap();
+        assert_eq!(b.len(), MAX_PARKED);
+        assert_eq!((parked.frames, parked.bytes), (0, 0));
     }
 }
