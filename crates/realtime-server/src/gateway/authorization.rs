@@ -118,10 +118,10 @@ impl Session {
         })
     }
 
-    /// Whether the channel may write `ext`: always on public channels; on private ones the
-    /// write policies are evaluated on first use and cached until the token changes (presence
-    /// read is evaluated with them when still unknown). Database failures deny.
-    pub(crate) async fn may_write(&mut self, topic: &str, ext: Extension) -> bool {
+    /// Whether the channel may write `ext`: always on public channels; on private ones what the
+    /// write policies said. Frames that need them are only handled once their check ran
+    /// (`write_check.rs`), so an unknown answer means a failed check, which denies.
+    pub(crate) fn may_write(&self, topic: &str, ext: Extension) -> bool {
         let Some(ch) = self.channels.get(topic) else {
             return false;
         };
@@ -132,39 +132,7 @@ impl Session {
             Extension::Broadcast => ch.policies.broadcast_write,
             Extension::Presence => ch.policies.presence_write,
         };
-        if let Some(allowed) = known {
-            return allowed;
-        }
-        let mut policies = ch.policies;
-        let Some(ctx) = self.auth_context(topic) else {
-            return false;
-        };
-        let tenant = self.link.tenant.clone();
-        match self.gw.write_policies(&tenant, &ctx, policies).await {
-            Ok(p) => policies = p,
-            Err(e) => {
-                tracing::error!(tenant = %tenant, topic, error = %e, "write policy check failed");
-                return false;
-            }
-        }
-        if ext == Extension::Presence && policies.presence_read.is_none() {
-            match self.gw.read_policies(&tenant, &ctx, true, policies).await {
-                Ok(p) => policies = p,
-                Err(e) => {
-                    tracing::error!(tenant = %tenant, topic, error = %e, "read policy check failed");
-                    return false;
-                }
-            }
-        }
-        let Some(ch) = self.channels.get_mut(topic) else {
-            return false;
-        };
-        ch.policies = policies;
-        ch.perms.set(&policies);
-        match ext {
-            Extension::Broadcast => policies.broadcast_write == Some(true),
-            Extension::Presence => policies.presence_write == Some(true),
-        }
+        known == Some(true)
     }
 }
 

@@ -115,7 +115,7 @@ impl Session {
         let Some(tenant) = self.fresh_tenant().await else {
             return;
         };
-        if !self.may_write(topic, Extension::Broadcast).await {
+        if !self.may_write(topic, Extension::Broadcast) {
             // Denied or unknown: dropped without a reply, even with ack on.
             return;
         }

@@ -287,22 +287,11 @@ impl Session {
                     .and_then(|p| p.get("payload"))
                     .cloned()
                     .unwrap_or_else(|| json!({}));
-                if ch.private {
-                    let before = ch.policies;
-                    let allowed = self.may_write(&topic, Extension::Presence).await;
-                    if !allowed || !meta.is_object() {
-                        // Like upstream, a track that fails keeps nothing of the checks it ran:
-                        // the next track asks the database again, so a policy (or the data it
-                        // reads) that changed since takes effect without a rejoin.
-                        if let Some(ch) = self.channels.get_mut(&topic) {
-                            ch.policies = before;
-                            ch.perms.set(&before);
-                        }
-                    }
-                    if !allowed {
-                        link.send(&reply_error(&self.channels, &topic, m.msg_ref));
-                        return;
-                    }
+                // A private channel's write check ran before this frame (`write_check.rs`),
+                // which also forgets the answers of a track that fails.
+                if !self.may_write(&topic, Extension::Presence) {
+                    link.send(&reply_error(&self.channels, &topic, m.msg_ref));
+                    return;
                 }
                 let Some(ch) = self.channels.get_mut(&topic) else {
                     return;
