@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 /// Items an empty queue keeps room for; a burst's larger buffer is given back.
-const KEEP: usize = 8;
+pub const KEEP: usize = 8;
 
 /// Why an item was not queued.
 #[derive(Debug, PartialEq, Eq)]

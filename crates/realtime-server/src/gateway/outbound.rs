@@ -76,6 +76,11 @@ fn clock_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
+/// Over the soft byte mark, or more than half the queue's frames in use.
+fn congested(flow: &Flow, out: &Mailbox<WsMessage>) -> bool {
+    flow.queued_bytes.load(Ordering::SeqCst) > SOFT_BYTES || out.len() > out.capacity() / 2
+}
+
 /// Bytes a frame puts on the wire (near enough: the payload).
 fn frame_bytes(m: &WsMessage) -> usize {
     match m {
@@ -142,8 +147,7 @@ impl SessionLink {
     /// Whether this queue should slow its publishers: over the soft byte mark, or more than
     /// half its frames in use.
     pub fn is_congested(&self) -> bool {
-        self.flow.queued_bytes.load(Ordering::SeqCst) > SOFT_BYTES
-            || self.out.len() > self.out.capacity() / 2
+        congested(&self.flow, &self.out)
     }
 
     /// Waits until the queue is below its soft marks, the socket is gone, or the queue has
@@ -254,17 +258,14 @@ pub async fn write_loop(
             break;
         }
         flow.last_write_ms.store(clock_ms(), Ordering::Relaxed);
-        if flow.waiting.load(Ordering::SeqCst)
-            && flow.queued_bytes.load(Ordering::SeqCst) <= SOFT_BYTES
-            && out.len() <= out.capacity() / 2
-        {
+        if flow.waiting.load(Ordering::SeqCst) && !congested(&flow, &out) {
             flow.waiting.store(false, Ordering::SeqCst);
             flow.drained.notify_waiters();
         }
         if closing {
             break;
         }
-        if batch.capacity() > 8 {
+        if batch.capacity() > crate::gateway::mailbox::KEEP {
             // A burst's batch buffer is not kept by an idle socket.
             batch = VecDeque::new();
         }
