@@ -22,7 +22,8 @@ const MAX_PARKED_BYTES: usize = 4 * 1024 * 1024;
 /// in frames and bytes for the whole socket.
 #[derive(Default)]
 pub struct Parked {
-    queues: HashMap<String, VecDeque<Inbound>>,
+    /// Each frame with its size, counted once.
+    queues: HashMap<String, VecDeque<(usize, Inbound)>>,
     frames: usize,
     bytes: usize,
 }
@@ -57,7 +58,7 @@ impl Parked {
         let Some(queue) = self.queues.get_mut(topic) else {
             return false;
         };
-        queue.push_back(inbound);
+        queue.push_back((size, inbound));
         self.frames += 1;
         self.bytes += size;
         true
@@ -67,8 +68,8 @@ impl Parked {
     pub(crate) fn take(&mut self, topic: &str) -> Option<VecDeque<Inbound>> {
         let queue = self.queues.remove(topic)?;
         self.frames -= queue.len();
-        self.bytes -= queue.iter().map(size_of).sum::<usize>();
-        Some(queue)
+        self.bytes -= queue.iter().map(|(size, _)| size).sum::<usize>();
+        Some(queue.into_iter().map(|(_, inbound)| inbound).collect())
     }
 }
 
