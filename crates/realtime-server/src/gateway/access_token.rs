@@ -194,7 +194,6 @@ impl Session {
         let Some(ch) = self.channels.get_mut(topic) else {
             return;
         };
-        ch.token_generation += 1;
         let id = ch.id;
         let has_bindings = !ch.bindings.is_empty();
         // A new role can change which tables and columns the bindings may read: subscribe

@@ -43,8 +43,6 @@ pub struct Channel {
     /// Its token's `exp` (the claims themselves are read from the token when needed:
     /// [`Channel::claims`]).
     pub exp: Option<i64>,
-    /// Bumped on every token change so stale expiry timers are ignored.
-    pub token_generation: u64,
     /// Permissions consulted by the hub.
     pub perms: Arc<ChannelPerms>,
     /// Postgres changes bindings with their ids (as echoed in the join reply).

@@ -404,7 +404,6 @@ impl Session {
             presence_window: None,
             token,
             exp: jwt::exp_seconds(&claims),
-            token_generation: 0,
             perms: Arc::new(if cfg.private {
                 ChannelPerms::from_policies(&policies)
             } else {
