@@ -64,17 +64,12 @@ pub enum Control {
     Close(u16),
 }
 
-/// Sends `c` to the session after `delay`; the handle cancels it.
-pub(crate) fn spawn_after(
-    control: &Arc<Mailbox<Control>>,
-    delay: Duration,
-    c: Control,
-) -> tokio::task::AbortHandle {
+/// Sends `c` to the session after `delay`.
+pub(crate) fn spawn_after(control: &Arc<Mailbox<Control>>, delay: Duration, c: Control) {
     let tx = control.clone();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
         // A full queue means a stuck socket; its kill is on its way from other pushes.
         let _ = tx.push(c);
-    })
-    .abort_handle()
+    });
 }
