@@ -222,6 +222,11 @@ pub struct Config {
     /// `<slot_name>_<suffix>`, i.e. a trailing `_` when `None` (as the official image).
     pub slot_name_suffix: Option<String>,
 
+    // --- several nodes
+    /// `REDIS_URL`: with it, nodes behind one load balancer share topics, presence, slots and
+    /// limits through Redis; without it the server is a single node and never touches Redis.
+    pub redis: Option<realtime_cluster::RedisTarget>,
+
     // --- maintenance
     /// Janitor settings.
     pub janitor: JanitorConfig,
@@ -467,6 +472,13 @@ impl Config {
                 max_bytes_per_second: env.integer("TENANT_MAX_BYTES_PER_SECOND", 100_000i32)?,
             },
             slot_name_suffix: env.opt("SLOT_NAME_SUFFIX"),
+            redis: match env.get("REDIS_URL") {
+                None => None,
+                Some(url) => Some(
+                    realtime_cluster::RedisTarget::parse(url)
+                        .map_err(|e| ConfigError::RedisUrl(e.to_string()))?,
+                ),
+            },
             janitor: JanitorConfig {
                 enabled: env.boolean("RUN_JANITOR", false)?,
                 schedule_timer: env.millis("JANITOR_SCHEDULE_TIMER_IN_MS", 14_400_000)?,

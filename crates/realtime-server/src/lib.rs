@@ -13,6 +13,8 @@
 //! - [`doctor`]: `realtime doctor`, the set-up checks with their fixes (no SQL of its own).
 //! - [`startup`]: boot sequence (crypto, registry, migrations, seed), listeners, shutdown.
 //! - [`tenant_directory`]: the gateway's view of the registry (cache + decryption).
+//! - [`cluster`]: several nodes as one server through Redis (`REDIS_URL`): topic messages
+//!   between nodes, presence of every node.
 //! - [`gateway`]: `/socket/websocket`: sessions, channels, the topic hub, broadcast, presence,
 //!   JWT checks and limits, plus the REST broadcast routes that feed the same hub.
 //!
@@ -23,6 +25,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod doctor;
 pub mod gateway;

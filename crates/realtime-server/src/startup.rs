@@ -304,6 +304,11 @@ pub fn serve_on(state: AppState, listeners: Vec<TcpListener>) -> Result<Running,
             reason: "no listener".to_string(),
         });
     }
+    if let Some(target) = &state.config.redis {
+        if state.gateway.cluster().is_none() {
+            crate::cluster::Cluster::start(target.clone(), &state.gateway);
+        }
+    }
     crate::janitor::spawn(state.clone(), shutdown.clone());
     crate::memory_trim::spawn(state.gateway.clone(), shutdown.clone());
     crate::metrics::cleaner::spawn(

@@ -47,6 +47,9 @@ pub enum ConfigError {
         "DB_ENC_KEY_GCM must be exactly 32 bytes for AES-256-GCM, got {0} bytes; set DB_ENC_KEY_GCM to a 32-character key or remove it"
     )]
     GcmKeyLength(usize),
+    /// `REDIS_URL` is not a Redis URL.
+    #[error("{0}; fix REDIS_URL or remove it to run as a single node")]
+    RedisUrl(String),
 }
 
 impl ConfigError {
@@ -58,6 +61,7 @@ impl ConfigError {
             ConfigError::ClaimValidators(_) => "JWT_CLAIM_VALIDATORS",
             ConfigError::Jwks(_) => "API_JWT_JWKS",
             ConfigError::GcmKeyLength(_) => "DB_ENC_KEY_GCM",
+            ConfigError::RedisUrl(_) => "REDIS_URL",
         }
     }
 }

@@ -9,6 +9,7 @@ use realtime_protocol::wording::stop;
 use realtime_protocol::{Message, Outbound, UserBroadcast};
 use serde_json::json;
 
+use crate::cluster::envelope::Carried;
 use crate::gateway::authorization::Extension;
 use crate::gateway::control::Control;
 use crate::gateway::hub::{Kind, Subscriber, TopicKey};
@@ -28,13 +29,23 @@ impl Gateway {
         exclude: Option<u64>,
         max_events_per_second: u64,
     ) -> Delivered {
-        self.deliver_broadcast_where(key, msg, max_events_per_second, |s| {
+        let delivered = self.deliver_local(key, msg, max_events_per_second, |s| {
             Some(s.channel_id) != exclude
-        })
+        });
+        if let Some(cluster) = self.cluster() {
+            cluster.publish(
+                key,
+                Carried::Broadcast(msg.clone()),
+                max_events_per_second,
+                None,
+            );
+        }
+        delivered
     }
 
-    /// Like [`Gateway::deliver_broadcast`], to the subscribers `keep` accepts.
-    pub(crate) fn deliver_broadcast_where(
+    /// Like [`Gateway::deliver_broadcast`], to this node's subscribers that `keep` accepts
+    /// (other nodes are not told).
+    pub(crate) fn deliver_local(
         &self,
         key: &TopicKey,
         msg: &Outbound,

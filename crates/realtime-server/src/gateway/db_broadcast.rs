@@ -219,13 +219,21 @@ impl Gateway {
             sub: Arc::from(b.topic.as_str()),
         };
         // A channel that replayed this row at join does not get it again.
-        self.deliver_broadcast_where(&key, &msg, limit, |s| {
+        self.deliver_local(&key, &msg, limit, |s| {
             s.perms
                 .replayed
                 .lock()
                 .map(|ids| !ids.contains(&b.id))
                 .unwrap_or(true)
         });
+        if let Some(cluster) = self.cluster() {
+            cluster.publish(
+                &key,
+                crate::cluster::envelope::Carried::Broadcast(msg),
+                limit,
+                Some(b.id.clone()),
+            );
+        }
     }
 }
 

@@ -88,10 +88,21 @@ pub enum Kind {
     Presence,
 }
 
+/// Told when a topic gets its first subscriber on this node and when it loses its last (the
+/// cluster listens on the topic's channel in between). Called under the topic's lock, so the
+/// calls of one topic arrive in order.
+pub trait TopicWatcher: Send + Sync {
+    /// The topic has its first subscriber.
+    fn first(&self, key: &TopicKey);
+    /// The topic's last subscriber left.
+    fn last(&self, key: &TopicKey);
+}
+
 /// Topic → subscribers.
 #[derive(Default)]
 pub struct Hub {
     topics: DashMap<TopicKey, Vec<Subscriber>>,
+    watcher: std::sync::OnceLock<Arc<dyn TopicWatcher>>,
 }
 
 /// Turns an encoded frame into a WebSocket message (text frames are checked as UTF-8 once).
@@ -135,16 +146,33 @@ impl<'a> EncodeOnce<'a> {
 }
 
 impl Hub {
+    /// Sets the watcher of first and last subscribers (once).
+    pub fn watch(&self, watcher: Arc<dyn TopicWatcher>) {
+        let _ = self.watcher.set(watcher);
+    }
+
     /// Adds a channel to a topic.
     pub fn subscribe(&self, key: TopicKey, sub: Subscriber) {
-        self.topics.entry(key).or_default().push(sub);
+        let mut subs = self.topics.entry(key).or_default();
+        subs.push(sub);
+        if subs.len() == 1 {
+            if let Some(w) = self.watcher.get() {
+                w.first(subs.key());
+            }
+        }
     }
 
     /// Removes a channel from a topic.
     pub fn unsubscribe(&self, key: &TopicKey, channel_id: u64) {
         let empty = match self.topics.get_mut(key) {
             Some(mut subs) => {
+                let before = subs.len();
                 subs.retain(|s| s.channel_id != channel_id);
+                if before > 0 && subs.is_empty() {
+                    if let Some(w) = self.watcher.get() {
+                        w.last(key);
+                    }
+                }
                 subs.is_empty()
             }
             None => false,

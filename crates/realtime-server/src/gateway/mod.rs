@@ -183,6 +183,8 @@ pub struct Gateway {
     pub(crate) users: DashMap<String, usize>,
     shutting_down: AtomicBool,
     next_id: AtomicU64,
+    /// The other nodes, with `REDIS_URL`.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl Gateway {
@@ -235,7 +237,18 @@ impl Gateway {
             users: DashMap::new(),
             shutting_down: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes this gateway one node of a cluster (once, at start).
+    pub(crate) fn join_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster this node belongs to, with `REDIS_URL`.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
     }
 
     /// The registry row of a tenant for the change pipeline.

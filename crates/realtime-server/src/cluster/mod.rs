@@ -1,0 +1,95 @@
+//! Several nodes as one server (`REDIS_URL`). Without it none of this runs and the server
+//! never touches Redis.
+//!
+//! A topic's messages are delivered to this node's sockets first, directly, then published
+//! once on the topic's Redis channel; every other node listening there delivers them to its
+//! own sockets, encoding each message once per serializer as for a local one. A node listens
+//! only on the channels of topics it has subscribers for ([`TopicWatcher`]), and skips what it
+//! published itself, so each subscriber gets a message exactly once.
+//!
+//! Layout:
+//! - [`envelope`]: what travels between nodes, in a checked binary form.
+//! - [`topic_channel`]: the Redis channel of a topic.
+//! - [`inbox`]: messages from other nodes, delivered to this node's sockets.
+
+pub mod envelope;
+pub mod inbox;
+pub mod topic_channel;
+
+use std::sync::{Arc, Weak};
+
+use realtime_cluster::{Link, NodeId, RedisTarget};
+
+use crate::gateway::hub::{TopicKey, TopicWatcher};
+use crate::gateway::Gateway;
+use envelope::{Carried, Envelope};
+
+/// This node's membership of the cluster.
+pub struct Cluster {
+    link: Arc<Link>,
+    node: NodeId,
+}
+
+impl Cluster {
+    /// Joins the cluster behind `target` (connecting in the background) and wires the
+    /// gateway's hub to it.
+    pub fn start(target: RedisTarget, gateway: &Arc<Gateway>) -> Arc<Cluster> {
+        let node = NodeId::random();
+        let inbox = inbox::GatewayInbox::new(Arc::downgrade(gateway), node);
+        let link = Link::start(target, node, Arc::new(inbox));
+        let cluster = Arc::new(Cluster { link, node });
+        gateway.join_cluster(cluster.clone());
+        let watcher: Weak<Cluster> = Arc::downgrade(&cluster);
+        gateway.hub.watch(Arc::new(ChannelWatcher(watcher)));
+        cluster
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Whether Redis is reachable now.
+    pub fn is_up(&self) -> bool {
+        self.link.is_up()
+    }
+
+    /// Sends a topic's message to the other nodes (never waits; dropped while Redis is away).
+    pub fn publish(
+        &self,
+        key: &TopicKey,
+        carried: Carried,
+        max_events_per_second: u64,
+        replayed_id: Option<String>,
+    ) {
+        let envelope = Envelope {
+            origin: self.node,
+            key: key.clone(),
+            max_events_per_second,
+            replayed_id,
+            carried,
+        };
+        let Some(wire) = envelope.encode() else {
+            return;
+        };
+        self.link
+            .publish(topic_channel::name(self.link.db(), key), wire);
+    }
+}
+
+/// Listens on a topic's channel while this node has subscribers for it.
+struct ChannelWatcher(Weak<Cluster>);
+
+impl TopicWatcher for ChannelWatcher {
+    fn first(&self, key: &TopicKey) {
+        if let Some(c) = self.0.upgrade() {
+            c.link.listen(topic_channel::name(c.link.db(), key));
+        }
+    }
+
+    fn last(&self, key: &TopicKey) {
+        if let Some(c) = self.0.upgrade() {
+            c.link.unlisten(&topic_channel::name(c.link.db(), key));
+        }
+    }
+}
