@@ -93,7 +93,11 @@ impl Interest {
     }
 }
 
-pub(crate) async fn run(link: Weak<Link>, mut rx: mpsc::UnboundedReceiver<Change>) {
+pub(crate) async fn run(
+    link: Weak<Link>,
+    mut rx: mpsc::UnboundedReceiver<Change>,
+    inbox: std::sync::Arc<dyn crate::Inbox>,
+) {
     while let Some(change) = rx.recv().await {
         let Some(l) = link.upgrade() else { return };
         // Without a connection there is nothing to change: the wanted set is applied whole
@@ -101,21 +105,35 @@ pub(crate) async fn run(link: Weak<Link>, mut rx: mpsc::UnboundedReceiver<Change
         let Some(mut conn) = l.listener() else {
             continue;
         };
+        drop(l);
         let result = match change {
             Change::Sync(channel) => {
-                if l.interest.is_wanted(&channel) {
-                    conn.subscribe(channel.as_ref()).await
+                let wanted = link
+                    .upgrade()
+                    .is_some_and(|l| l.interest.is_wanted(&channel));
+                if wanted {
+                    let r = conn.subscribe(channel.as_ref()).await;
+                    if r.is_ok() {
+                        inbox.listening(&channel);
+                    }
+                    r
                 } else {
                     conn.unsubscribe(channel.as_ref()).await
                 }
             }
             Change::All => {
-                let all = l.interest.all();
+                let all = link.upgrade().map(|l| l.interest.all()).unwrap_or_default();
                 if all.is_empty() {
                     Ok(())
                 } else {
-                    let all: Vec<&[u8]> = all.iter().map(|c| c.as_ref()).collect();
-                    conn.subscribe(all).await
+                    let names: Vec<&[u8]> = all.iter().map(|c| c.as_ref()).collect();
+                    let r = conn.subscribe(names).await;
+                    if r.is_ok() {
+                        for c in &all {
+                            inbox.listening(c);
+                        }
+                    }
+                    r
                 }
             }
         };

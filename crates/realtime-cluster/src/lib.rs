@@ -9,13 +9,16 @@
 //! - [`publisher`]: messages to other nodes, in order, pipelined, never waited for.
 //! - [`interest`]: which channels this node listens to (only topics with local subscribers),
 //!   re-subscribed after Redis comes back, and the messages that arrive on them.
+//! - [`state`]: state kept in Redis: hashes, and each node's alive key.
 
 pub mod interest;
 pub mod link;
 pub mod node;
 pub mod publisher;
+pub mod state;
 pub mod target;
 
 pub use link::{Inbox, Link};
 pub use node::NodeId;
+pub use publisher::HashWrite;
 pub use target::{RedisTarget, TargetError};

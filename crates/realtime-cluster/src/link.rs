@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::interest::Interest;
 use crate::node::NodeId;
-use crate::publisher::Publisher;
+use crate::publisher::{HashWrite, Publisher};
 use crate::target::RedisTarget;
 
 /// How often the connections are checked, and how long a start attempt waits between tries.
@@ -34,6 +34,10 @@ pub trait Inbox: Send + Sync + 'static {
 
     /// Redis is reachable again after an outage (the channels are listened to again).
     fn reconnected(&self) {}
+
+    /// Redis confirmed that this node listens on `channel`: every message published from now
+    /// on arrives, so state kept in Redis for it can be read without missing an update.
+    fn listening(&self, _channel: &[u8]) {}
 }
 
 #[derive(Clone)]
@@ -67,10 +71,15 @@ impl Link {
             interest,
         });
         let (pushed_tx, pushed_rx) = mpsc::channel(INBOUND_QUEUE);
+        let inbox_for_interest = inbox.clone();
         tokio::spawn(supervise(Arc::downgrade(&link), inbox.clone(), pushed_tx));
         tokio::spawn(dispatch(Arc::downgrade(&link), inbox, pushed_rx));
         tokio::spawn(crate::publisher::run(Arc::downgrade(&link), published));
-        tokio::spawn(crate::interest::run(Arc::downgrade(&link), changes));
+        tokio::spawn(crate::interest::run(
+            Arc::downgrade(&link),
+            changes,
+            inbox_for_interest,
+        ));
         link
     }
 
@@ -112,7 +121,12 @@ impl Link {
     /// Queues `payload` for every node listening on `channel`; `false` when it was dropped
     /// (Redis away, or the queue full).
     pub fn publish(&self, channel: Bytes, payload: Bytes) -> bool {
-        self.is_up() && self.publisher.queue(channel, payload)
+        self.publish_with(channel, payload, Vec::new())
+    }
+
+    /// Like [`Link::publish`], with hash writes applied just before the message.
+    pub fn publish_with(&self, channel: Bytes, payload: Bytes, writes: Vec<HashWrite>) -> bool {
+        self.is_up() && self.publisher.queue(channel, payload, writes)
     }
 
     /// One more local reason to listen on `channel` (the first one subscribes in Redis).
@@ -171,6 +185,8 @@ async fn supervise(link: Weak<Link>, inbox: Arc<dyn Inbox>, pushed: mpsc::Sender
                     *slot = Some(conns);
                 }
                 l.up.store(true, Ordering::Release);
+                // Alive before anyone can see this node's state.
+                l.renew_alive().await;
                 tracing::info!(redis = %target.shown(), node = %l.node, "connected to Redis; this node now delivers across the cluster");
                 l.interest.resubscribe_all();
                 break;
@@ -193,7 +209,8 @@ async fn supervise(link: Weak<Link>, inbox: Arc<dyn Inbox>, pushed: mpsc::Sender
             return;
         };
         let (mut commands, mut listener) = (conns.commands, conns.listener);
-        let checked = match ping(&mut commands).await {
+        // The command connection's check renews this node's alive key.
+        let checked = match crate::state::renew(&mut commands, l.db(), l.node).await {
             Ok(()) => ping(&mut listener).await,
             Err(e) => Err(e),
         };

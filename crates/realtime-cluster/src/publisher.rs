@@ -14,23 +14,58 @@ const QUEUE: usize = 65_536;
 /// Most messages in one pipeline.
 const BATCH: usize = 256;
 
+/// A change to state kept in a Redis hash, written just before the message that announces it,
+/// so a node that reads the hash after it started listening misses neither.
+#[derive(Debug, Clone)]
+pub enum HashWrite {
+    /// `HSET key field value`.
+    Set {
+        /// The hash.
+        key: Bytes,
+        /// The field.
+        field: Bytes,
+        /// The value.
+        value: Bytes,
+    },
+    /// `HDEL key field`.
+    Delete {
+        /// The hash.
+        key: Bytes,
+        /// The field.
+        field: Bytes,
+    },
+}
+
+/// One queued message and the writes that go before it.
+pub(crate) struct Outgoing {
+    channel: Bytes,
+    payload: Bytes,
+    writes: Vec<HashWrite>,
+}
+
 /// The sending side of the queue.
 pub struct Publisher {
-    tx: mpsc::Sender<(Bytes, Bytes)>,
+    tx: mpsc::Sender<Outgoing>,
 }
 
 impl Publisher {
-    pub(crate) fn new() -> (Publisher, mpsc::Receiver<(Bytes, Bytes)>) {
+    pub(crate) fn new() -> (Publisher, mpsc::Receiver<Outgoing>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         (Publisher { tx }, rx)
     }
 
-    pub(crate) fn queue(&self, channel: Bytes, payload: Bytes) -> bool {
-        self.tx.try_send((channel, payload)).is_ok()
+    pub(crate) fn queue(&self, channel: Bytes, payload: Bytes, writes: Vec<HashWrite>) -> bool {
+        self.tx
+            .try_send(Outgoing {
+                channel,
+                payload,
+                writes,
+            })
+            .is_ok()
     }
 }
 
-pub(crate) async fn run(link: Weak<Link>, mut rx: mpsc::Receiver<(Bytes, Bytes)>) {
+pub(crate) async fn run(link: Weak<Link>, mut rx: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         if rx.recv_many(&mut batch, BATCH).await == 0 {
@@ -44,10 +79,25 @@ pub(crate) async fn run(link: Weak<Link>, mut rx: mpsc::Receiver<(Bytes, Bytes)>
         };
         drop(l);
         let mut pipe = redis::pipe();
-        for (channel, payload) in batch.drain(..) {
+        for out in batch.drain(..) {
+            for w in &out.writes {
+                match w {
+                    HashWrite::Set { key, field, value } => pipe
+                        .cmd("HSET")
+                        .arg(key.as_ref())
+                        .arg(field.as_ref())
+                        .arg(value.as_ref())
+                        .ignore(),
+                    HashWrite::Delete { key, field } => pipe
+                        .cmd("HDEL")
+                        .arg(key.as_ref())
+                        .arg(field.as_ref())
+                        .ignore(),
+                };
+            }
             pipe.cmd("PUBLISH")
-                .arg(channel.as_ref())
-                .arg(payload.as_ref())
+                .arg(out.channel.as_ref())
+                .arg(out.payload.as_ref())
                 .ignore();
         }
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {

@@ -2,25 +2,33 @@
 //! be: the same receivers, permissions, replay filter and events limit, one encoding per
 //! serializer.
 
-use std::sync::Weak;
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 use realtime_cluster::{Inbox, NodeId};
-use realtime_protocol::{events, reply, Outbound};
 
 use super::envelope::{Carried, Envelope};
-use crate::gateway::hub::Kind;
+use super::{presence, Cluster};
 use crate::gateway::Gateway;
 
 /// The gateway's side of the link.
 pub struct GatewayInbox {
     gw: Weak<Gateway>,
     node: NodeId,
+    cluster: Arc<OnceLock<Weak<Cluster>>>,
 }
 
 impl GatewayInbox {
-    pub(crate) fn new(gw: Weak<Gateway>, node: NodeId) -> GatewayInbox {
-        GatewayInbox { gw, node }
+    pub(crate) fn new(
+        gw: Weak<Gateway>,
+        node: NodeId,
+        cluster: Arc<OnceLock<Weak<Cluster>>>,
+    ) -> GatewayInbox {
+        GatewayInbox { gw, node, cluster }
+    }
+
+    fn both(&self) -> Option<(Arc<Cluster>, Arc<Gateway>)> {
+        Some((self.cluster.get()?.upgrade()?, self.gw.upgrade()?))
     }
 }
 
@@ -53,11 +61,26 @@ impl Inbox for GatewayInbox {
                 });
             }
             Carried::PresenceDiff(diff) => {
-                let msg =
-                    Outbound::Message(reply::push(None, key.topic(), events::PRESENCE_DIFF, diff));
-                let n = gw.hub.fan_out(&key, &msg, Kind::Presence, None).len();
-                gw.limits.rates(&key.tenant).presence.add(n as u64);
+                gw.presence.remote.apply(envelope.origin, &key, &diff);
+                presence::deliver_diff(&gw, &key, diff);
             }
         }
+    }
+
+    fn listening(&self, channel: &[u8]) {
+        let Some((cluster, gw)) = self.both() else {
+            return;
+        };
+        let Some(key) = cluster.watched.get(channel).map(|k| k.clone()) else {
+            return;
+        };
+        tokio::spawn(async move { presence::load_topic(&cluster, &gw, key).await });
+    }
+
+    fn reconnected(&self) {
+        let Some((cluster, gw)) = self.both() else {
+            return;
+        };
+        tokio::spawn(async move { presence::rewrite_own(&cluster, &gw).await });
     }
 }

@@ -11,13 +11,17 @@
 //! - [`envelope`]: what travels between nodes, in a checked binary form.
 //! - [`topic_channel`]: the Redis channel of a topic.
 //! - [`inbox`]: messages from other nodes, delivered to this node's sockets.
+//! - [`presence`]: presence tracked on every node, and the leaves of a node that died.
 
 pub mod envelope;
 pub mod inbox;
+pub mod presence;
 pub mod topic_channel;
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
+use bytes::Bytes;
+use dashmap::DashMap;
 use realtime_cluster::{Link, NodeId, RedisTarget};
 
 use crate::gateway::hub::{TopicKey, TopicWatcher};
@@ -28,6 +32,8 @@ use envelope::{Carried, Envelope};
 pub struct Cluster {
     link: Arc<Link>,
     node: NodeId,
+    /// The topics this node listens to, by channel name.
+    watched: DashMap<Bytes, TopicKey>,
 }
 
 impl Cluster {
@@ -35,12 +41,25 @@ impl Cluster {
     /// gateway's hub to it.
     pub fn start(target: RedisTarget, gateway: &Arc<Gateway>) -> Arc<Cluster> {
         let node = NodeId::random();
-        let inbox = inbox::GatewayInbox::new(Arc::downgrade(gateway), node);
+        let member: Arc<OnceLock<Weak<Cluster>>> = Arc::new(OnceLock::new());
+        let inbox = inbox::GatewayInbox::new(Arc::downgrade(gateway), node, member.clone());
         let link = Link::start(target, node, Arc::new(inbox));
-        let cluster = Arc::new(Cluster { link, node });
+        let cluster = Arc::new(Cluster {
+            link,
+            node,
+            watched: DashMap::new(),
+        });
+        let _ = member.set(Arc::downgrade(&cluster));
         gateway.join_cluster(cluster.clone());
         let watcher: Weak<Cluster> = Arc::downgrade(&cluster);
-        gateway.hub.watch(Arc::new(ChannelWatcher(watcher)));
+        gateway.hub.watch(Arc::new(ChannelWatcher {
+            cluster: watcher,
+            gw: Arc::downgrade(gateway),
+        }));
+        tokio::spawn(presence::beat(
+            Arc::downgrade(&cluster),
+            Arc::downgrade(gateway),
+        ));
         cluster
     }
 
@@ -78,18 +97,28 @@ impl Cluster {
 }
 
 /// Listens on a topic's channel while this node has subscribers for it.
-struct ChannelWatcher(Weak<Cluster>);
+struct ChannelWatcher {
+    cluster: Weak<Cluster>,
+    gw: Weak<Gateway>,
+}
 
 impl TopicWatcher for ChannelWatcher {
     fn first(&self, key: &TopicKey) {
-        if let Some(c) = self.0.upgrade() {
-            c.link.listen(topic_channel::name(c.link.db(), key));
+        if let Some(c) = self.cluster.upgrade() {
+            let channel = topic_channel::name(c.link.db(), key);
+            c.watched.insert(channel.clone(), key.clone());
+            c.link.listen(channel);
         }
     }
 
     fn last(&self, key: &TopicKey) {
-        if let Some(c) = self.0.upgrade() {
-            c.link.unlisten(&topic_channel::name(c.link.db(), key));
+        if let Some(c) = self.cluster.upgrade() {
+            let channel = topic_channel::name(c.link.db(), key);
+            c.watched.remove(&channel);
+            c.link.unlisten(&channel);
+        }
+        if let Some(gw) = self.gw.upgrade() {
+            gw.presence.remote.forget(key);
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - One file per client event: [`join`], [`leave`], [`broadcast`], [`presence`],
 //!   [`access_token`], [`heartbeat`].
 //! - [`hub`]: topic → subscribers, each message encoded once per serializer.
+//! - [`presence_remote`]: presence tracked on other nodes (cluster mode).
 //! - [`authorization`]: a private channel's cached policies and when they are evaluated; the
 //!   checks run in the tenant database through [`realtime_cdc::ChannelDatabases`].
 //! - [`replay`]: a private join's replay settings and the pushes of stored messages (read by
@@ -38,6 +39,7 @@ pub mod outbound;
 pub mod ping;
 pub mod postgres_changes;
 pub mod presence;
+pub mod presence_remote;
 pub mod rate;
 pub mod replay;
 pub mod rest_broadcast;

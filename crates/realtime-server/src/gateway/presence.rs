@@ -30,6 +30,8 @@ pub struct PresenceStore {
     topics: DashMap<TopicKey, BTreeMap<String, Vec<Entry>>>,
     /// Diffs waiting to be fanned out, per topic.
     pending: DashMap<TopicKey, Value>,
+    /// Metas tracked on other nodes (cluster mode).
+    pub(crate) remote: crate::gateway::presence_remote::RemotePresence,
 }
 
 static REF_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -114,7 +116,21 @@ impl PresenceStore {
                 out.insert(pkey.clone(), metas(list));
             }
         }
+        self.remote.add_to_state(key, &mut out);
         Value::Object(out)
+    }
+
+    /// Every meta tracked on this node: (topic, presence key, meta).
+    pub fn local_metas(&self) -> Vec<(TopicKey, String, Map<String, Value>)> {
+        let mut out = Vec::new();
+        for topic in self.topics.iter() {
+            for (pkey, entries) in topic.iter() {
+                for e in entries {
+                    out.push((topic.key().clone(), pkey.clone(), e.meta.clone()));
+                }
+            }
+        }
+        out
     }
 }
 
@@ -220,6 +236,9 @@ impl Session {
                 let Some((_, diff)) = gw.presence.pending.remove(&key) else {
                     return;
                 };
+                if let Some(cluster) = gw.cluster() {
+                    cluster.presence_diff(&key, &diff);
+                }
                 let msg =
                     Outbound::Message(reply::push(None, key.topic(), events::PRESENCE_DIFF, diff));
                 let n = gw.hub.fan_out(&key, &msg, Kind::Presence, None).len();
