@@ -45,6 +45,8 @@
 //! - [`wal_consumer`]: the pure state machine both WAL consumers run: rows to route, when to
 //!   hand on, what to confirm, and exactly-once resumption across reconnects.
 //! - [`reconnect`]: the session loop both WAL consumers run, with backoff and its exits.
+//! - [`relay`]: changes shared between nodes: the streaming node relays what it reads, the
+//!   others follow the relay while they wait for the slot (cluster mode).
 //! - [`pipeline`]: the Postgres Changes consumer: routing, the RLS gate and delivery.
 //! - [`tenant`]: per-tenant state and the idle-stop handshake.
 //! - [`db`]: the tenant SQL session with its caches.
@@ -84,6 +86,7 @@ pub mod params;
 pub mod payload;
 pub mod pipeline;
 pub mod reconnect;
+pub mod relay;
 pub mod rls_gate;
 pub mod rls_policy;
 pub mod router;

@@ -10,12 +10,14 @@
 //! - [`interest`]: which channels this node listens to (only topics with local subscribers),
 //!   re-subscribed after Redis comes back, and the messages that arrive on them.
 //! - [`state`]: state kept in Redis: hashes, and each node's alive key.
+//! - [`streams`]: append-only logs (the relay of a tenant's changes between nodes).
 
 pub mod interest;
 pub mod link;
 pub mod node;
 pub mod publisher;
 pub mod state;
+pub mod streams;
 pub mod target;
 
 pub use link::{Inbox, Link};

@@ -103,6 +103,10 @@ impl Link {
         self.target.db()
     }
 
+    pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
+        self.target.client()
+    }
+
     /// The command connection, while Redis is reachable.
     pub fn commands(&self) -> Option<ConnectionManager> {
         if !self.is_up() {

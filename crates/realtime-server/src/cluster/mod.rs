@@ -12,11 +12,14 @@
 //! - [`topic_channel`]: the Redis channel of a topic.
 //! - [`inbox`]: messages from other nodes, delivered to this node's sockets.
 //! - [`presence`]: presence tracked on every node, and the leaves of a node that died.
+//! - [`wal_relay`]: a tenant's changes relayed from the node streaming its slot to the
+//!   others, which judge and deliver them for their own subscribers.
 
 pub mod envelope;
 pub mod inbox;
 pub mod presence;
 pub mod topic_channel;
+pub mod wal_relay;
 
 use std::sync::{Arc, OnceLock, Weak};
 
