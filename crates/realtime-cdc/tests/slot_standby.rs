@@ -205,7 +205,10 @@ async fn a_closed_holder_is_taken_over_within_seconds_losing_and_duplicating_not
         })
     };
     let took = wait_state(&env, PipelineState::Ready, Duration::from_secs(10)).await;
-    assert!(took < Duration::from_millis(2500), "took over after {took:?}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "took over after {took:?}"
+    );
     assert!(closed.elapsed() < Duration::from_secs(3));
     writer.await.unwrap();
     let seen = inserted_ids(&mut ch, 40).await;
