@@ -44,6 +44,8 @@
 //!   both WAL consumers.
 //! - [`slot_lease`]: when a slot another session holds may be taken (never from a live
 //!   holder: the holder's status updates are its lease).
+//! - [`slot_standby`]: a waiting consumer's mark, which makes a stopping holder leave the
+//!   slot for it instead of dropping it.
 //! - [`wal_consumer`]: the pure state machine both WAL consumers run: rows to route, when to
 //!   hand on, what to confirm, and exactly-once resumption across reconnects.
 //! - [`reconnect`]: the session loop both WAL consumers run, with backoff and its exits.
@@ -92,6 +94,7 @@ pub mod router;
 pub mod sink;
 pub mod slot;
 pub mod slot_lease;
+pub mod slot_standby;
 pub mod stats;
 pub mod subscribe;
 pub mod subscription;

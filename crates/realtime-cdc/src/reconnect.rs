@@ -6,6 +6,8 @@
 //! A slot held by another live session ([`Exit::Standby`]) is no failure: the consumer waits
 //! as a standby, trying every [`STANDBY_RETRY`] without backing off or ever giving up, and
 //! takes over once the holder is gone. A standby that stops leaves the slot to its holder.
+//! While it waits it marks the slot ([`crate::slot_standby`]), so a holder that stops on
+//! purpose leaves the slot for it to adopt rather than dropping it.
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -198,8 +200,9 @@ pub async fn run<C: Consumer>(
     let mut wal = WalConsumer::new(C::BATCH_MAX);
     let mut next = first;
     let mut reconnecting = false;
-    // Since when this consumer has been waiting for a live holder, if it is.
+    // Since when this consumer has been waiting for a live holder, if it is, and its mark.
     let mut standby_since: Option<Instant> = None;
+    let mut mark: Option<crate::slot_standby::StandbyMark> = None;
     loop {
         let opened = match next.take() {
             Some(stream) => Ok(stream),
@@ -207,6 +210,9 @@ pub async fn run<C: Consumer>(
         };
         let (exit, streamed) = match opened {
             Ok(stream) => {
+                if let Some(mark) = mark.take() {
+                    mark.clear().await;
+                }
                 if let Some(since) = standby_since.take() {
                     tracing::info!(%external_id, waited = ?since.elapsed(), "{} took over the replication slot", C::NAME);
                 } else if reconnecting {
@@ -220,7 +226,7 @@ pub async fn run<C: Consumer>(
             Err(exit) => (exit, None),
         };
         let error = match exit {
-            Exit::Stop if standby_since.is_some() => return stop_standby(consumer),
+            Exit::Stop if standby_since.is_some() => return stop_standby(consumer, mark).await,
             Exit::Stop => return stop(consumer).await,
             Exit::Standby(holder) => {
                 if standby_since.is_none() {
@@ -229,17 +235,26 @@ pub async fn run<C: Consumer>(
                 } else {
                     tracing::debug!(%external_id, %holder, "{} still waits for the replication slot", C::NAME);
                 }
+                if mark.is_none() {
+                    match crate::slot_standby::mark(consumer.target()).await {
+                        Ok(m) => mark = Some(m),
+                        // Tried again next round; meanwhile a stopping holder may drop the slot.
+                        Err(e) => {
+                            tracing::debug!(%external_id, error = %e, "could not mark the replication slot as awaited")
+                        }
+                    }
+                }
                 backoff.reset();
                 reconnecting = true;
                 if consumer.should_stop() {
-                    return stop_standby(consumer);
+                    return stop_standby(consumer, mark).await;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(jitter(STANDBY_RETRY)) => {}
-                    _ = consumer.stop_wanted() => return stop_standby(consumer),
+                    _ = consumer.stop_wanted() => return stop_standby(consumer, mark).await,
                 }
                 if consumer.should_stop() {
-                    return stop_standby(consumer);
+                    return stop_standby(consumer, mark).await;
                 }
                 continue;
             }
@@ -250,6 +265,9 @@ pub async fn run<C: Consumer>(
             Exit::Retry(error) => error,
         };
         standby_since = None;
+        if let Some(mark) = mark.take() {
+            mark.clear().await;
+        }
         reconnecting = true;
         let Some(delay) = backoff.failed(streamed, Instant::now()) else {
             let after = backoff.failing_for(Instant::now());
@@ -279,7 +297,13 @@ pub async fn run<C: Consumer>(
 }
 
 /// A standby stops: the slot belongs to its live holder and is left alone.
-fn stop_standby<C: Consumer>(consumer: &mut C) -> Ended {
+async fn stop_standby<C: Consumer>(
+    consumer: &mut C,
+    mark: Option<crate::slot_standby::StandbyMark>,
+) -> Ended {
+    if let Some(mark) = mark {
+        mark.clear().await;
+    }
     tracing::info!(external_id = %consumer.target().external_id, "{} standby stopped; the replication slot stays with its holder", C::NAME);
     Ended::Stopped(Ok(()))
 }

@@ -384,7 +384,8 @@ async fn replace_gone_holder(
 }
 
 /// Drops the slot once no session holds it (our own walsender may still be exiting); gives up
-/// after `wait` rather than touch a slot someone else streams from.
+/// after `wait` rather than touch a slot someone else streams from. A slot a standby waits for
+/// ([`crate::slot_standby`]) is left for it to adopt.
 pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotError> {
     let slot = &target.slot;
     let not_released = |reason: String| SlotError::NotReleased {
@@ -395,6 +396,7 @@ pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotErro
         return Err(not_released(e.to_string()));
     }
     let deadline = tokio::time::Instant::now() + wait;
+    let awaited = crate::slot_standby::awaited_sql(slot);
     let attempt = async {
         let mut repl = ReplicationStream::connect(&target.conn)
             .await
@@ -402,15 +404,16 @@ pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotErro
         let result = loop {
             let rows = repl
                 .simple_query(&format!(
-                    "SELECT active::text, CASE WHEN active THEN NULL ELSE pg_drop_replication_slot(slot_name)::text END \
+                    "SELECT active::text, CASE WHEN active THEN NULL WHEN {awaited} THEN 'awaited' \
+                     ELSE pg_drop_replication_slot(slot_name)::text END \
                      FROM pg_replication_slots WHERE slot_name = '{slot}'"
                 ))
                 .await;
             match rows {
                 Ok(rows) => match rows.first() {
-                    None => break Ok(()),
+                    None => break Ok(false),
                     Some(row) if row.first().cloned().flatten().as_deref() == Some("false") => {
-                        break Ok(())
+                        break Ok(row.get(1).cloned().flatten().as_deref() == Some("awaited"))
                     }
                     Some(_) if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -423,13 +426,16 @@ pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotErro
         repl.close().await;
         result
     };
-    match tokio::time::timeout(wait + Duration::from_secs(5), attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(not_released(format!("timed out after {wait:?}"))),
+    let left = match tokio::time::timeout(wait + Duration::from_secs(5), attempt).await {
+        Ok(r) => r?,
+        Err(_) => return Err(not_released(format!("timed out after {wait:?}"))),
+    };
+    if left {
+        tracing::info!(external_id = %target.external_id, %slot, "replication slot left in place: a standby waits to take it over");
+    } else {
+        tracing::info!(external_id = %target.external_id, %slot, "replication slot released");
     }
-    .inspect(
-        |()| tracing::info!(external_id = %target.external_id, %slot, "replication slot released"),
-    )
+    Ok(())
 }
 
 #[cfg(test)]

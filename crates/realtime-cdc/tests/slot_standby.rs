@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,10 +22,9 @@ use tokio::task::JoinHandle;
 /// Short, so the tests see many leases go by.
 const LEASE: Duration = Duration::from_secs(3);
 
-/// The fixture database and a CDC service with a short lease.
-async fn standby_env() -> Env {
-    let env = env("").await;
-    let cdc = Cdc::new(
+/// A CDC service for the database, as another server instance would run it.
+fn instance(env: &Env) -> Arc<Cdc> {
+    Cdc::new(
         crypto(),
         CdcOptions {
             slot_name_suffix: Some(env.db.name.clone()),
@@ -32,7 +32,13 @@ async fn standby_env() -> Env {
             slot_lease: LEASE,
             ..CdcOptions::default()
         },
-    );
+    )
+}
+
+/// The fixture database and a CDC service with a short lease.
+async fn standby_env() -> Env {
+    let env = env("").await;
+    let cdc = instance(&env);
     Env { cdc, ..env }
 }
 
@@ -215,4 +221,26 @@ async fn a_closed_holder_is_taken_over_within_seconds_losing_and_duplicating_not
     let unique: BTreeSet<i32> = seen.iter().copied().collect();
     assert_eq!(unique.len(), seen.len(), "duplicates in {seen:?}");
     assert_eq!(seen, (1..=40).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_stops_leaves_the_slot_to_the_waiting_standby() {
+    let env = standby_env().await;
+    // Another instance streams for its own channel.
+    let other = instance(&env);
+    let mut theirs = env.try_subscribe_on(&other, anon(), entry()).await.unwrap();
+    let mut ours = env.subscribe(anon(), entry()).await;
+    assert_eq!(state(&env), Some(PipelineState::Standby));
+    insert(&env, 1..=3).await;
+    assert_eq!(inserted_ids(&mut theirs, 3).await, [1, 2, 3]);
+    // The other instance shuts down (a rolling deploy): it would drop its slot, but leaves it
+    // to the standby, which resumes where it stopped.
+    other.shutdown().await;
+    insert(&env, 4..=8).await;
+    wait_state(&env, PipelineState::Ready, Duration::from_secs(5)).await;
+    insert(&env, 9..=10).await;
+    assert_eq!(
+        inserted_ids(&mut ours, 7).await,
+        (4..=10).collect::<Vec<_>>()
+    );
 }
