@@ -42,6 +42,10 @@
 //! - [`stats`]: slot progress (replication lag) and RLS gate figures, read for monitoring.
 //! - [`slot`]: the persistent slot's name, its set-up before streaming and its release, for
 //!   both WAL consumers.
+//! - [`slot_lease`]: when a slot another session holds may be taken (never from a live
+//!   holder: the holder's status updates are its lease).
+//! - [`slot_standby`]: a waiting consumer's mark, which makes a stopping holder leave the
+//!   slot for it instead of dropping it.
 //! - [`wal_consumer`]: the pure state machine both WAL consumers run: rows to route, when to
 //!   hand on, what to confirm, and exactly-once resumption across reconnects.
 //! - [`reconnect`]: the session loop both WAL consumers run, with backoff and its exits.
@@ -92,6 +96,8 @@ pub mod rls_policy;
 pub mod router;
 pub mod sink;
 pub mod slot;
+pub mod slot_lease;
+pub mod slot_standby;
 pub mod stats;
 pub mod subscribe;
 pub mod subscription;
@@ -146,6 +152,9 @@ pub struct CdcOptions {
     pub idle_shutdown: Duration,
     /// How long `subscribe` waits for the tenant pipeline to be ready.
     pub start_timeout: Duration,
+    /// How long another holder of a tenant's slot may send no status update before it is
+    /// taken to be gone and terminated ([`slot_lease`]); a live holder is never terminated.
+    pub slot_lease: Duration,
 }
 
 impl Default for CdcOptions {
@@ -154,6 +163,7 @@ impl Default for CdcOptions {
             slot_name_suffix: None,
             idle_shutdown: Duration::from_secs(600),
             start_timeout: Duration::from_secs(20),
+            slot_lease: slot_lease::DEFAULT_LEASE,
         }
     }
 }
@@ -305,6 +315,7 @@ impl Cdc {
             publication: settings.publication.clone(),
             slot: slot::slot_name(&settings.slot_name, self.opts.slot_name_suffix.as_deref()),
             max_record_bytes,
+            slot_lease: self.opts.slot_lease,
         })
     }
 
@@ -356,6 +367,16 @@ impl Cdc {
         for t in &tenants {
             t.wait_finished(Duration::from_secs(10)).await;
         }
+    }
+
+    /// The state of the tenant's pipeline in this process, if one runs: a
+    /// [`tenant::PipelineState::Standby`] is waiting for another instance's slot, not failing.
+    pub fn pipeline_state(&self, external_id: &str) -> Option<tenant::PipelineState> {
+        let t = match self.tenants.lock() {
+            Ok(g) => g.get(external_id).cloned(),
+            Err(p) => p.into_inner().get(external_id).cloned(),
+        };
+        t.map(|t| t.state())
     }
 
     /// Stops one tenant's pipeline and drops its slot, waiting up to 10 s (the tenant was

@@ -6,13 +6,18 @@
 //! from the database ([`crate::wal_consumer`], [`crate::reconnect`], [`crate::slot`]); this
 //! is the Postgres Changes part: routing, the RLS gate and delivery. The slot is dropped when
 //! the pipeline stops after its idle period.
+//!
+//! When another live session holds the slot (another server instance on the same database),
+//! the pipeline is a standby ([`PipelineState::Standby`]): channels subscribe as usual, and it
+//! takes over, resuming from the slot's confirmed position, within a couple of seconds of the
+//! holder's connection closing. A live holder is never terminated; one silent for longer
+//! than its lease is ([`crate::slot_lease`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use realtime_pg::pgoutput::Relation;
 use realtime_pg::replication::{LogicalStream, ReplicationError, StartOptions, STATUS_INTERVAL};
-use realtime_pg::slots;
 
 use crate::change;
 use crate::db::TenantDb;
@@ -22,9 +27,6 @@ use crate::router::Candidate;
 use crate::slot::{self, OnLost, SlotError, SlotTarget};
 use crate::tenant::{PipelineState, TenantCdc};
 use crate::wal_consumer::RowChange;
-
-/// Consecutive "slot in use" answers tolerated before the holder is terminated.
-pub const BUSY_ATTEMPTS_BEFORE_TERMINATE: u32 = 16;
 
 /// Most changes judged and handed on together; a longer transaction is handed on in slices
 /// of this size.
@@ -58,8 +60,6 @@ struct Changes {
     target: SlotTarget,
     /// The session's tenant connection (catalog, filters, RLS).
     db: Option<TenantDb>,
-    /// Consecutive "slot in use" answers.
-    busy: u32,
     /// Changes kept for the next hand-on, in commit order.
     pending: Vec<(change::Change, Vec<Candidate>)>,
     /// Wakes the idle check while no WAL arrives.
@@ -86,34 +86,28 @@ impl Changes {
             start: StartOptions::new(&cfg.publication),
             on_lost: OnLost::Report,
             stats: tenant.stats.slot.clone(),
+            lease: crate::slot_lease::Lease::new(cfg.slot_lease),
         };
         Changes {
             target,
             tenant,
             db: None,
-            busy: 0,
             pending: Vec::new(),
             tick: tokio::time::interval(Duration::from_secs(1)),
         }
     }
 
-    /// Why the slot cannot be used, as an exit: the lost and foreign ones stop the pipeline.
-    async fn slot_failed(&mut self, e: SlotError, db: &TenantDb) -> Exit {
-        match e {
-            SlotError::InUse { .. } => {
-                self.busy += 1;
-                // After over a minute of backoff, longer than the default `wal_sender_timeout`,
-                // the holder is taken to be a stale session of a crashed instance.
-                if self.busy > BUSY_ATTEMPTS_BEFORE_TERMINATE {
-                    tracing::warn!(slot = %self.target.slot, "terminating the stale holder of the replication slot");
-                    if let Err(e) =
-                        slots::terminate_slot_backend(&db.client, &self.target.slot).await
-                    {
-                        tracing::warn!(slot = %self.target.slot, error = %e, "could not terminate the holder of the replication slot");
-                    }
-                }
-                Exit::Retry(e.to_string())
+    /// Why the slot cannot be used, as an exit: a live holder makes this a standby, the lost
+    /// and foreign ones stop the pipeline.
+    fn slot_failed(&mut self, e: SlotError) -> Exit {
+        if let Some(standby) = reconnect::standby_exit(&e) {
+            // Channels keep subscribing; the gateway can tell this from a failure.
+            if !self.tenant.is_finished() {
+                self.tenant.set_state(PipelineState::Standby);
             }
+            return standby;
+        }
+        match e {
             SlotError::Lost { .. } => Exit::Fatal(lost_message(&e)),
             SlotError::Conflict { .. } => Exit::Fatal(e.to_string()),
             // Wrong credentials, no REPLICATION attribute, bad TLS settings or an impossible
@@ -149,20 +143,24 @@ impl Consumer for Changes {
     }
 
     async fn open(&mut self) -> Result<LogicalStream, Exit> {
-        let db = match TenantDb::connect(&self.tenant.config.conn, "realtime_rls").await {
-            Ok(db) => db,
-            Err(e) if e.is_retryable() => return Err(retry(e)),
-            Err(e) => {
-                return Err(Exit::Fatal(format!(
-                    "cannot connect to the tenant database: {e}"
-                )))
-            }
-        };
+        // The slot first: a standby tries it every second and needs no other connection.
         let stream = match slot::open(&self.target, false).await {
             Ok(stream) => stream,
-            Err(e) => return Err(self.slot_failed(e, &db).await),
+            Err(e) => return Err(self.slot_failed(e)),
         };
-        self.busy = 0;
+        let db = match TenantDb::connect(&self.tenant.config.conn, "realtime_rls").await {
+            Ok(db) => db,
+            Err(e) => {
+                stream.close().await;
+                return Err(if e.is_retryable() {
+                    retry(e)
+                } else {
+                    Exit::Fatal(format!("cannot connect to the tenant database: {e}"))
+                });
+            }
+        };
+        // A cold start empties upstream's table; a standby taking over does not, since its
+        // channels (and the previous holder's) registered rows meanwhile.
         if self.tenant.state() == PipelineState::Starting {
             crate::subscription_table::wipe(&db.client).await;
         }
@@ -232,7 +230,7 @@ impl Consumer for Changes {
     }
 
     /// Judges and delivers the pending changes.
-    async fn hand_on(&mut self, _stream: &mut LogicalStream) -> Result<(), Exit> {
+    async fn hand_on(&mut self, stream: &mut LogicalStream) -> Result<(), Exit> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -241,8 +239,11 @@ impl Consumer for Changes {
         };
         let rows = self.pending.len();
         let started = std::time::Instant::now();
-        let deliveries = fanout::fan_out_batch(db, std::mem::take(&mut self.pending))
+        // A slow RLS gate must not let the session look dead to a waiting standby.
+        let deliveries = stream
+            .while_busy(fanout::fan_out_batch(db, std::mem::take(&mut self.pending)))
             .await
+            .map_err(retry)?
             .map_err(retry)?;
         self.tenant.stats.gate.batch(rows, started.elapsed());
         self.tenant.deliver(deliveries);

@@ -2,6 +2,12 @@
 //! [`WalConsumer`], and after a failure reconnect with backoff, until the consumer stops,
 //! fails for good or gives up. The consumers ([`crate::pipeline`], [`crate::db_broadcast`])
 //! only route and hand on.
+//!
+//! A slot held by another live session ([`Exit::Standby`]) is no failure: the consumer waits
+//! as a standby, trying every [`STANDBY_RETRY`] without backing off or ever giving up, and
+//! takes over once the holder is gone. A standby that stops leaves the slot to its holder.
+//! While it waits it marks the slot ([`crate::slot_standby`]), so a holder that stops on
+//! purpose leaves the slot for it to adopt rather than dropping it.
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
@@ -12,6 +18,7 @@ use realtime_pg::pgoutput::{self, LogicalMessage, Relation};
 use realtime_pg::replication::{LogicalStream, ReplicationError};
 
 use crate::slot::{self, SlotError, SlotTarget};
+pub use crate::slot_lease::STANDBY_RETRY;
 use crate::wal_consumer::{RowChange, Step, WalConsumer};
 
 /// First reconnect delay of [`Backoff::default`].
@@ -30,6 +37,8 @@ pub enum Exit {
     Stop,
     /// Transient trouble: reconnect after the backoff.
     Retry(String),
+    /// Another live session holds the slot: try again every [`STANDBY_RETRY`].
+    Standby(String),
     /// Unrecoverable: stop and report, leaving the slot alone.
     Fatal(String),
 }
@@ -96,6 +105,14 @@ pub trait Consumer: Send {
     fn session_ended(&mut self);
 }
 
+/// Whether an attempt that failed with `error` is a standby's wait for a live holder.
+pub fn standby_exit(error: &SlotError) -> Option<Exit> {
+    match error {
+        SlotError::InUse { .. } => Some(Exit::Standby(error.to_string())),
+        _ => None,
+    }
+}
+
 /// Reconnect delays: doubling per failure from `min` up to `max`, back to `min` after a
 /// session that streamed for [`HEALTHY`], and giving up after failing for `give_up_after`
 /// (counted from the end of the last session that streamed).
@@ -148,6 +165,12 @@ impl Backoff {
         Some(delay)
     }
 
+    /// Forgets the failures: waiting for a live holder is no trouble.
+    pub fn reset(&mut self) {
+        self.next = self.min;
+        self.failing_since = None;
+    }
+
     /// How long attempts have been failing.
     pub fn failing_for(&self, now: Instant) -> Duration {
         self.failing_since
@@ -177,6 +200,9 @@ pub async fn run<C: Consumer>(
     let mut wal = WalConsumer::new(C::BATCH_MAX);
     let mut next = first;
     let mut reconnecting = false;
+    // Since when this consumer has been waiting for a live holder, if it is, and its mark.
+    let mut standby_since: Option<Instant> = None;
+    let mut mark: Option<crate::slot_standby::StandbyMark> = None;
     loop {
         let opened = match next.take() {
             Some(stream) => Ok(stream),
@@ -184,7 +210,12 @@ pub async fn run<C: Consumer>(
         };
         let (exit, streamed) = match opened {
             Ok(stream) => {
-                if reconnecting {
+                if let Some(mark) = mark.take() {
+                    mark.clear().await;
+                }
+                if let Some(since) = standby_since.take() {
+                    tracing::info!(%external_id, waited = ?since.elapsed(), "{} took over the replication slot", C::NAME);
+                } else if reconnecting {
                     tracing::info!(%external_id, "{} stream reconnected", C::NAME);
                 }
                 let started = Instant::now();
@@ -195,13 +226,48 @@ pub async fn run<C: Consumer>(
             Err(exit) => (exit, None),
         };
         let error = match exit {
+            Exit::Stop if standby_since.is_some() => return stop_standby(consumer, mark).await,
             Exit::Stop => return stop(consumer).await,
+            Exit::Standby(holder) => {
+                if standby_since.is_none() {
+                    standby_since = Some(Instant::now());
+                    tracing::info!(%external_id, %holder, "{} waits as a standby: another live session streams from the replication slot", C::NAME);
+                } else {
+                    tracing::debug!(%external_id, %holder, "{} still waits for the replication slot", C::NAME);
+                }
+                if mark.is_none() {
+                    match crate::slot_standby::mark(consumer.target()).await {
+                        Ok(m) => mark = Some(m),
+                        // Tried again next round; meanwhile a stopping holder may drop the slot.
+                        Err(e) => {
+                            tracing::debug!(%external_id, error = %e, "could not mark the replication slot as awaited")
+                        }
+                    }
+                }
+                backoff.reset();
+                reconnecting = true;
+                if consumer.should_stop() {
+                    return stop_standby(consumer, mark).await;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(jitter(STANDBY_RETRY)) => {}
+                    _ = consumer.stop_wanted() => return stop_standby(consumer, mark).await,
+                }
+                if consumer.should_stop() {
+                    return stop_standby(consumer, mark).await;
+                }
+                continue;
+            }
             Exit::Fatal(message) => {
                 tracing::error!(%external_id, error = %message, "{} stopped", C::NAME);
                 return Ended::Fatal(message);
             }
             Exit::Retry(error) => error,
         };
+        standby_since = None;
+        if let Some(mark) = mark.take() {
+            mark.clear().await;
+        }
         reconnecting = true;
         let Some(delay) = backoff.failed(streamed, Instant::now()) else {
             let after = backoff.failing_for(Instant::now());
@@ -230,6 +296,18 @@ pub async fn run<C: Consumer>(
     }
 }
 
+/// A standby stops: the slot belongs to its live holder and is left alone.
+async fn stop_standby<C: Consumer>(
+    consumer: &mut C,
+    mark: Option<crate::slot_standby::StandbyMark>,
+) -> Ended {
+    if let Some(mark) = mark {
+        mark.clear().await;
+    }
+    tracing::info!(external_id = %consumer.target().external_id, "{} standby stopped; the replication slot stays with its holder", C::NAME);
+    Ended::Stopped(Ok(()))
+}
+
 async fn stop<C: Consumer>(consumer: &mut C) -> Ended {
     tracing::info!(external_id = %consumer.target().external_id, "{} stopped", C::NAME);
     Ended::Stopped(slot::release(consumer.target(), RELEASE_WAIT).await)
@@ -241,7 +319,8 @@ async fn session<C: Consumer>(
     mut stream: LogicalStream,
     wal: &mut WalConsumer,
 ) -> Exit {
-    stream.set_status_interval(C::STATUS_INTERVAL);
+    // Our replies are our lease: at least three per lease, even when idle.
+    stream.set_status_interval(consumer.target().lease.status_interval(C::STATUS_INTERVAL));
     wal.new_session();
     let stats = consumer.target().stats.clone();
     stats.set_streaming(true);

@@ -111,6 +111,7 @@ mod tests {
             publication: "supabase_realtime".into(),
             slot: "slot".into(),
             max_record_bytes: 1024,
+            slot_lease: crate::slot_lease::DEFAULT_LEASE,
         };
         TenantCdc::new(config, Duration::from_secs(60), Arc::default())
     }

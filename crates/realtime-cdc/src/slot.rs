@@ -1,10 +1,20 @@
 //! The persistent pgoutput slot both WAL consumers stream from: its name, setting it up before
 //! streaming (create, adopt, recreate one that vanished or was invalidated) and releasing it.
+//!
+//! A slot another session holds is never taken from a live holder: only one whose lease ran
+//! out ([`crate::slot_lease`]) is terminated; otherwise opening fails with
+//! [`SlotError::InUse`] and the consumer waits as a standby.
 
 use std::time::Duration;
 
 use realtime_pg::replication::{LogicalStream, ReplicationError, ReplicationStream, StartOptions};
+use realtime_pg::slot_holder;
 use realtime_pg::{ConnectOptions, Lsn};
+
+use crate::slot_lease::{Lease, Verdict};
+
+/// How long a terminated holder gets to exit before the attempt is left to the next round.
+const TERMINATED_EXIT_WAIT: Duration = Duration::from_secs(5);
 
 /// `<base>_<suffix>`; an absent suffix counts as empty, as in the official image, so the
 /// default is `supabase_realtime_replication_slot_`. Characters PostgreSQL does not allow in
@@ -50,18 +60,22 @@ pub struct SlotTarget {
     pub on_lost: OnLost,
     /// Progress figures, updated by the session loop.
     pub stats: std::sync::Arc<crate::stats::SlotStats>,
+    /// When another holder counts as gone; also bounds our own status interval.
+    pub lease: Lease,
 }
 
 /// Why the slot cannot be streamed from, or released. No variant carries a password.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
-    /// Another session streams from the slot; try again later.
-    #[error("replication slot {slot} is in use by PID {pid:?}")]
+    /// Another session streams from the slot and is not known to be gone; try again later.
+    #[error("replication slot {slot} is in use by {}", holder.as_deref().unwrap_or("another session"))]
     InUse {
         /// The slot name.
         slot: String,
         /// The holder's process id, when known.
         pid: Option<i32>,
+        /// The holder, for logs (`PID 42 (application from address, state)`), when known.
+        holder: Option<String>,
     },
     /// A slot with our name was made for another database or plugin: never touched.
     #[error("replication slot {slot} exists for another use ({detail}); set SLOT_NAME_SUFFIX so each tenant database gets its own slot")]
@@ -132,6 +146,7 @@ fn plan(slot: &str, found: Option<Found>, recreate: bool) -> Result<Plan, SlotEr
         return Err(SlotError::InUse {
             slot: slot.to_string(),
             pid: f.pid,
+            holder: f.pid.map(|p| format!("PID {p}")),
         });
     }
     if f.plugin.as_deref() != Some("pgoutput") || !f.same_database {
@@ -197,8 +212,9 @@ pub async fn open(target: &SlotTarget, recreate: bool) -> Result<LogicalStream, 
 
 /// Opens a replication session, sets the slot up and starts streaming from its confirmed
 /// position:
-/// - a slot held by another session is never taken ([`SlotError::InUse`]), nor one made for
-///   another database or plugin ([`SlotError::Conflict`]);
+/// - a slot held by a live session is never taken ([`SlotError::InUse`]); a holder silent
+///   for longer than [`SlotTarget::lease`] is terminated and the slot adopted;
+/// - a slot made for another database or plugin is never touched ([`SlotError::Conflict`]);
 /// - an invalidated slot is dropped, then reported or replaced per [`SlotTarget::on_lost`];
 /// - `recreate` drops an existing (inactive) slot first: its pending WAL cannot be decoded;
 /// - `before_create` runs before the slot is created (a publication must exist before the
@@ -247,6 +263,7 @@ where
                 return Err(SlotError::InUse {
                     slot: target.slot.clone(),
                     pid,
+                    holder: pid.map(|p| format!("PID {p}")),
                 }
                 .into())
             }
@@ -269,7 +286,10 @@ async fn prepare<E: From<SlotError>>(
     before_create: &mut impl AsyncFnMut(&mut ReplicationStream) -> Result<(), E>,
 ) -> Result<bool, E> {
     let slot = &target.slot;
-    let found = inspect(repl, slot).await?;
+    let mut found = inspect(repl, slot).await?;
+    if found.as_ref().is_some_and(|f| f.active) && replace_gone_holder(target, repl).await? {
+        found = inspect(repl, slot).await?;
+    }
     let plan = plan(slot, found, recreate)?;
     match plan {
         Plan::Adopt => {
@@ -308,6 +328,7 @@ async fn prepare<E: From<SlotError>>(
         Err(ReplicationError::SlotExists(_)) => Err(SlotError::InUse {
             slot: slot.clone(),
             pid: None,
+            holder: None,
         }
         .into()),
         Err(e) => Err(SlotError::Create {
@@ -318,8 +339,53 @@ async fn prepare<E: From<SlotError>>(
     }
 }
 
+/// Looks at the slot's holder: a live one (or one that is no walsender) ends the attempt with
+/// [`SlotError::InUse`]; one whose lease ran out is terminated, in a statement that re-checks
+/// it is still the same silent walsender, and waited for. Returns whether the slot was freed.
+async fn replace_gone_holder(
+    target: &SlotTarget,
+    repl: &mut ReplicationStream,
+) -> Result<bool, SlotError> {
+    let slot = &target.slot;
+    let Some(holder) = slot_holder::slot_holder(repl, slot).await? else {
+        // Released between the two looks.
+        return Ok(true);
+    };
+    let in_use = |holder: &slot_holder::SlotHolder| SlotError::InUse {
+        slot: slot.clone(),
+        pid: Some(holder.pid),
+        holder: Some(holder.describe()),
+    };
+    let silent_for = match target.lease.judge(&holder, std::time::Instant::now()) {
+        Verdict::Expired { silent_for } => silent_for,
+        Verdict::Live { .. } | Verdict::Unknown => return Err(in_use(&holder)),
+    };
+    tracing::warn!(
+        external_id = %target.external_id,
+        %slot,
+        holder = %holder.describe(),
+        ?silent_for,
+        lease = ?target.lease.duration(),
+        "the replication slot's holder sent no status update for longer than its lease; terminating it"
+    );
+    if !slot_holder::terminate_unchanged_holder(repl, slot, &holder).await? {
+        // It replied, or left, at the last moment: judged again next round.
+        return Err(in_use(&holder));
+    }
+    let deadline = tokio::time::Instant::now() + TERMINATED_EXIT_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match slot_holder::slot_holder(repl, slot).await? {
+            None => return Ok(true),
+            Some(h) if h.pid != holder.pid => return Err(in_use(&h)),
+            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    Err(in_use(&holder))
+}
+
 /// Drops the slot once no session holds it (our own walsender may still be exiting); gives up
-/// after `wait` rather than touch a slot someone else streams from.
+/// after `wait` rather than touch a slot someone else streams from. A slot a standby waits for
+/// ([`crate::slot_standby`]) is left for it to adopt.
 pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotError> {
     let slot = &target.slot;
     let not_released = |reason: String| SlotError::NotReleased {
@@ -330,6 +396,7 @@ pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotErro
         return Err(not_released(e.to_string()));
     }
     let deadline = tokio::time::Instant::now() + wait;
+    let awaited = crate::slot_standby::awaited_sql(slot);
     let attempt = async {
         let mut repl = ReplicationStream::connect(&target.conn)
             .await
@@ -337,15 +404,16 @@ pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotErro
         let result = loop {
             let rows = repl
                 .simple_query(&format!(
-                    "SELECT active::text, CASE WHEN active THEN NULL ELSE pg_drop_replication_slot(slot_name)::text END \
+                    "SELECT active::text, CASE WHEN active THEN NULL WHEN {awaited} THEN 'awaited' \
+                     ELSE pg_drop_replication_slot(slot_name)::text END \
                      FROM pg_replication_slots WHERE slot_name = '{slot}'"
                 ))
                 .await;
             match rows {
                 Ok(rows) => match rows.first() {
-                    None => break Ok(()),
+                    None => break Ok(false),
                     Some(row) if row.first().cloned().flatten().as_deref() == Some("false") => {
-                        break Ok(())
+                        break Ok(row.get(1).cloned().flatten().as_deref() == Some("awaited"))
                     }
                     Some(_) if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -358,13 +426,16 @@ pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotErro
         repl.close().await;
         result
     };
-    match tokio::time::timeout(wait + Duration::from_secs(5), attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(not_released(format!("timed out after {wait:?}"))),
+    let left = match tokio::time::timeout(wait + Duration::from_secs(5), attempt).await {
+        Ok(r) => r?,
+        Err(_) => return Err(not_released(format!("timed out after {wait:?}"))),
+    };
+    if left {
+        tracing::info!(external_id = %target.external_id, %slot, "replication slot left in place: a standby waits to take it over");
+    } else {
+        tracing::info!(external_id = %target.external_id, %slot, "replication slot released");
     }
-    .inspect(
-        |()| tracing::info!(external_id = %target.external_id, %slot, "replication slot released"),
-    )
+    Ok(())
 }
 
 #[cfg(test)]

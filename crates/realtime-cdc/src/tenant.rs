@@ -27,6 +27,9 @@ pub struct TenantConfig {
     pub slot: String,
     /// `poll_max_record_bytes`: beyond it a change is sent with `Error 413`.
     pub max_record_bytes: usize,
+    /// How long another holder of the slot may stay silent before it counts as gone
+    /// ([`crate::slot_lease`]).
+    pub slot_lease: Duration,
 }
 
 /// Where the pipeline is in its life.
@@ -36,6 +39,10 @@ pub enum PipelineState {
     Starting,
     /// Streaming (or reconnecting after a transient failure; the slot keeps the position).
     Ready,
+    /// Waiting for the slot, which another live session streams from (another server
+    /// instance on the same database). Channels subscribe as when ready; they receive changes
+    /// once this pipeline takes the slot over, from the slot's confirmed position on.
+    Standby,
     /// Stopped for good with this reason.
     Failed(String),
     /// Stopped after the idle period.
@@ -140,7 +147,7 @@ impl TenantCdc {
         )
     }
 
-    /// Waits until the pipeline streams, fails, or `timeout` passes.
+    /// Waits until the pipeline streams (or waits as a standby), fails, or `timeout` passes.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), String> {
         let mut rx = self.state.subscribe();
         let outcome = tokio::time::timeout(timeout, async {
@@ -150,7 +157,7 @@ impl TenantCdc {
         })
         .await;
         match outcome {
-            Ok(Ok(PipelineState::Ready)) => Ok(()),
+            Ok(Ok(PipelineState::Ready | PipelineState::Standby)) => Ok(()),
             Ok(Ok(PipelineState::Failed(m))) => Err(m),
             Ok(_) => Err("the Postgres Changes pipeline stopped".to_string()),
             Err(_) => Err(crate::subscribe::TIMEOUTS.to_string()),

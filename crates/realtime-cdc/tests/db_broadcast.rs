@@ -80,6 +80,17 @@ impl Env {
         self.start_with(self.options()).await
     }
 
+    async fn active_pid(&self) -> Option<i32> {
+        self.sql
+            .query_opt(
+                "select active_pid from pg_replication_slots where slot_name = $1",
+                &[&self.slot()],
+            )
+            .await
+            .unwrap()
+            .and_then(|r| r.get(0))
+    }
+
     async fn slot_row(&self) -> Option<(bool, bool)> {
         self.sql
             .query_opt(
@@ -374,18 +385,99 @@ async fn a_slot_held_by_another_session_is_not_taken() {
     let _gate = CLUSTER_GATE.read().await;
     let env = env().await;
     let (stream, mut rx) = env.start().await;
-    let (tx2, _rx2) = mpsc::channel(4);
-    let err = DbBroadcastStream::start(env.tenant.clone(), env.crypto.clone(), env.options(), tx2)
+    let holder_pid = env.active_pid().await;
+    assert!(holder_pid.is_some());
+    // A second stream on the same slot starts as a standby and leaves the live holder alone
+    // for many of its (short) leases.
+    let (tx2, mut rx2) = mpsc::channel(4);
+    let opts = DbBroadcastOptions {
+        slot_lease: Duration::from_secs(3),
+        ..env.options()
+    };
+    let standby = DbBroadcastStream::start(env.tenant.clone(), env.crypto.clone(), opts, tx2)
         .await
-        .unwrap_err();
-    assert!(matches!(err, DbBroadcastError::SlotInUse { .. }), "{err:?}");
-    assert!(err.to_string().starts_with("replication_slot_in_use"));
-    // The first stream is unaffected.
+        .unwrap();
+    assert!(standby.is_standby() && !standby.is_connected());
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(env.active_pid().await, holder_pid);
+        assert!(standby.is_standby());
+    }
+    // The first stream is unaffected, and the standby receives nothing.
     env.sql
         .batch_execute("select realtime.send('{}', 'still', 'room1', false)")
         .await
         .unwrap();
     assert_eq!(next(&mut rx).await.event, "still");
+    assert!(tokio::time::timeout(Duration::from_millis(500), rx2.recv())
+        .await
+        .is_err());
+    // Stopping the standby leaves the slot to its holder.
+    standby.stop().await.unwrap();
+    assert_eq!(env.active_pid().await, holder_pid);
+    stream.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_a_closed_holder_within_seconds() {
+    let _gate = CLUSTER_GATE.read().await;
+    let env = env().await;
+    // Another instance's session: the publication and slot, streamed from and replied on.
+    env.sql
+        .batch_execute(&format!(
+            "create publication {} for table realtime.messages",
+            realtime_cdc::db_broadcast::PUBLICATION
+        ))
+        .await
+        .unwrap();
+    let conn = realtime_pg::ConnectOptions::new(
+        env.db.host(),
+        env.db.port,
+        &env.db.name,
+        realtime_testkit::SUPERUSER,
+        realtime_testkit::SUPERUSER_PASSWORD,
+    );
+    let mut repl = realtime_pg::replication::ReplicationStream::connect(&conn)
+        .await
+        .unwrap();
+    repl.create_slot(&env.slot(), false).await.unwrap();
+    let mut holder = repl
+        .start(
+            &env.slot(),
+            realtime_pg::Lsn::ZERO,
+            realtime_cdc::db_broadcast::PUBLICATION,
+        )
+        .await
+        .unwrap();
+    holder.set_status_interval(Duration::from_millis(500));
+    let holder_task = tokio::spawn(async move { while let Ok(Some(_)) = holder.next().await {} });
+    let (stream, mut rx) = env
+        .start_with(DbBroadcastOptions {
+            slot_lease: Duration::from_secs(3),
+            ..env.options()
+        })
+        .await;
+    assert!(stream.is_standby());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!holder_task.is_finished(), "the live holder was terminated");
+    // Read by the holder but never confirmed.
+    send(&env.sql, "before".into()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder_task.abort();
+    let _ = holder_task.await;
+    let closed = std::time::Instant::now();
+    send(&env.sql, "after".into()).await;
+    assert_eq!(next(&mut rx).await.event, "before");
+    let took = closed.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "took over after {took:?}"
+    );
+    assert!(stream.is_connected() && !stream.is_standby());
+    assert_eq!(next(&mut rx).await.event, "after");
+    assert!(tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .is_err());
     stream.stop().await.unwrap();
 }
 

@@ -10,6 +10,8 @@
 //!   (`replication=database`, slots, `START_REPLICATION`, keepalives, standby status updates).
 //! - [`slots`]: SQL helpers over an ordinary connection to inspect replication slots and
 //!   terminate the backend holding one.
+//! - [`slot_holder`]: who holds a slot (`pg_stat_replication`), and ending a holder only
+//!   when nothing about it changed since it was judged gone.
 //! - [`lsn`]: WAL positions; [`time`]: PostgreSQL timestamps.
 #![warn(missing_docs)]
 
@@ -17,6 +19,7 @@ pub mod connect;
 pub mod lsn;
 pub mod pgoutput;
 pub mod replication;
+pub mod slot_holder;
 pub mod slots;
 pub mod time;
 pub mod tls;

@@ -396,6 +396,29 @@ impl LogicalStream {
         self.next_status = Instant::now() + interval;
     }
 
+    /// How often status updates go out unprompted.
+    pub fn status_interval(&self) -> Duration {
+        self.status_interval
+    }
+
+    /// Runs `work` (a consumer handing on what it read) while keeping the session alive:
+    /// status updates still go out every status interval, so neither `wal_sender_timeout`
+    /// nor a contender judging the holder by its replies takes a busy consumer for a dead
+    /// one. A failed update abandons `work`.
+    pub async fn while_busy<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, ReplicationError> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return Ok(out),
+                _ = tokio::time::sleep_until(self.next_status) => self.send_status().await?,
+            }
+        }
+    }
+
     /// The slot being streamed.
     pub fn slot(&self) -> &str {
         &self.slot

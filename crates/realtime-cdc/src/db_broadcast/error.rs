@@ -86,7 +86,7 @@ impl From<SlotError> for DbBroadcastError {
     /// The slot set-up's errors in this stream's terms, as upstream reports them.
     fn from(e: SlotError) -> Self {
         match e {
-            SlotError::InUse { slot, pid } => DbBroadcastError::SlotInUse { slot, pid },
+            SlotError::InUse { slot, pid, .. } => DbBroadcastError::SlotInUse { slot, pid },
             SlotError::Conflict { slot, detail } => DbBroadcastError::SlotConflict { slot, detail },
             SlotError::NotReleased { slot, reason } => {
                 DbBroadcastError::SlotNotReleased { slot, reason }

@@ -45,9 +45,12 @@
 //! - a slot left behind by a crashed process is adopted and drained by the next start for the
 //!   tenant; if it was invalidated (`max_slot_wal_keep_size`) it is recreated, and the loss
 //!   is logged as `ReplicationSlotLost`;
-//! - a slot held by another session (another server, upstream's temporary slot, or the
-//!   walsender of a crashed process until `wal_sender_timeout` ends it) is never touched:
-//!   start fails with `replication_slot_in_use` and the caller retries later;
+//! - a slot held by another live session (another server instance, an old container of a
+//!   rolling deploy, upstream's temporary slot) is never taken: the stream starts as a
+//!   standby ([`DbBroadcastStream::is_standby`]), tries the slot every second and takes over
+//!   within a couple of seconds of the holder's connection closing. A holder that sent no
+//!   status update for [`DbBroadcastOptions::slot_lease`] (a hung process, a host gone
+//!   without closing its connection) is terminated ([`crate::slot_lease`]);
 //! - a slot whose pending WAL predates a dropped and recreated publication (upstream's
 //!   migration 20250123174212 drops it) can never decode again; it is recreated, and what was
 //!   committed in between is logged as lost (`ReplicationSlotUnusable`).
@@ -158,6 +161,9 @@ pub struct DbBroadcastOptions {
     pub give_up_after: Duration,
     /// Keep only rows with `extension = 'broadcast'`; upstream broadcasts every extension.
     pub broadcast_extension_only: bool,
+    /// How long another holder of the slot may send no status update before it is taken to
+    /// be gone and terminated; a live holder is never terminated.
+    pub slot_lease: Duration,
 }
 
 impl Default for DbBroadcastOptions {
@@ -168,6 +174,7 @@ impl Default for DbBroadcastOptions {
             reconnect_max: Duration::from_secs(60),
             give_up_after: Duration::from_secs(2 * 3600),
             broadcast_extension_only: false,
+            slot_lease: crate::slot_lease::DEFAULT_LEASE,
         }
     }
 }
@@ -178,6 +185,7 @@ pub struct DbBroadcastStream {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<Result<(), DbBroadcastError>>>,
     connected: Arc<AtomicBool>,
+    standby: Arc<AtomicBool>,
     slot: String,
     stats: Arc<crate::stats::SlotStats>,
 }
@@ -195,7 +203,8 @@ impl DbBroadcastStream {
     /// Connects to the tenant database as its `db_user` (TLS per `ssl_enforced`), creates the
     /// publication and the slot when missing, and starts streaming. Errors here are for the
     /// caller to retry (upstream retries with 5 s – 5 min backoff); once started, connection
-    /// losses are handled inside.
+    /// losses are handled inside. A slot another live session holds is no error: the stream
+    /// starts as a standby and takes the slot over once that session is gone.
     pub async fn start(
         tenant: Arc<Tenant>,
         crypto: Arc<Crypto>,
@@ -218,11 +227,18 @@ impl DbBroadcastStream {
             })?;
         let slot = slot_name(opts.slot_name_suffix.as_deref());
         tracing::info!(external_id = %external_id, %slot, "Starting replication for Broadcast Changes");
-        let target = stream::target(external_id, conn, slot.clone());
+        let target = stream::target(external_id, conn, slot.clone(), opts.slot_lease);
         let stats = target.stats.clone();
-        let first = stream::open(&target, false).await?;
+        let first = match stream::open(&target, false).await {
+            Ok(first) => Some(first),
+            // The session loop waits for the slot, as it does when another session takes it
+            // during a reconnect.
+            Err(DbBroadcastError::SlotInUse { .. }) => None,
+            Err(e) => return Err(e),
+        };
         let (stop, stop_rx) = watch::channel(false);
-        let connected = Arc::new(AtomicBool::new(true));
+        let connected = Arc::new(AtomicBool::new(first.is_some()));
+        let standby = Arc::new(AtomicBool::new(first.is_none()));
         let consumer = stream::Broadcasts {
             target,
             max_body: tenant.max_payload_bytes(),
@@ -230,6 +246,7 @@ impl DbBroadcastStream {
             sink,
             stop: stop_rx,
             connected: connected.clone(),
+            standby: standby.clone(),
             recreate: false,
             pending: Vec::new(),
         };
@@ -238,6 +255,7 @@ impl DbBroadcastStream {
             stop,
             task: Some(task),
             connected,
+            standby,
             slot,
             stats,
         })
@@ -247,6 +265,11 @@ impl DbBroadcastStream {
     /// the stream ended).
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst) && !self.has_ended()
+    }
+
+    /// Whether the stream waits for its slot, which another live session streams from.
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::SeqCst) && !self.has_ended()
     }
 
     /// Whether the stream has ended (stopped, receiver gone, or gave up reconnecting).

@@ -30,6 +30,7 @@ pub(super) fn target(
     external_id: String,
     conn: realtime_pg::ConnectOptions,
     slot: String,
+    lease: Duration,
 ) -> SlotTarget {
     SlotTarget {
         external_id,
@@ -44,6 +45,7 @@ pub(super) fn target(
         },
         on_lost: OnLost::Recreate,
         stats: Default::default(),
+        lease: crate::slot_lease::Lease::new(lease),
     }
 }
 
@@ -80,6 +82,8 @@ pub(super) struct Broadcasts {
     pub stop: watch::Receiver<bool>,
     /// Whether a session streams right now.
     pub connected: Arc<AtomicBool>,
+    /// Whether it waits for a slot another live session holds.
+    pub standby: Arc<AtomicBool>,
     /// The last session failed because the slot's WAL predates the publication.
     pub recreate: bool,
     /// The row kept for the next hand-on.
@@ -88,13 +92,16 @@ pub(super) struct Broadcasts {
 
 /// Runs until stopped, until the sink closes, or until reconnecting has failed for
 /// `give_up_after`; the slot is released in every case where it can be.
-pub(super) async fn run(mut b: Broadcasts, first: LogicalStream) -> Result<(), DbBroadcastError> {
+pub(super) async fn run(
+    mut b: Broadcasts,
+    first: Option<LogicalStream>,
+) -> Result<(), DbBroadcastError> {
     let backoff = Backoff::new(
         b.opts.reconnect_min,
         b.opts.reconnect_max,
         Some(b.opts.give_up_after),
     );
-    match reconnect::run(&mut b, Some(first), backoff).await {
+    match reconnect::run(&mut b, first, backoff).await {
         Ended::Stopped(released) => released.map_err(DbBroadcastError::from),
         Ended::GaveUp { after, last } => Err(DbBroadcastError::GaveUp { after, last }),
         Ended::Fatal(message) => Err(DbBroadcastError::Task(message)),
@@ -122,8 +129,13 @@ impl Consumer for Broadcasts {
         match open(&self.target, self.recreate).await {
             Ok(stream) => {
                 self.recreate = false;
+                self.standby.store(false, Ordering::SeqCst);
                 self.connected.store(true, Ordering::SeqCst);
                 Ok(stream)
+            }
+            Err(e @ DbBroadcastError::SlotInUse { .. }) => {
+                self.standby.store(true, Ordering::SeqCst);
+                Err(Exit::Standby(e.to_string()))
             }
             Err(e) => Err(Exit::Retry(e.to_string())),
         }

@@ -172,14 +172,23 @@ impl Env {
         claims: Value,
         entries: Vec<Value>,
     ) -> Result<Channel, SubscribeError> {
+        self.try_subscribe_on(&self.cdc, claims, entries).await
+    }
+
+    /// Subscribes through `cdc` (e.g. a second service on the same database).
+    pub async fn try_subscribe_on(
+        &self,
+        cdc: &Cdc,
+        claims: Value,
+        entries: Vec<Value>,
+    ) -> Result<Channel, SubscribeError> {
         let (sink, rx) = TestSink::channel();
         let bindings: Vec<(u32, Value)> = entries
             .into_iter()
             .map(|e| (realtime_cdc::binding_id(&e), e))
             .collect();
         let ids = bindings.iter().map(|b| b.0).collect();
-        let sub = self
-            .cdc
+        let sub = cdc
             .subscribe(
                 self.tenant.clone(),
                 SubscribeRequest {

@@ -1,0 +1,284 @@
+//! Two server processes on one database, as in a rolling deploy: the second waits as a
+//! standby while the first streams (its channel is subscribed, not failed), the first keeps
+//! the Postgres Changes slot however long the second runs, and once the first is killed with
+//! SIGKILL the second takes the slot over within seconds and its subscriber receives every
+//! insert the first had not confirmed, exactly once and in commit order.
+
+mod gateway_common;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gateway_common::{event, Client, Seen};
+use realtime_testkit::{Cluster, TestDb};
+use serde_json::json;
+use support::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const BIN: &str = env!("CARGO_BIN_EXE_realtime");
+
+/// Rows written, one per transaction; the first server is killed after `KILL_AFTER`.
+const ROWS: i32 = 60;
+const KILL_AFTER: i32 = 20;
+
+/// A server binary running as a child process, its output kept for failure messages.
+struct Proc {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    addr: SocketAddr,
+}
+
+impl Proc {
+    fn start(db: &TestDb, extra: &[(&str, &str)]) -> Proc {
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut env: Vec<(&str, &str)> = extra.to_vec();
+        env.push(("PORT", &port_text));
+        env.push(("RLIMIT_NOFILE", ""));
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in db_env(db, &env) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("exited early with {status}: {:?}", lines.lock().unwrap());
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "not listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Proc { child, lines, addr }
+    }
+
+    fn output(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    async fn client(&self) -> Client {
+        let token = sign(&json!({"role": "anon", "exp": now() + 3600}), JWT_SECRET);
+        let mut req = format!(
+            "ws://{}/socket/websocket?apikey={token}&vsn=2.0.0",
+            self.addr
+        )
+        .into_client_request()
+        .unwrap();
+        req.headers_mut()
+            .insert("host", HeaderValue::from_static(HOST));
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("upgrade");
+        Client { ws, v2: true }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Joins `realtime:items` for inserts into `public.items` and waits for the subscription's
+/// outcome; any system message but `Subscribed to PostgreSQL` fails.
+async fn subscribe(c: &mut Client, within: Duration) {
+    let binding = json!({"event": "INSERT", "schema": "public", "table": "items"});
+    c.join_ok(
+        "items",
+        "1",
+        json!({"config": {"postgres_changes": [binding]}}),
+    )
+    .await;
+    let deadline = Instant::now() + within;
+    loop {
+        assert!(Instant::now() < deadline, "never subscribed");
+        if let Seen::Text(f) = c.next_within(1000).await {
+            if event(&f) == "system" {
+                assert_eq!(f[4]["message"], "Subscribed to PostgreSQL", "{f}");
+                return;
+            }
+        }
+    }
+}
+
+/// Reads frames for `ms`, answering nothing but failing on any system message; returns
+/// the ids of the inserts seen.
+async fn drain(c: &mut Client, ms: u64) -> Vec<i32> {
+    let until = Instant::now() + Duration::from_millis(ms);
+    let mut ids = Vec::new();
+    while Instant::now() < until {
+        match c.next_within(100).await {
+            Seen::Text(f) if event(&f) == "postgres_changes" => {
+                ids.push(f[4]["data"]["record"]["id"].as_i64().unwrap() as i32)
+            }
+            Seen::Text(f) if event(&f) == "system" => panic!("system message {f}"),
+            Seen::Closed(code) => panic!("socket closed ({code:?})"),
+            _ => {}
+        }
+    }
+    ids
+}
+
+async fn heartbeat(c: &mut Client) {
+    c.push(None, Some("hb"), "phoenix", "heartbeat", json!({}))
+        .await;
+}
+
+/// The Postgres Changes slot's holder and confirmed position.
+async fn slot(db: &tokio_postgres::Client, name: &str) -> (Option<i32>, Option<String>) {
+    let row = db
+        .query_one(
+            "select active_pid, confirmed_flush_lsn::text from pg_replication_slots \
+             where slot_name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// A WAL position `X/Y` as a number.
+fn lsn(text: &str) -> u64 {
+    let (hi, lo) = text.split_once('/').expect("X/Y");
+    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_waits_and_takes_over_when_the_first_is_killed() {
+    let db = Cluster::shared().create_database().await;
+    let slot_name = format!("supabase_realtime_replication_slot_{}", db.name);
+    let first = Proc::start(&db, &[]);
+    let sql = db.connect().await;
+    wait_migrated(&sql).await;
+    sql.batch_execute(
+        "create table public.items (id int primary key, n int);
+         grant select on public.items to anon, authenticated;
+         alter publication supabase_realtime add table public.items;",
+    )
+    .await
+    .unwrap();
+
+    let mut a = first.client().await;
+    subscribe(&mut a, Duration::from_secs(60)).await;
+    let (first_pid, _) = slot(&sql, &slot_name).await;
+    assert!(first_pid.is_some(), "the first server holds no slot");
+
+    // The same tenant on a second server (its seed already done by the first).
+    let second = Proc::start(&db, &[("SEED_SELF_HOST", "false")]);
+    let mut b = second.client().await;
+    // Subscribed while the first holds the slot: a standby is no failure.
+    subscribe(&mut b, Duration::from_secs(30)).await;
+
+    // The first keeps its slot however long the second runs.
+    let until = Instant::now() + Duration::from_secs(35);
+    while Instant::now() < until {
+        heartbeat(&mut a).await;
+        heartbeat(&mut b).await;
+        assert_eq!(drain(&mut b, 1000).await, Vec::<i32>::new());
+        assert_eq!(
+            slot(&sql, &slot_name).await.0,
+            first_pid,
+            "the slot changed hands: {:?}",
+            second.output()
+        );
+    }
+    // Inserts reach the first server's subscriber, not the standby's.
+    sql.execute("insert into public.items values (0, 0)", &[])
+        .await
+        .unwrap();
+    let seen_a = drain(&mut a, 1500).await;
+    assert_eq!(seen_a, [0]);
+
+    // Inserts around the first server's death, each with the WAL position before its commit.
+    let mut written: Vec<(i32, String)> = Vec::new();
+    let mut first = Some(first);
+    let mut confirmed_at_kill = None;
+    let mut killed_at = None;
+    for i in 1..=ROWS {
+        let row = sql
+            .query_one(
+                "with w as (insert into public.items values ($1, $1) returning id) \
+                 select pg_current_wal_insert_lsn()::text from w",
+                &[&i],
+            )
+            .await
+            .unwrap();
+        written.push((i, row.get(0)));
+        if i == KILL_AFTER {
+            if let Some(mut p) = first.take() {
+                p.child.kill().unwrap();
+                p.child.wait().unwrap();
+            }
+            killed_at = Some(Instant::now());
+            // What the dead holder last reported; the second resumes from it.
+            confirmed_at_kill = slot(&sql, &slot_name).await.1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed_at = killed_at.unwrap();
+    let confirmed = lsn(&confirmed_at_kill.unwrap());
+
+    // The second took the slot over within seconds.
+    let mut took = None;
+    while killed_at.elapsed() < Duration::from_secs(10) {
+        match slot(&sql, &slot_name).await.0 {
+            Some(pid) if Some(pid) != first_pid => {
+                took = Some(killed_at.elapsed());
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let took = took.unwrap_or_else(|| panic!("no takeover: {:?}", second.output()));
+    assert!(took < Duration::from_secs(4), "took over after {took:?}");
+
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.last() != Some(&ROWS) && Instant::now() < deadline {
+        heartbeat(&mut b).await;
+        seen.extend(drain(&mut b, 1000).await);
+    }
+    seen.extend(drain(&mut b, 1500).await);
+    // Every row the dead holder had not confirmed arrives once, in commit order; rows it had
+    // confirmed were its own subscribers' and do not come again.
+    let must: Vec<i32> = written
+        .iter()
+        .filter(|(_, at)| lsn(at) > confirmed)
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(must.contains(&(KILL_AFTER + 1)) && must.contains(&ROWS));
+    let from = seen.first().copied().unwrap_or(ROWS + 1);
+    assert!(
+        from <= must[0],
+        "missing rows before {from}: {seen:?} {must:?}"
+    );
+    assert_eq!(
+        seen,
+        (from..=ROWS).collect::<Vec<_>>(),
+        "{:?}",
+        second.output()
+    );
+}
