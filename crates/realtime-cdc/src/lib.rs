@@ -49,6 +49,7 @@
 //! - [`wal_consumer`]: the pure state machine both WAL consumers run: rows to route, when to
 //!   hand on, what to confirm, and exactly-once resumption across reconnects.
 //! - [`reconnect`]: the session loop both WAL consumers run, with backoff and its exits.
+//! - [`follow`]: a consumer waiting for a slot another node streams, following its relay.
 //! - [`relay`]: changes shared between nodes: the streaming node relays what it reads, the
 //!   others follow the relay while they wait for the slot (cluster mode).
 //! - [`pipeline`]: the Postgres Changes consumer: routing, the RLS gate and delivery.
@@ -84,6 +85,7 @@ pub mod error;
 pub mod evaluate;
 pub mod fanout;
 pub mod filter;
+pub mod follow;
 pub mod inspect;
 pub mod jsonb;
 pub mod params;
@@ -254,6 +256,8 @@ pub struct Cdc {
     crypto: Arc<realtime_tenants::Crypto>,
     opts: CdcOptions,
     tenants: tenant::Tenants,
+    /// The relay to other nodes (cluster mode).
+    relay: std::sync::OnceLock<Arc<dyn relay::WalRelay>>,
 }
 
 impl Cdc {
@@ -281,7 +285,14 @@ impl Cdc {
             crypto,
             opts,
             tenants: Arc::default(),
+            relay: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Shares each tenant's changes with the other nodes through `relay` (once, at start): a
+    /// pipeline waiting for a slot another node streams judges and delivers what it relays.
+    pub fn set_relay(&self, relay: Arc<dyn relay::WalRelay>) {
+        let _ = self.relay.set(relay);
     }
 
     fn config(&self, t: &realtime_tenants::Tenant) -> Result<tenant::TenantConfig, SubscribeError> {
@@ -343,6 +354,12 @@ impl Cdc {
             }
         }
         let t = tenant::TenantCdc::new(config, self.opts.idle_shutdown, self.tenants.clone());
+        if let Some(transport) = self.relay.get() {
+            let _ = t.relay.set(relay::RelayHandle {
+                transport: transport.clone(),
+                key: format!("{}:{}", t.config.external_id, t.config.slot),
+            });
+        }
         if let Some(previous) = previous {
             // The stopping pipeline drops the slot; the new one creates it afterwards.
             t.follow(previous);

@@ -10,7 +10,8 @@
 //! When another live session holds the slot (another server instance on the same database),
 //! the pipeline is a standby ([`PipelineState::Standby`]): channels subscribe as usual, and it
 //! takes over, resuming from the slot's confirmed position, within a couple of seconds of the
-//! holder's connection closing. A live holder is never terminated; one silent for longer
+//! holder's connection closing. In cluster mode the holder relays what it streams and a
+//! standby judges and delivers it for its own channels meanwhile ([`crate::relay`]). A live holder is never terminated; one silent for longer
 //! than its lease is ([`crate::slot_lease`]).
 
 use std::sync::Arc;
@@ -230,7 +231,7 @@ impl Consumer for Changes {
     }
 
     /// Judges and delivers the pending changes.
-    async fn hand_on(&mut self, stream: &mut LogicalStream) -> Result<(), Exit> {
+    async fn hand_on(&mut self, stream: Option<&mut LogicalStream>) -> Result<(), Exit> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -240,14 +241,33 @@ impl Consumer for Changes {
         let rows = self.pending.len();
         let started = std::time::Instant::now();
         // A slow RLS gate must not let the session look dead to a waiting standby.
-        let deliveries = stream
-            .while_busy(fanout::fan_out_batch(db, std::mem::take(&mut self.pending)))
-            .await
-            .map_err(retry)?
-            .map_err(retry)?;
+        let judged = fanout::fan_out_batch(db, std::mem::take(&mut self.pending));
+        let deliveries = match stream {
+            Some(stream) => stream.while_busy(judged).await.map_err(retry)?,
+            None => judged.await,
+        }
+        .map_err(retry)?;
         self.tenant.stats.gate.batch(rows, started.elapsed());
         self.tenant.deliver(deliveries);
         Ok(())
+    }
+
+    fn relay(&self) -> Option<crate::relay::RelayHandle> {
+        self.tenant.relay.get().cloned()
+    }
+
+    /// Following another node's relay needs the tenant connection (catalog, filters, RLS).
+    async fn prepare_follow(&mut self) -> Result<(), Exit> {
+        if self.db.as_ref().is_some_and(|db| !db.is_closed()) {
+            return Ok(());
+        }
+        match TenantDb::connect(&self.tenant.config.conn, "realtime_rls").await {
+            Ok(db) => {
+                self.db = Some(db);
+                Ok(())
+            }
+            Err(e) => Err(retry(e)),
+        }
     }
 
     fn stream_failed(&mut self, error: &ReplicationError) -> Exit {

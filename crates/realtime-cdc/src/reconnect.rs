@@ -17,6 +17,8 @@ use futures_util::FutureExt;
 use realtime_pg::pgoutput::{self, LogicalMessage, Relation};
 use realtime_pg::replication::{LogicalStream, ReplicationError};
 
+use crate::follow::Follower;
+use crate::relay::{RelayHandle, RelayTap, Relayed};
 use crate::slot::{self, SlotError, SlotTarget};
 pub use crate::slot_lease::STANDBY_RETRY;
 use crate::wal_consumer::{RowChange, Step, WalConsumer};
@@ -88,12 +90,24 @@ pub trait Consumer: Send {
     /// Routes a row not handed on before; `Ok(true)` when it was kept for the next hand-on.
     fn route(&mut self, row: RowChange) -> impl Future<Output = Result<bool, Exit>> + Send;
 
-    /// Hands on every kept row. The stream is there to keep the session alive while
-    /// waiting; the position is confirmed by the caller afterwards.
+    /// Hands on every kept row. The stream, when streaming the slot (not when following a
+    /// relay), is there to keep the session alive while waiting; the position is confirmed
+    /// by the caller afterwards.
     fn hand_on(
         &mut self,
-        stream: &mut LogicalStream,
+        stream: Option<&mut LogicalStream>,
     ) -> impl Future<Output = Result<(), Exit>> + Send;
+
+    /// Where this consumer shares what it streams with other nodes, and follows them while it
+    /// waits for the slot (cluster mode); `None` for none.
+    fn relay(&self) -> Option<RelayHandle> {
+        None
+    }
+
+    /// Gets ready to route and hand on relayed rows (the connections `open` would make).
+    fn prepare_follow(&mut self) -> impl Future<Output = Result<(), Exit>> + Send {
+        async { Ok(()) }
+    }
 
     /// How a failed stream ends the session. An invalidated slot has been dropped already.
     fn stream_failed(&mut self, error: &ReplicationError) -> Exit {
@@ -203,6 +217,14 @@ pub async fn run<C: Consumer>(
     // Since when this consumer has been waiting for a live holder, if it is, and its mark.
     let mut standby_since: Option<Instant> = None;
     let mut mark: Option<crate::slot_standby::StandbyMark> = None;
+    // Cluster mode: what this consumer streams is relayed, and it follows the relay while
+    // another node streams.
+    let relay = consumer.relay();
+    let mut tap = relay.clone().map(|handle| Tap {
+        tap: RelayTap::default(),
+        handle,
+    });
+    let mut follower = relay.map(Follower::new);
     loop {
         let opened = match next.take() {
             Some(stream) => Ok(stream),
@@ -218,8 +240,15 @@ pub async fn run<C: Consumer>(
                 } else if reconnecting {
                     tracing::info!(%external_id, "{} stream reconnected", C::NAME);
                 }
+                if let Some(f) = follower.as_mut() {
+                    // What the previous holder relayed before it died comes first; the slot
+                    // re-sends only what this consumer then skips.
+                    if let Err(exit) = f.finish(consumer, &mut wal).await {
+                        tracing::debug!(%external_id, ?exit, "{} could not read the relay to its end", C::NAME);
+                    }
+                }
                 let started = Instant::now();
-                let exit = session(consumer, stream, &mut wal).await;
+                let exit = session(consumer, stream, &mut wal, &mut tap).await;
                 consumer.session_ended();
                 (exit, Some(started.elapsed()))
             }
@@ -249,9 +278,20 @@ pub async fn run<C: Consumer>(
                 if consumer.should_stop() {
                     return stop_standby(consumer, mark).await;
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(jitter(STANDBY_RETRY)) => {}
-                    _ = consumer.stop_wanted() => return stop_standby(consumer, mark).await,
+                match follower.as_mut() {
+                    // The holder is another node: deliver what it relays meanwhile.
+                    Some(f) => {
+                        if let Err(exit) = f
+                            .follow_for(consumer, &mut wal, jitter(STANDBY_RETRY))
+                            .await
+                        {
+                            tracing::debug!(%external_id, ?exit, "{} could not follow the relay", C::NAME);
+                        }
+                    }
+                    None => tokio::select! {
+                        _ = tokio::time::sleep(jitter(STANDBY_RETRY)) => {}
+                        _ = consumer.stop_wanted() => return stop_standby(consumer, mark).await,
+                    },
                 }
                 if consumer.should_stop() {
                     return stop_standby(consumer, mark).await;
@@ -318,13 +358,17 @@ async fn session<C: Consumer>(
     consumer: &mut C,
     mut stream: LogicalStream,
     wal: &mut WalConsumer,
+    tap: &mut Option<Tap>,
 ) -> Exit {
     // Our replies are our lease: at least three per lease, even when idle.
     stream.set_status_interval(consumer.target().lease.status_interval(C::STATUS_INTERVAL));
     wal.new_session();
+    if let Some(t) = tap.as_mut() {
+        t.tap.new_session();
+    }
     let stats = consumer.target().stats.clone();
     stats.set_streaming(true);
-    let result = read(consumer, &mut stream, wal).await;
+    let result = read(consumer, &mut stream, wal, tap).await;
     stats.set_streaming(false);
     // Report what was handed on before leaving, so the next session re-sends as little as
     // possible; a dead connection just fails here.
@@ -352,6 +396,7 @@ async fn read<C: Consumer>(
     consumer: &mut C,
     stream: &mut LogicalStream,
     wal: &mut WalConsumer,
+    tap: &mut Option<Tap>,
 ) -> Result<Exit, ReplicationError> {
     loop {
         let next = if wal.waiting() {
@@ -359,7 +404,7 @@ async fn read<C: Consumer>(
                 Some(next) => next,
                 None => {
                     let step = wal.drained();
-                    if let Err(exit) = act(consumer, stream, wal, step).await {
+                    if let Err(exit) = act(consumer, Some(stream), wal, step, tap).await {
                         return Ok(exit);
                     }
                     continue;
@@ -387,23 +432,37 @@ async fn read<C: Consumer>(
         if let LogicalMessage::Commit { commit_time, .. } = &message {
             consumer.target().stats.commit_received(*commit_time);
         }
+        if let Some(t) = tap.as_mut() {
+            let raw = Relayed {
+                lsn: data.wal_start.0,
+                data: data.data.clone(),
+            };
+            t.tap.read(raw, &message);
+        }
         let step = wal.message(message);
         consumer
             .target()
             .stats
             .progress(stream.received(), stream.confirmed());
-        if let Err(exit) = act(consumer, stream, wal, step).await {
+        if let Err(exit) = act(consumer, Some(stream), wal, step, tap).await {
             return Ok(exit);
         }
     }
 }
 
-/// Carries out one step of the machine.
-async fn act<C: Consumer>(
+/// What a streaming consumer relays, and where to (cluster mode).
+pub(crate) struct Tap {
+    tap: RelayTap,
+    handle: RelayHandle,
+}
+
+/// Carries out one step of the machine: on the slot's stream, or (`None`) on a relay.
+pub(crate) async fn act<C: Consumer>(
     consumer: &mut C,
-    stream: &mut LogicalStream,
+    stream: Option<&mut LogicalStream>,
     wal: &mut WalConsumer,
     step: Step,
+    tap: &mut Option<Tap>,
 ) -> Result<(), Exit> {
     match step {
         Step::Read => Ok(()),
@@ -421,21 +480,35 @@ async fn act<C: Consumer>(
         }
         Step::Route(row) => {
             if consumer.route(row).await? && wal.kept() == Step::HandOn {
-                hand_on(consumer, stream, wal).await?;
+                hand_on(consumer, stream, wal, tap).await?;
             }
             Ok(())
         }
-        Step::HandOn => hand_on(consumer, stream, wal).await,
+        Step::HandOn => hand_on(consumer, stream, wal, tap).await,
     }
 }
 
+/// Hands on; then, streaming, relays what was read (before the slot is confirmed past it,
+/// so the relay never lags the slot) and confirms.
 async fn hand_on<C: Consumer>(
     consumer: &mut C,
-    stream: &mut LogicalStream,
+    mut stream: Option<&mut LogicalStream>,
     wal: &mut WalConsumer,
+    tap: &mut Option<Tap>,
 ) -> Result<(), Exit> {
-    consumer.hand_on(stream).await?;
-    if let Some(lsn) = wal.handed_on() {
+    consumer.hand_on(stream.as_deref_mut()).await?;
+    if let Some(t) = tap.as_mut() {
+        if let Some(batch) = t.tap.take() {
+            if !t.handle.transport.append(&t.handle.key, batch).await {
+                tracing::debug!(external_id = %consumer.target().external_id, "changes not relayed to the other nodes");
+            }
+        }
+    }
+    let confirm = wal.handed_on();
+    let Some(stream) = stream else {
+        return Ok(());
+    };
+    if let Some(lsn) = confirm {
         stream.confirm(lsn);
     }
     let stats = &consumer.target().stats;

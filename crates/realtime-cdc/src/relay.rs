@@ -53,13 +53,21 @@ pub trait WalRelay: Send + Sync + 'static {
         cursor: String,
         wait: Duration,
     ) -> Pending<'_, Option<(String, Vec<Bytes>)>>;
+}
 
-    /// Says this node follows `key` (renewed while it does).
-    fn following(&self, key: &str) -> Pending<'_, ()>;
+/// A consumer's relay: the transport and its key (tenant and slot).
+#[derive(Clone)]
+pub struct RelayHandle {
+    /// The transport.
+    pub transport: std::sync::Arc<dyn WalRelay>,
+    /// `<tenant>:<slot>`: slot names repeat across databases, tenants do not.
+    pub key: String,
+}
 
-    /// Whether another node follows `key`: a streaming node that stops then leaves the slot
-    /// in place for it instead of dropping it.
-    fn followed(&self, key: &str) -> Pending<'_, bool>;
+impl std::fmt::Debug for RelayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RelayHandle({})", self.key)
+    }
 }
 
 /// Encodes a batch: for each message, its LSN (8 bytes), its length (4 bytes), its bytes.

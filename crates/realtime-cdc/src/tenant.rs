@@ -72,6 +72,8 @@ pub struct TenantCdc {
     shutdown: watch::Sender<bool>,
     /// A stopping pipeline of the same tenant that must finish (and drop the slot) first.
     predecessor: Mutex<Option<Arc<TenantCdc>>>,
+    /// Where the changes are shared with other nodes (cluster mode).
+    pub relay: std::sync::OnceLock<crate::relay::RelayHandle>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,6 +99,7 @@ impl TenantCdc {
             registry,
             shutdown: watch::channel(false).0,
             predecessor: Mutex::new(None),
+            relay: std::sync::OnceLock::new(),
         })
     }
 

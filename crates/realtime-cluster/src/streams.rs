@@ -15,6 +15,9 @@ use crate::link::Link;
 /// The field each entry's bytes are stored under.
 const FIELD: &str = "b";
 
+/// `XRANGE`'s answer: entries with their fields.
+type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
 impl Link {
     /// Appends an entry, keeping about `keep` entries; `false` when Redis did not store it.
     pub async fn stream_append(&self, key: &[u8], entry: &Bytes, keep: usize) -> bool {
@@ -44,7 +47,7 @@ impl Link {
     /// what is appended from now on.
     pub async fn stream_tail(&self, key: &[u8]) -> Option<String> {
         let mut conn = self.commands()?;
-        let last: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XREVRANGE")
+        let last: Entries = redis::cmd("XREVRANGE")
             .arg(key)
             .arg("+")
             .arg("-")
@@ -63,7 +66,10 @@ impl Link {
 
     /// A connection of its own for [`stream_read`], whose answers may take up to
     /// `longest_wait` plus a margin.
-    pub async fn reading_connection(&self, longest_wait: Duration) -> Option<MultiplexedConnection> {
+    pub async fn reading_connection(
+        &self,
+        longest_wait: Duration,
+    ) -> Option<MultiplexedConnection> {
         if !self.is_up() {
             return None;
         }

@@ -278,6 +278,12 @@ pub async fn serve(state: AppState) -> Result<Running, StartupError> {
 
 /// Serves on the given listeners (tests bind `127.0.0.1:0`).
 pub fn serve_on(state: AppState, listeners: Vec<TcpListener>) -> Result<Running, StartupError> {
+    // Cluster mode is wired before the first socket can subscribe.
+    if let Some(target) = &state.config.redis {
+        if state.gateway.cluster().is_none() {
+            crate::cluster::Cluster::start(target.clone(), &state.gateway);
+        }
+    }
     let shutdown = CancellationToken::new();
     let router = app::router(state.clone());
     let mut addrs = Vec::new();
@@ -303,11 +309,6 @@ pub fn serve_on(state: AppState, listeners: Vec<TcpListener>) -> Result<Running,
             port: state.config.port,
             reason: "no listener".to_string(),
         });
-    }
-    if let Some(target) = &state.config.redis {
-        if state.gateway.cluster().is_none() {
-            crate::cluster::Cluster::start(target.clone(), &state.gateway);
-        }
     }
     crate::janitor::spawn(state.clone(), shutdown.clone());
     crate::memory_trim::spawn(state.gateway.clone(), shutdown.clone());

@@ -185,9 +185,9 @@ impl Consumer for Broadcasts {
         }
     }
 
-    async fn hand_on(&mut self, stream: &mut LogicalStream) -> Result<(), Exit> {
+    async fn hand_on(&mut self, mut stream: Option<&mut LogicalStream>) -> Result<(), Exit> {
         for b in std::mem::take(&mut self.pending) {
-            hand_over(stream, &self.sink, &mut self.stop, b).await?;
+            hand_over(stream.as_deref_mut(), &self.sink, &mut self.stop, b).await?;
         }
         Ok(())
     }
@@ -211,7 +211,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Waits for room in the sink, keeping the replication session alive meanwhile.
 async fn hand_over(
-    stream: &mut LogicalStream,
+    mut stream: Option<&mut LogicalStream>,
     sink: &mpsc::Sender<DbBroadcast>,
     stop: &mut watch::Receiver<bool>,
     b: DbBroadcast,
@@ -234,8 +234,10 @@ async fn hand_over(
                 };
             }
             _ = status.tick() => {
-                if let Err(e) = stream.send_status().await {
-                    return Err(Exit::Retry(e.to_string()));
+                if let Some(stream) = stream.as_deref_mut() {
+                    if let Err(e) = stream.send_status().await {
+                        return Err(Exit::Retry(e.to_string()));
+                    }
                 }
             }
         }

@@ -59,6 +59,11 @@ impl Cluster {
             cluster: watcher,
             gw: Arc::downgrade(gateway),
         }));
+        if let Some(cdc) = &gateway.cdc {
+            cdc.set_relay(Arc::new(wal_relay::RedisWalRelay::new(
+                cluster.link.clone(),
+            )));
+        }
         tokio::spawn(presence::beat(
             Arc::downgrade(&cluster),
             Arc::downgrade(gateway),

@@ -144,6 +144,15 @@ impl Node {
         Node::start(&all)
     }
 
+    /// A node whose registry is `db` (the self-hosted set-up of [`crate::support::db_env`],
+    /// slots suffixed with the database's name) with `vars` added.
+    pub fn on_db(db: &realtime_testkit::TestDb, vars: &[(&str, &str)]) -> Node {
+        let all = crate::support::db_env(db, vars);
+        let borrowed: Vec<(&str, &str)> =
+            all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Node::start(&borrowed)
+    }
+
     /// Starts the binary with exactly `vars` (plus `PORT` and `PATH`) and waits until it
     /// accepts connections.
     pub fn start(vars: &[(&str, &str)]) -> Node {
