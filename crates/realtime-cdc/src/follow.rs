@@ -35,6 +35,32 @@ impl Follower {
         }
     }
 
+    /// Gets ready to follow: the consumer's connections, and the relay's end as the place to
+    /// start reading. `false` when either is not available yet (tried again next round).
+    pub(crate) async fn start<C: Consumer>(
+        &mut self,
+        consumer: &mut C,
+        wal: &mut WalConsumer,
+    ) -> bool {
+        if !self.prepared {
+            if let Err(exit) = consumer.prepare_follow().await {
+                tracing::debug!(external_id = %consumer.target().external_id, ?exit, "not ready to follow the relay");
+                return false;
+            }
+            self.prepared = true;
+        }
+        if self.cursor.is_none() {
+            let Some(tail) = self.handle.transport.tail(&self.handle.key).await else {
+                return false;
+            };
+            // A fresh start: what this consumer held of an earlier session is re-read.
+            wal.new_session();
+            self.filter.reset();
+            self.cursor = Some(tail);
+        }
+        true
+    }
+
     /// Follows for about `period` (the standby's retry period), starting at the relay's end.
     pub(crate) async fn follow_for<C: Consumer>(
         &mut self,
@@ -43,22 +69,9 @@ impl Follower {
         period: Duration,
     ) -> Result<(), Exit> {
         let deadline = Instant::now() + period;
-        if !self.prepared {
-            if let Err(exit) = consumer.prepare_follow().await {
-                tokio::time::sleep(period).await;
-                return Err(exit);
-            }
-            self.prepared = true;
-        }
-        if self.cursor.is_none() {
-            let Some(tail) = self.handle.transport.tail(&self.handle.key).await else {
-                tokio::time::sleep(period).await;
-                return Ok(());
-            };
-            // A fresh start: what this consumer held of an earlier session is re-read.
-            wal.new_session();
-            self.filter.reset();
-            self.cursor = Some(tail);
+        if !self.start(consumer, wal).await {
+            tokio::time::sleep(period).await;
+            return Ok(());
         }
         loop {
             let now = Instant::now();

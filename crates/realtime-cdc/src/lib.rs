@@ -295,6 +295,11 @@ impl Cdc {
         let _ = self.relay.set(relay);
     }
 
+    /// The relay to other nodes, in cluster mode (broadcast from the database uses it too).
+    pub fn relay(&self) -> Option<Arc<dyn relay::WalRelay>> {
+        self.relay.get().cloned()
+    }
+
     fn config(&self, t: &realtime_tenants::Tenant) -> Result<tenant::TenantConfig, SubscribeError> {
         let settings = tenant_conn::settings(t, &self.crypto).map_err(|e| match e {
             tenant_conn::TenantConnError::Settings { source, .. } => {

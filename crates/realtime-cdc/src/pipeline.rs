@@ -102,10 +102,7 @@ impl Changes {
     /// and foreign ones stop the pipeline.
     fn slot_failed(&mut self, e: SlotError) -> Exit {
         if let Some(standby) = reconnect::standby_exit(&e) {
-            // Channels keep subscribing; the gateway can tell this from a failure.
-            if !self.tenant.is_finished() {
-                self.tenant.set_state(PipelineState::Standby);
-            }
+            // The state follows in `waiting`, once a relay, if any, is being followed.
             return standby;
         }
         match e {
@@ -254,6 +251,14 @@ impl Consumer for Changes {
 
     fn relay(&self) -> Option<crate::relay::RelayHandle> {
         self.tenant.relay.get().cloned()
+    }
+
+    /// Channels keep subscribing; the gateway can tell this from a failure. Told only once
+    /// the relay is followed, so a channel told it is subscribed misses nothing relayed.
+    fn waiting(&mut self) {
+        if !self.tenant.is_finished() {
+            self.tenant.set_state(PipelineState::Standby);
+        }
     }
 
     /// Following another node's relay needs the tenant connection (catalog, filters, RLS).

@@ -104,6 +104,9 @@ pub trait Consumer: Send {
         None
     }
 
+    /// It waits for the slot as a standby, and follows the relay if there is one.
+    fn waiting(&mut self) {}
+
     /// Gets ready to route and hand on relayed rows (the connections `open` would make).
     fn prepare_follow(&mut self) -> impl Future<Output = Result<(), Exit>> + Send {
         async { Ok(()) }
@@ -278,6 +281,10 @@ pub async fn run<C: Consumer>(
                 if consumer.should_stop() {
                     return stop_standby(consumer, mark).await;
                 }
+                if let Some(f) = follower.as_mut() {
+                    f.start(consumer, &mut wal).await;
+                }
+                consumer.waiting();
                 match follower.as_mut() {
                     // The holder is another node: deliver what it relays meanwhile.
                     Some(f) => {

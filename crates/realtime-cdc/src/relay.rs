@@ -55,6 +55,12 @@ pub trait WalRelay: Send + Sync + 'static {
     ) -> Pending<'_, Option<(String, Vec<Bytes>)>>;
 }
 
+impl std::fmt::Debug for dyn WalRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WalRelay")
+    }
+}
+
 /// A consumer's relay: the transport and its key (tenant and slot).
 #[derive(Clone)]
 pub struct RelayHandle {

@@ -1,8 +1,9 @@
-//! Postgres Changes across nodes, each a separate `realtime` process on one database and one
-//! Redis: one node streams the tenant's slot and relays what it reads; the others judge (RLS)
-//! and deliver it for their own subscribers. Every committed insert reaches the subscribers of
-//! every node exactly once and in commit order, also when the streaming node is killed with
-//! SIGKILL while inserts go on: another node takes the slot over and resumes from it.
+//! Postgres Changes and broadcast from the database across nodes, each a separate `realtime`
+//! process on one database and one Redis: one node streams each of the tenant's slots and
+//! relays what it reads; the others judge (RLS) and deliver it for their own subscribers.
+//! Every committed insert reaches the subscribers of every node exactly once and in commit
+//! order, also when the streaming node is killed with SIGKILL while inserts go on: another
+//! node takes the slot over and resumes from it.
 
 mod cluster_support;
 mod gateway_common;
@@ -14,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_support::{Node, Redis};
-use gateway_common::{event, Client, Seen};
+use gateway_common::{event, join_config, Client, Seen};
 use realtime_testkit::Cluster;
-use serde_json::json;
+use serde_json::{json, Value};
 use support::wait_migrated;
 
 /// Creating a logical slot waits for every transaction running in the shared cluster.
@@ -75,15 +76,12 @@ async fn ids(c: &mut Client, want: usize, limit: Duration) -> Vec<i32> {
     got
 }
 
-/// Which node streams the slot: the one that never logged waiting as a standby.
-fn streaming(nodes: &[Node]) -> usize {
+/// Which node streams a consumer's slot: the one that never logged waiting as a standby.
+fn streaming(nodes: &[Node], consumer: &str) -> usize {
+    let waits = format!("{consumer} waits as a standby");
     let standby: Vec<bool> = nodes
         .iter()
-        .map(|n| {
-            n.lines()
-                .iter()
-                .any(|l| l.contains("Postgres Changes waits as a standby"))
-        })
+        .map(|n| n.lines().iter().any(|l| l.contains(&waits)))
         .collect();
     let owners: Vec<usize> = (0..nodes.len()).filter(|i| !standby[*i]).collect();
     assert_eq!(owners.len(), 1, "exactly one node streams: {standby:?}");
@@ -129,7 +127,7 @@ async fn changes_reach_every_node_once_and_survive_the_streaming_node_dying() {
     }
 
     // Kill the streaming node while inserts go on.
-    let owner = streaming(&nodes);
+    let owner = streaming(&nodes, "Postgres Changes");
     let next = Arc::new(AtomicI32::new(31));
     let writer = {
         let next = next.clone();
@@ -173,4 +171,110 @@ async fn changes_reach_every_node_once_and_survive_the_streaming_node_dying() {
         })
         .count();
     assert_eq!(took_over, 1, "one node took the slot over");
+}
+
+/// The `n` of each `ev` broadcast from the database a client receives, until it has `want`
+/// and then nothing new for a second, or `limit` passes.
+async fn database_broadcasts(c: &mut Client, want: usize, limit: Duration) -> Vec<i64> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + limit;
+    let mut quiet_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        match c.next_within(200).await {
+            Seen::Binary(b) => {
+                let m = realtime_protocol::binary::decode_user_broadcast(&b).expect("kind 4");
+                if m.event == "ev" {
+                    let body: Value = serde_json::from_slice(&m.payload).expect("JSON");
+                    got.push(body["n"].as_i64().unwrap_or(-1));
+                }
+                quiet_since = None;
+            }
+            Seen::Closed(code) => panic!("closed {code:?} after {got:?}"),
+            _ => {
+                if got.len() >= want {
+                    let since = *quiet_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(1) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn broadcasts_from_the_database_reach_every_node_once_through_a_kill() {
+    let redis = Redis::start();
+    let db = Cluster::shared().create_database().await;
+    let url = redis.url();
+    let vars = [("REDIS_URL", url.as_str())];
+    let first = Node::on_db(&db, &vars);
+    first.await_line("connected to Redis").await;
+    let setup = db.connect().await;
+    wait_migrated(&setup).await;
+    let mut nodes = vec![first, Node::on_db(&db, &vars), Node::on_db(&db, &vars)];
+    let mut clients = Vec::new();
+    for n in &nodes {
+        n.await_line("connected to Redis").await;
+        let mut c = n.client().await;
+        c.join_ok("room", "1", join_config(json!({}))).await;
+        clients.push(c);
+    }
+    // Each node's stream starts after its first join: warm up until every client hears one.
+    let deadline = Instant::now() + SUBSCRIBE_WAIT;
+    let mut heard = vec![false; clients.len()];
+    while heard.iter().any(|h| !h) {
+        assert!(
+            Instant::now() < deadline,
+            "database broadcasts never arrived: {heard:?}"
+        );
+        setup
+            .execute(
+                "select realtime.send('{}'::jsonb, 'warmup', 'room', false)",
+                &[],
+            )
+            .await
+            .unwrap();
+        for (i, c) in clients.iter_mut().enumerate() {
+            while let Seen::Binary(_) = c.next_within(300).await {
+                heard[i] = true;
+            }
+        }
+    }
+
+    let owner = streaming(&nodes, "broadcast changes");
+    let next = Arc::new(AtomicI32::new(1));
+    let writer = {
+        let next = next.clone();
+        let conn = db.connect().await;
+        tokio::spawn(async move {
+            for i in 1..=80 {
+                conn.execute(
+                    "select realtime.send(jsonb_build_object('n', $1::int), 'ev', 'room', false)",
+                    &[&i],
+                )
+                .await
+                .unwrap();
+                next.store(i + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+    while next.load(Ordering::SeqCst) < 25 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    nodes[owner].kill();
+    writer.await.unwrap();
+    let all: Vec<i64> = (1..=80).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        if i == owner {
+            continue;
+        }
+        assert_eq!(
+            database_broadcasts(c, all.len(), Duration::from_secs(60)).await,
+            all,
+            "node {i}"
+        );
+    }
 }

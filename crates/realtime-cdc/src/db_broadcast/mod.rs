@@ -164,6 +164,9 @@ pub struct DbBroadcastOptions {
     /// How long another holder of the slot may send no status update before it is taken to
     /// be gone and terminated; a live holder is never terminated.
     pub slot_lease: Duration,
+    /// Cluster mode: what the stream reads is relayed to the other nodes, and while another
+    /// node streams, this one follows its relay and delivers to its own channels.
+    pub relay: Option<Arc<dyn crate::relay::WalRelay>>,
 }
 
 impl Default for DbBroadcastOptions {
@@ -175,6 +178,7 @@ impl Default for DbBroadcastOptions {
             give_up_after: Duration::from_secs(2 * 3600),
             broadcast_extension_only: false,
             slot_lease: crate::slot_lease::DEFAULT_LEASE,
+            relay: None,
         }
     }
 }

@@ -125,6 +125,16 @@ impl Consumer for Broadcasts {
         &self.target
     }
 
+    fn relay(&self) -> Option<crate::relay::RelayHandle> {
+        self.opts
+            .relay
+            .as_ref()
+            .map(|transport| crate::relay::RelayHandle {
+                transport: transport.clone(),
+                key: format!("{}:{}", self.target.external_id, self.target.slot),
+            })
+    }
+
     async fn open(&mut self) -> Result<LogicalStream, Exit> {
         match open(&self.target, self.recreate).await {
             Ok(stream) => {

@@ -1,6 +1,6 @@
 //! What one node sends the others about a topic: the message and what a receiving node needs
-//! to deliver it as the publishing node did (the topic's namespace, the tenant's events limit,
-//! the database row a joining channel may already have had by replay). A compact binary form:
+//! to deliver it as the publishing node did (the topic's namespace, the tenant's events
+//! limit). A compact binary form:
 //! a version byte, then fields each prefixed by their length; anything malformed is refused,
 //! never trusted.
 
@@ -53,8 +53,6 @@ pub struct Envelope {
     pub key: TopicKey,
     /// The tenant's events limit, applied by each node to its receivers.
     pub max_events_per_second: u64,
-    /// A database row's id: channels that had it by replay do not get it again.
-    pub replayed_id: Option<String>,
     /// The message.
     pub carried: Carried,
 }
@@ -81,10 +79,6 @@ impl Envelope {
         put_bytes(&mut out, self.key.tenant.as_bytes());
         put_bytes(&mut out, self.key.sub.as_bytes());
         out.put_u64(self.max_events_per_second);
-        put_bytes(
-            &mut out,
-            self.replayed_id.as_deref().unwrap_or_default().as_bytes(),
-        );
         match &self.carried {
             Carried::Broadcast(Outbound::Message(m)) => {
                 put_bytes(&mut out, m.topic.as_bytes());
@@ -121,7 +115,6 @@ impl Envelope {
         let tenant: Arc<str> = Arc::from(r.string("tenant")?);
         let sub: Arc<str> = Arc::from(r.string("sub-topic")?);
         let max_events_per_second = r.u64()?;
-        let replayed = r.string("row id")?;
         let carried = match kind {
             KIND_MESSAGE => Carried::Broadcast(Outbound::Message(Message {
                 join_ref: None,
@@ -159,7 +152,6 @@ impl Envelope {
                 sub,
             },
             max_events_per_second,
-            replayed_id: (!replayed.is_empty()).then_some(replayed),
             carried,
         })
     }
@@ -246,7 +238,6 @@ mod tests {
                 origin: NodeId([7; 16]),
                 key: key(),
                 max_events_per_second: 100,
-                replayed_id: Some("row-1".into()),
                 carried: c,
             };
             let wire = e.encode().unwrap();
@@ -260,7 +251,6 @@ mod tests {
             origin: NodeId([1; 16]),
             key: key(),
             max_events_per_second: 5,
-            replayed_id: None,
             carried: Carried::PresenceDiff(json!({})),
         };
         let wire = e.encode().unwrap();

@@ -49,16 +49,7 @@ impl Inbox for GatewayInbox {
         let key = envelope.key;
         match envelope.carried {
             Carried::Broadcast(msg) => {
-                let replayed = envelope.replayed_id;
-                gw.deliver_local(&key, &msg, envelope.max_events_per_second, |s| {
-                    replayed.as_ref().is_none_or(|id| {
-                        s.perms
-                            .replayed
-                            .lock()
-                            .map(|ids| !ids.contains(id))
-                            .unwrap_or(true)
-                    })
-                });
+                gw.deliver_local(&key, &msg, envelope.max_events_per_second, |_| true);
             }
             Carried::PresenceDiff(diff) => {
                 gw.presence.remote.apply(envelope.origin, &key, &diff);

@@ -82,18 +82,11 @@ impl Cluster {
     }
 
     /// Sends a topic's message to the other nodes (never waits; dropped while Redis is away).
-    pub fn publish(
-        &self,
-        key: &TopicKey,
-        carried: Carried,
-        max_events_per_second: u64,
-        replayed_id: Option<String>,
-    ) {
+    pub fn publish(&self, key: &TopicKey, carried: Carried, max_events_per_second: u64) {
         let envelope = Envelope {
             origin: self.node,
             key: key.clone(),
             max_events_per_second,
-            replayed_id,
             carried,
         };
         let Some(wire) = envelope.encode() else {

@@ -92,7 +92,6 @@ impl Cluster {
             origin: self.node,
             key: key.clone(),
             max_events_per_second: 0,
-            replayed_id: None,
             carried: super::envelope::Carried::PresenceDiff(diff.clone()),
         };
         if let Some(wire) = envelope.encode() {

@@ -33,12 +33,7 @@ impl Gateway {
             Some(s.channel_id) != exclude
         });
         if let Some(cluster) = self.cluster() {
-            cluster.publish(
-                key,
-                Carried::Broadcast(msg.clone()),
-                max_events_per_second,
-                None,
-            );
+            cluster.publish(key, Carried::Broadcast(msg.clone()), max_events_per_second);
         }
         delivered
     }

@@ -121,6 +121,7 @@ impl Gateway {
             let (tx, mut rx) = mpsc::channel::<DbBroadcast>(1024);
             let opts = DbBroadcastOptions {
                 slot_name_suffix: self.settings.slot_name_suffix.clone(),
+                relay: self.cdc.as_ref().and_then(|c| c.relay()),
                 ..DbBroadcastOptions::default()
             };
             let stream = match DbBroadcastStream::start(row, crypto, opts, tx).await {
@@ -226,14 +227,7 @@ impl Gateway {
                 .map(|ids| !ids.contains(&b.id))
                 .unwrap_or(true)
         });
-        if let Some(cluster) = self.cluster() {
-            cluster.publish(
-                &key,
-                crate::cluster::envelope::Carried::Broadcast(msg),
-                limit,
-                Some(b.id.clone()),
-            );
-        }
+        // Other nodes deliver the row from the relay of the stream, not from here.
     }
 }
 
