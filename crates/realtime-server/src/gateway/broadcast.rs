@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::gateway::authorization::Extension;
 use crate::gateway::control::Control;
+use crate::gateway::effect::{Counter, Effect};
 use crate::gateway::hub::{Kind, Subscriber, TopicKey};
 use crate::gateway::outbound::{self, SessionLink};
 use crate::gateway::session::Session;
@@ -122,29 +123,23 @@ impl Session {
         let Some(ch) = self.channels.get(topic) else {
             return;
         };
-        self.gw.limits.rates(&self.link.tenant).events.add(1);
+        let mut fx = vec![Effect::Count(Counter::Events, 1)];
         if size > tenant.limits.max_payload_bytes() {
             if ch.ack {
-                self.link
-                    .send(&Outbound::Message(reply::payload_size_exceeded(
-                        ch.push_ref.clone(),
-                        msg_ref,
-                        &ch.topic,
-                    )));
+                fx.push(Effect::Send(Outbound::Message(
+                    reply::payload_size_exceeded(ch.push_ref.clone(), msg_ref, &ch.topic),
+                )));
             }
-            return;
+        } else {
+            fx.push(Effect::BroadcastPayload(size));
+            fx.push(Effect::Broadcast {
+                key: ch.key.clone(),
+                msg,
+                exclude: if ch.self_broadcast { None } else { Some(ch.id) },
+                max_events_per_second: tenant.limits.max_events_per_second,
+                ack: ch.ack.then(|| ch.reply(msg_ref, Status::Ok, json!({}))),
+            });
         }
-        self.link.metrics.broadcast_payload(size);
-        let exclude = if ch.self_broadcast { None } else { Some(ch.id) };
-        let ack = ch.ack.then(|| ch.reply(msg_ref, Status::Ok, json!({})));
-        let key = ch.key.clone();
-        let delivered =
-            self.gw
-                .deliver_broadcast(&key, &msg, exclude, tenant.limits.max_events_per_second);
-        if let Some(ack) = ack {
-            self.send(&ack);
-        }
-        // The next frame of this socket is read once the receivers have room for it.
-        delivered.drained(Some(self.link.id)).await;
+        self.apply(fx).await;
     }
 }

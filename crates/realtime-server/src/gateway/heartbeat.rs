@@ -2,10 +2,11 @@
 
 use realtime_protocol::{reply, Message, Outbound};
 
+use crate::gateway::effect::Effect;
 use crate::gateway::session::Session;
 
 impl Session {
-    pub(crate) fn on_heartbeat(&self, m: Message) {
-        self.send(&Outbound::Message(reply::heartbeat(m.msg_ref)));
+    pub(crate) fn on_heartbeat(&self, m: Message, fx: &mut Vec<Effect>) {
+        fx.push(Effect::Send(Outbound::Message(reply::heartbeat(m.msg_ref))));
     }
 }

@@ -27,6 +27,7 @@ pub mod change_sink;
 pub mod channel;
 pub mod control;
 pub mod db_broadcast;
+pub mod effect;
 pub mod heartbeat;
 pub mod hub;
 pub mod join;
@@ -41,6 +42,7 @@ pub mod presence;
 pub mod rate;
 pub mod replay;
 pub mod rest_broadcast;
+pub mod runner;
 pub mod session;
 #[cfg(test)]
 mod session_tests;

@@ -305,7 +305,9 @@ impl Session {
 
     async fn on_message(&mut self, m: Message) {
         if m.topic == events::PHOENIX_TOPIC && m.event == events::HEARTBEAT {
-            self.on_heartbeat(m);
+            let mut fx = Vec::new();
+            self.on_heartbeat(m, &mut fx);
+            self.apply(fx).await;
             return;
         }
         match m.event.as_str() {
