@@ -26,6 +26,7 @@ pub mod broadcast;
 pub mod change_sink;
 pub mod channel;
 pub mod control;
+pub mod core;
 pub mod db_broadcast;
 pub mod effect;
 pub mod heartbeat;
