@@ -153,9 +153,13 @@ impl Session {
     }
 
     /// Handles one input: decodes a frame, reads the tenant when the core needs it, lets the
-    /// core move, then applies its effects. Applying is boxed: an idle socket's task then
-    /// holds only its wait, not the state of a publisher's wait.
+    /// core move, then applies its effects. Handling is boxed: an idle socket's task then
+    /// holds only its wait, not the state of a tenant read or a publisher's wait.
     pub async fn handle(&mut self, input: Input<'_>) -> Next {
+        Box::pin(self.step(input)).await
+    }
+
+    async fn step(&mut self, input: Input<'_>) -> Next {
         let mut fx = Vec::new();
         let input = match input {
             Input::Frame(frame) => match self.core.decode(frame, &mut fx) {
@@ -182,7 +186,7 @@ impl Session {
             },
         );
         if !fx.is_empty() {
-            Box::pin(self.apply(fx)).await;
+            self.apply(fx).await;
         }
         next
     }
