@@ -9,7 +9,8 @@
 //! [`Reads`]. Those reads are the exceptions left: the tenant's join and presence rate
 //! averages and the connected-user count are read from the gateway's live counters at the
 //! moment of the decision (a snapshot taken earlier would let a burst pass), and channel ids
-//! come from the gateway's counter.
+//! come from the gateway's counter. Random presence keys and retry delays are drawn here, and
+//! log lines are written here.
 
 use std::collections::HashMap;
 use std::sync::Arc;

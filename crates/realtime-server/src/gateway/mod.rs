@@ -5,8 +5,11 @@
 //! - [`socket`]: the upgrade and its connect-time checks ([`socket_log`]: the socket's
 //!   `log_level`); [`session`]: one task per socket with a
 //!   bounded outbound queue; [`channel`]: a joined channel's state.
-//! - One file per client event: [`join`], [`leave`], [`broadcast`], [`presence`],
-//!   [`access_token`], [`heartbeat`].
+//! - [`core`]: the socket's pure state machine (inputs in, [`effect`]s out); [`runner`]: applies
+//!   the effects against the gateway.
+//! - One file per client event (each an `impl Core` part): [`join`], [`leave`], [`broadcast`],
+//!   [`presence`], [`access_token`], [`heartbeat`], and [`write_check`] for the frames that wait
+//!   for a private channel's write check.
 //! - [`hub`]: topic → subscribers, each message encoded once per serializer.
 //! - [`authorization`]: a private channel's cached policies and when they are evaluated; the
 //!   checks run in the tenant database through [`realtime_cdc::ChannelDatabases`].

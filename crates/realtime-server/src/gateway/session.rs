@@ -147,11 +147,6 @@ impl Session {
         &self.link
     }
 
-    /// The session's state.
-    pub fn core(&self) -> &Core {
-        &self.core
-    }
-
     /// Handles one input: decodes a frame, reads the tenant when the core needs it, lets the
     /// core move, then applies its effects. Handling is boxed: an idle socket's task then
     /// holds only its wait, not the state of a tenant read or a publisher's wait.
