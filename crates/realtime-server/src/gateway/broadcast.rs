@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::gateway::authorization::Extension;
 use crate::gateway::control::Control;
 use crate::gateway::core::{Core, Cx};
-use crate::gateway::effect::{Counter, Effect, Metric};
+use crate::gateway::effect::{Counter, Effect, Fanout, Metric};
 use crate::gateway::hub::{Kind, Subscriber, TopicKey};
 use crate::gateway::outbound::{self, SessionLink};
 use crate::gateway::Gateway;
@@ -142,12 +142,12 @@ impl Core {
             return;
         }
         cx.push(Effect::Metric(Metric::BroadcastPayload(size)));
-        cx.push(Effect::Broadcast {
+        cx.push(Effect::Broadcast(Box::new(Fanout {
             key: ch.key.clone(),
             msg,
             exclude: if ch.self_broadcast { None } else { Some(ch.id) },
             max_events_per_second: tenant.limits.max_events_per_second,
             ack: ch.ack.then(|| ch.reply(msg_ref, Status::Ok, json!({}))),
-        });
+        })));
     }
 }

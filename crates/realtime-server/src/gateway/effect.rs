@@ -42,21 +42,8 @@ pub enum Metric {
 pub enum Effect {
     /// Queue a frame on this socket.
     Send(Outbound),
-    /// Fan a broadcast out to `key`'s subscribers (except channel `exclude`), applying the
-    /// tenant events limit; then send `ack` to this socket, then wait until congested
-    /// receivers drained (the publisher's backpressure).
-    Broadcast {
-        /// The topic.
-        key: TopicKey,
-        /// The broadcast.
-        msg: Outbound,
-        /// The sending channel, when it does not receive its own broadcasts.
-        exclude: Option<u64>,
-        /// The tenant's `max_events_per_second`.
-        max_events_per_second: u64,
-        /// The sender's ack, when it asked for one.
-        ack: Option<Outbound>,
-    },
+    /// Fan a broadcast out, then ack, then wait for congested receivers ([`Fanout`]).
+    Broadcast(Box<Fanout>),
     /// Add to one of the tenant's rate counters.
     Count(Counter, u64),
     /// Observe a metric.
@@ -193,6 +180,23 @@ pub enum Effect {
     Control(Control),
     /// Deliver a control event to this session after a delay (timers, retries).
     After(Duration, Control),
+}
+
+/// A client broadcast to fan out to `key`'s subscribers (except channel `exclude`), applying
+/// the tenant events limit; then `ack` goes to this socket, then the publisher waits until
+/// congested receivers drained (backpressure).
+#[derive(Debug)]
+pub struct Fanout {
+    /// The topic.
+    pub key: TopicKey,
+    /// The broadcast.
+    pub msg: Outbound,
+    /// The sending channel, when it does not receive its own broadcasts.
+    pub exclude: Option<u64>,
+    /// The tenant's `max_events_per_second`.
+    pub max_events_per_second: u64,
+    /// The sender's ack, when it asked for one.
+    pub ack: Option<Outbound>,
 }
 
 /// What registering a channel with the change pipeline needs.

@@ -13,7 +13,7 @@ use crate::gateway::authorization::{Extension, Policies};
 use crate::gateway::broadcast::Delivered;
 use crate::gateway::change_sink::ChannelSink;
 use crate::gateway::control::Control;
-use crate::gateway::effect::{ChangesRequest, Counter, Effect, Metric};
+use crate::gateway::effect::{ChangesRequest, Counter, Effect, Fanout, Metric};
 use crate::gateway::hub::Subscriber;
 use crate::gateway::session::Session;
 use crate::gateway::write_check::WriteVerdict;
@@ -50,13 +50,14 @@ impl Session {
             Effect::Send(msg) => {
                 link.send(&msg);
             }
-            Effect::Broadcast {
-                key,
-                msg,
-                exclude,
-                max_events_per_second,
-                ack,
-            } => {
+            Effect::Broadcast(fanout) => {
+                let Fanout {
+                    key,
+                    msg,
+                    exclude,
+                    max_events_per_second,
+                    ack,
+                } = *fanout;
                 let delivered = gw.deliver_broadcast(&key, &msg, exclude, max_events_per_second);
                 if let Some(ack) = ack {
                     link.send(&ack);
