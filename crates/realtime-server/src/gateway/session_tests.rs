@@ -11,12 +11,13 @@ use jsonwebtoken::{encode, EncodingKey, Header};
 use realtime_protocol::{InFrame, Outbound, Vsn};
 use serde_json::{json, Map, Value};
 
-use crate::gateway::authorization::Policies;
+use crate::gateway::authorization::{Extension, Policies};
 use crate::gateway::control::Control;
 use crate::gateway::core::{Core, Cx, Input, Next, Now, Reads, TenantNeed, TenantRead};
 use crate::gateway::effect::{Counter, Effect, Fanout, Metric};
 use crate::gateway::hub::{encode_ws, TopicKey};
 use crate::gateway::session::{ConnectInfo, Session};
+use crate::gateway::write_check::WriteVerdict;
 use crate::gateway::{Gateway, GatewaySettings, StaticTenants, TenantView};
 
 const TENANT: &str = "realtime-dev";
@@ -593,6 +594,100 @@ fn another_subject_on_a_private_channel_is_checked_off_the_socket() {
         json!([null, "11", "phoenix", "heartbeat", {}]),
     );
     assert_eq!(sent(&fx).len(), 1);
+}
+
+#[test]
+fn a_private_broadcast_waits_for_its_write_check_then_goes_out_in_order() {
+    let reads = Fixed::new();
+    let mut c = core(token(3600));
+    let (_, fx) = text(
+        &mut c,
+        &reads,
+        join_frame("realtime:secret", "1", json!({"private": true})),
+    );
+    let join = fx
+        .into_iter()
+        .find_map(|e| match e {
+            Effect::CheckJoin { join, .. } => Some(join),
+            _ => None,
+        })
+        .expect("the join waits for the database");
+    let read_only = Policies {
+        broadcast_read: Some(true),
+        ..Policies::default()
+    };
+    step(
+        &mut c,
+        &reads,
+        Input::Control(Control::JoinChecked {
+            join,
+            verdict: Box::new(Ok((read_only, Vec::new()))),
+        }),
+    );
+    let id = c.channels["realtime:secret"].id;
+    let bc = |n: i64| json!(["1", n.to_string(), "realtime:secret", "broadcast", {"type": "broadcast", "event": "e", "payload": {"n": n}}]);
+    let (_, fx) = text(&mut c, &reads, bc(1));
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::CheckWrite { channel_id, ext: Extension::Broadcast, .. } if *channel_id == id)),
+        "{fx:?}"
+    );
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Broadcast(_))));
+    let (_, fx) = text(&mut c, &reads, bc(2));
+    assert!(
+        fx.iter().all(|e| matches!(e, Effect::Metric(_))),
+        "waits: {fx:?}"
+    );
+
+    let verdict = |c: &Core| {
+        Input::Control(Control::WriteChecked(Box::new(WriteVerdict {
+            topic: "realtime:secret".into(),
+            channel_id: c.channels["realtime:secret"].id,
+            ext: Extension::Broadcast,
+            result: Ok(Policies {
+                broadcast_write: Some(true),
+                ..read_only
+            }),
+        })))
+    };
+    assert_eq!(
+        c.tenant_need(&verdict(&c), Now::current()),
+        TenantNeed::None
+    );
+    let v = verdict(&c);
+    let (_, fx) = step(&mut c, &reads, v);
+    assert!(
+        matches!(&fx[0], Effect::SetPerms { policies, .. } if policies.broadcast_write == Some(true)),
+        "{fx:?}"
+    );
+    let sent_n: Vec<Value> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Broadcast(f) => Some(json_of(&f.msg)[4]["payload"]["n"].clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent_n, vec![json!(1), json!(2)], "in arrival order");
+    // The answer is kept: the next broadcast goes out at once.
+    let (_, fx) = text(&mut c, &reads, bc(3));
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::Broadcast(_))),
+        "{fx:?}"
+    );
+    // A join of the topic waiting behind a check needs a fresh tenant read when it is handled.
+    text(
+        &mut c,
+        &reads,
+        json!(["1", "4", "realtime:secret", "presence", {"type": "presence", "event": "track", "payload": {}}]),
+    );
+    text(
+        &mut c,
+        &reads,
+        join_frame("realtime:secret", "5", json!({"private": true})),
+    );
+    assert_eq!(
+        c.tenant_need(&verdict(&c), Now::current()),
+        TenantNeed::Fresh
+    );
 }
 
 #[test]
