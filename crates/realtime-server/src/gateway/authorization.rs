@@ -7,7 +7,7 @@ use std::sync::Arc;
 pub use realtime_cdc::channel_policies::{PolicyContext, PolicyError};
 use realtime_protocol::wording::{join, stop};
 
-use crate::gateway::session::Session;
+use crate::gateway::core::Core;
 use crate::gateway::Gateway;
 
 /// What the policies allow; `None` is "not evaluated yet".
@@ -107,7 +107,7 @@ pub enum Extension {
     Presence,
 }
 
-impl Session {
+impl Core {
     /// The authorisation context of a joined channel.
     pub(crate) fn auth_context(&self, topic: &str) -> Option<PolicyContext> {
         let ch = self.channels.get(topic)?;

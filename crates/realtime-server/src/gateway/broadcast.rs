@@ -12,9 +12,10 @@ use serde_json::json;
 use crate::cluster::envelope::Carried;
 use crate::gateway::authorization::Extension;
 use crate::gateway::control::Control;
+use crate::gateway::core::{Core, Cx};
+use crate::gateway::effect::{Counter, Effect, Fanout, Metric};
 use crate::gateway::hub::{Kind, Subscriber, TopicKey};
 use crate::gateway::outbound::{self, SessionLink};
-use crate::gateway::session::Session;
 use crate::gateway::Gateway;
 
 impl Gateway {
@@ -96,14 +97,14 @@ impl Delivered {
     }
 }
 
-impl Session {
-    pub(crate) async fn on_broadcast(&mut self, m: Message) {
+impl Core {
+    pub(crate) fn on_broadcast(&mut self, m: Message, cx: &mut Cx<'_>) {
         let size = serde_json::to_vec(&m.payload).map(|v| v.len()).unwrap_or(0);
         let msg = Outbound::Message(reply::broadcast(None, m.topic.clone(), m.payload));
-        self.relay(&m.topic, m.msg_ref, size, msg).await;
+        self.relay(&m.topic, m.msg_ref, size, msg, cx);
     }
 
-    pub(crate) async fn on_user_broadcast(&mut self, ub: UserBroadcast) {
+    pub(crate) fn on_user_broadcast(&mut self, ub: UserBroadcast, cx: &mut Cx<'_>) {
         let size = ub.payload.len();
         let msg = Outbound::UserBroadcast(UserBroadcast {
             join_ref: None,
@@ -114,11 +115,18 @@ impl Session {
             encoding: ub.encoding,
             payload: ub.payload,
         });
-        self.relay(&ub.topic, ub.msg_ref, size, msg).await;
+        self.relay(&ub.topic, ub.msg_ref, size, msg, cx);
     }
 
-    async fn relay(&mut self, topic: &str, msg_ref: Option<String>, size: usize, msg: Outbound) {
-        let Some(tenant) = self.fresh_tenant().await else {
+    fn relay(
+        &mut self,
+        topic: &str,
+        msg_ref: Option<String>,
+        size: usize,
+        msg: Outbound,
+        cx: &mut Cx<'_>,
+    ) {
+        let Some(tenant) = self.fresh_tenant(cx) else {
             return;
         };
         if !self.may_write(topic, Extension::Broadcast) {
@@ -128,29 +136,24 @@ impl Session {
         let Some(ch) = self.channels.get(topic) else {
             return;
         };
-        self.gw.limits.rates(&self.link.tenant).events.add(1);
+        cx.push(Effect::Count(Counter::Events, 1));
         if size > tenant.limits.max_payload_bytes() {
             if ch.ack {
-                self.link
-                    .send(&Outbound::Message(reply::payload_size_exceeded(
-                        ch.push_ref.clone(),
-                        msg_ref,
-                        &ch.topic,
-                    )));
+                cx.send(Outbound::Message(reply::payload_size_exceeded(
+                    ch.push_ref.clone(),
+                    msg_ref,
+                    &ch.topic,
+                )));
             }
             return;
         }
-        self.link.metrics.broadcast_payload(size);
-        let exclude = if ch.self_broadcast { None } else { Some(ch.id) };
-        let ack = ch.ack.then(|| ch.reply(msg_ref, Status::Ok, json!({})));
-        let key = ch.key.clone();
-        let delivered =
-            self.gw
-                .deliver_broadcast(&key, &msg, exclude, tenant.limits.max_events_per_second);
-        if let Some(ack) = ack {
-            self.send(&ack);
-        }
-        // The next frame of this socket is read once the receivers have room for it.
-        delivered.drained(Some(self.link.id)).await;
+        cx.push(Effect::Metric(Metric::BroadcastPayload(size)));
+        cx.push(Effect::Broadcast(Box::new(Fanout {
+            key: ch.key.clone(),
+            msg,
+            exclude: if ch.self_broadcast { None } else { Some(ch.id) },
+            max_events_per_second: tenant.limits.max_events_per_second,
+            ack: ch.ack.then(|| ch.reply(msg_ref, Status::Ok, json!({}))),
+        })));
     }
 }

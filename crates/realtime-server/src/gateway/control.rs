@@ -73,3 +73,36 @@ pub(crate) fn spawn_after(control: &Arc<Mailbox<Control>>, delay: Duration, c: C
         let _ = tx.push(c);
     });
 }
+
+impl std::fmt::Debug for Control {
+    /// The variant and its channel, enough to tell effects apart in test failures.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::StopChannel {
+                channel_id,
+                message,
+            } => write!(f, "StopChannel({channel_id}, {message:?})"),
+            Control::CdcResult {
+                channel_id,
+                generation,
+                ..
+            } => write!(f, "CdcResult({channel_id}, {generation})"),
+            Control::CdcRetry {
+                channel_id,
+                generation,
+            } => write!(f, "CdcRetry({channel_id}, {generation})"),
+            Control::CdcDown {
+                channel_id,
+                generation,
+            } => write!(f, "CdcDown({channel_id}, {generation})"),
+            Control::ReplicationCheck { channel_id, .. } => {
+                write!(f, "ReplicationCheck({channel_id})")
+            }
+            Control::JoinChecked { .. } => f.write_str("JoinChecked"),
+            Control::WriteChecked(_) => f.write_str("WriteChecked"),
+            Control::Reauthorized(_) => f.write_str("Reauthorized"),
+            Control::ServerDisconnect => f.write_str("ServerDisconnect"),
+            Control::Close(code) => write!(f, "Close({code})"),
+        }
+    }
+}

@@ -2,10 +2,10 @@
 
 use realtime_protocol::{reply, Message, Outbound};
 
-use crate::gateway::session::Session;
+use crate::gateway::core::{Core, Cx};
 
-impl Session {
-    pub(crate) fn on_heartbeat(&self, m: Message) {
-        self.send(&Outbound::Message(reply::heartbeat(m.msg_ref)));
+impl Core {
+    pub(crate) fn on_heartbeat(&self, m: Message, cx: &mut Cx<'_>) {
+        cx.send(Outbound::Message(reply::heartbeat(m.msg_ref)));
     }
 }

@@ -1,7 +1,6 @@
 //! `phx_join`: the checks of PROTOCOL.md §5.3 in upstream's order, the delayed error reply, the
 //! success reply echoing postgres_changes bindings with ids, and what follows it (§5.6).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use realtime_cdc::db_broadcast::{DbBroadcast, DbBroadcastError};
@@ -13,14 +12,16 @@ use serde_json::{json, Map, Value};
 use crate::gateway::authorization::{self, Policies, PolicyContext};
 use crate::gateway::channel::{flex_bool, Channel};
 use crate::gateway::control::Control;
-use crate::gateway::hub::{ChannelPerms, Subscriber, TopicKey};
+use crate::gateway::core::{Core, Cx, TenantRead};
+use crate::gateway::effect::{Counter, Effect, Metric};
+use crate::gateway::hub::{ChannelPerms, TopicKey};
 use crate::gateway::jwt::{self, JwtError};
 use crate::gateway::postgres_changes::binding_id;
 use crate::gateway::replay::ReplayParams;
-use crate::gateway::session::Session;
 use crate::gateway::Gateway;
 
 /// A refused join: the reply's `reason`, and whether the socket closes (1001) after it.
+#[derive(Debug)]
 pub struct Refusal {
     reason: String,
     close: bool,
@@ -43,6 +44,7 @@ impl Refusal {
 }
 
 /// The join settings read from the payload (lenient: a wrong type falls back to the default).
+#[derive(Debug)]
 pub struct JoinConfig {
     legacy: bool,
     private: bool,
@@ -131,6 +133,7 @@ fn join_token(payload: &Map<String, Value>, connect_token: &Arc<str>) -> Arc<str
 }
 
 /// A join that passed every check but the tenant database's.
+#[derive(Debug)]
 pub struct PendingJoin {
     m: Message,
     sub: String,
@@ -148,7 +151,7 @@ pub struct PendingJoin {
 pub type DbVerdict = Result<(Policies, Vec<DbBroadcast>), Refusal>;
 
 /// The tenant-database part of a join (private channels' read policies, then replay).
-async fn database_checks(
+pub(crate) async fn database_checks(
     gw: &Gateway,
     join: &PendingJoin,
     headers: Map<String, Value>,
@@ -204,92 +207,70 @@ async fn database_checks(
     Ok((policies, replayed))
 }
 
-/// Refused joins per socket whose reply waits out the backoff at the same time.
-const MAX_DELAYED_REFUSALS: usize = 16;
-
 /// Longest topic a channel may join. Upstream sets none; topics are held per channel, keyed in
 /// the hub and written to logs, so a client must not choose their size.
 pub const MAX_TOPIC_BYTES: usize = 1024;
 
-impl Session {
-    pub(crate) async fn on_join(&mut self, m: Message) {
+impl Core {
+    pub(crate) fn on_join(&mut self, m: Message, cx: &mut Cx<'_>) {
         self.attempted_join = true;
-        match self.try_join(&m).await {
-            Err(refusal) => self.refuse_join(m, refusal),
+        match self.try_join(&m, cx) {
+            Err(refusal) => self.refuse_join(m, refusal, cx),
             Ok(join) if !join.cfg.private && join.cfg.replay.is_none() => {
-                self.finish_join(join, Policies::default(), Vec::new())
+                self.finish_join(join, Policies::default(), Vec::new(), cx)
             }
-            Ok(join) => self.check_join_in_database(join),
+            Ok(join) => self.check_join_in_database(join, cx),
         }
     }
 
-    /// Answers a refused join after upstream's backoff.
-    fn refuse_join(&mut self, m: Message, refusal: Refusal) {
-        let delay = self.gw.settings.channel_error_backoff;
-        let link = self.link.clone();
-        let frame = Outbound::Message(reply::error_reason(
-            m.join_ref,
-            m.msg_ref,
-            &m.topic,
-            &refusal.reason,
-        ));
-        crate::gateway::socket_log::join_refused(&self.link.tenant, &m.topic, &refusal.reason);
-        self.link.metrics.join_refused(&refusal.reason);
-        // The reply waits out the backoff, but a socket flooding refused joins does not get
-        // a sleeping task (and its reply) per attempt: past a few, replies go out at once.
-        let pending = self.refusals_pending.clone();
-        if pending.fetch_add(1, Ordering::SeqCst) >= MAX_DELAYED_REFUSALS {
-            pending.fetch_sub(1, Ordering::SeqCst);
-            link.send(&frame);
-            if refusal.close {
-                link.control(Control::Close(1001));
-            }
-            return;
-        }
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            pending.fetch_sub(1, Ordering::SeqCst);
-            link.send(&frame);
-            if refusal.close {
-                link.control(Control::Close(1001));
-            }
+    /// Asks for a refused join's reply, which waits out upstream's backoff.
+    fn refuse_join(&mut self, m: Message, refusal: Refusal, cx: &mut Cx<'_>) {
+        crate::gateway::socket_log::join_refused(&self.tenant_id, &m.topic, &refusal.reason);
+        cx.push(Effect::RefuseJoin {
+            reply: Outbound::Message(reply::error_reason(
+                m.join_ref,
+                m.msg_ref,
+                &m.topic,
+                &refusal.reason,
+            )),
+            reason: refusal.reason,
+            close: refusal.close,
         });
     }
 
-    /// Runs a join's tenant-database checks (private channels' policies, replay) off the
-    /// socket's task: meanwhile the socket answers heartbeats, serves its other channels and
-    /// can be closed. The join finishes in [`Session::on_join_checked`].
-    fn check_join_in_database(&mut self, mut join: PendingJoin) {
-        join.attempt = self.gw.next_id();
+    /// Asks for a join's tenant-database checks (private channels' policies, replay), which run
+    /// off the socket's task: meanwhile the socket answers heartbeats, serves its other
+    /// channels and can be closed. The join finishes in [`Core::on_join_checked`].
+    fn check_join_in_database(&mut self, mut join: PendingJoin, cx: &mut Cx<'_>) {
+        join.attempt = cx.reads.next_id();
         self.pending_joins
             .insert(join.m.topic.clone(), join.attempt);
-        let gw = self.gw.clone();
-        let link = self.link.clone();
-        let headers = self.headers.clone();
-        tokio::spawn(async move {
-            let verdict = database_checks(&gw, &join, headers).await;
-            link.control(Control::JoinChecked {
-                join: Box::new(join),
-                verdict: Box::new(verdict),
-            });
+        cx.push(Effect::CheckJoin {
+            join: Box::new(join),
+            headers: self.headers.clone(),
         });
     }
 
     /// The tenant database answered for a pending join; a join left or joined again since
     /// is forgotten.
-    pub(crate) fn on_join_checked(&mut self, join: PendingJoin, verdict: DbVerdict) {
+    pub(crate) fn on_join_checked(
+        &mut self,
+        join: PendingJoin,
+        verdict: DbVerdict,
+        cx: &mut Cx<'_>,
+    ) {
         if self.pending_joins.get(&join.m.topic) != Some(&join.attempt) {
             return;
         }
         self.pending_joins.remove(&join.m.topic);
         match verdict {
-            Ok((policies, replayed)) => self.finish_join(join, policies, replayed),
-            Err(refusal) => self.refuse_join(join.m, refusal),
+            Ok((policies, replayed)) => self.finish_join(join, policies, replayed, cx),
+            Err(refusal) => self.refuse_join(join.m, refusal, cx),
         }
     }
 
     /// Every check that needs no tenant database, in upstream's order.
-    async fn try_join(&mut self, m: &Message) -> Result<PendingJoin, Refusal> {
+    fn try_join(&mut self, m: &Message, cx: &mut Cx<'_>) -> Result<PendingJoin, Refusal> {
         let sub = events::sub_topic(&m.topic).unwrap_or_default();
         if m.topic.len() > MAX_TOPIC_BYTES {
             return Err(Refusal::new(join::TOPIC_NAME_TOO_LONG));
@@ -300,18 +281,18 @@ impl Session {
         let Value::Object(payload) = &m.payload else {
             return Err(Refusal::new(join::PAYLOAD_NOT_AN_OBJECT));
         };
-        if self.gw.is_shutting_down() {
+        if cx.reads.is_shutting_down() {
             return Err(Refusal::new(join::REALTIME_RESTARTING));
         }
-        let tenant = match self.gw.tenants.get(&self.link.tenant).await {
-            Ok(Some(t)) => t,
-            Ok(None) => return Err(Refusal::closing(join::TENANT_NOT_FOUND)),
-            Err(e) => {
-                tracing::error!(tenant = %self.link.tenant, error = %e, "tenant lookup failed at join");
+        // The runner read the tenant for this join (`Core::tenant_need`).
+        let tenant = match &cx.tenant {
+            Some(TenantRead::Missing) => return Err(Refusal::closing(join::TENANT_NOT_FOUND)),
+            Some(TenantRead::Failed(e)) => {
+                tracing::error!(tenant = %self.tenant_id, error = %e, "tenant lookup failed at join");
                 return Err(Refusal::new(join::UNKNOWN_ERROR));
             }
+            _ => self.tenant.clone(),
         };
-        self.tenant = tenant.clone();
         if tenant.suspend {
             return Err(Refusal::new(join::REALTIME_DISABLED_FOR_TENANT));
         }
@@ -321,26 +302,28 @@ impl Session {
             return Err(Refusal::new(join::PRIVATE_ONLY));
         }
         let limits = &tenant.limits;
-        if !self.link.counted.load(Ordering::Relaxed)
-            && self.gw.connected_count(&tenant.external_id) as u64 >= limits.max_concurrent_users
+        if !self.counted
+            && cx.reads.connected_count(&tenant.external_id) as u64 >= limits.max_concurrent_users
         {
             return Err(Refusal::new(join::CONNECTION_RATE_LIMIT));
         }
-        let rates = self.gw.limits.rates(&tenant.external_id);
-        if rates.joins.triggered(limits.max_joins_per_second) {
+        if cx
+            .reads
+            .joins_triggered(&tenant.external_id, limits.max_joins_per_second)
+        {
             return Err(Refusal::closing(join::CLIENT_JOIN_RATE_LIMIT));
         }
-        rates.joins.add(1);
+        cx.push(Effect::Count(Counter::Joins, 1));
         let others = self.channels.keys().filter(|t| **t != m.topic).count() as u64;
         if others >= limits.max_channels_per_client {
             return Err(Refusal::new(join::CHANNEL_RATE_LIMIT));
         }
         let token = join_token(payload, &self.connect_token);
-        let now = jwt::now_secs();
+        let now = cx.now.unix_secs();
         let claims = jwt::verify(
             &token,
             tenant.keys(),
-            &self.gw.settings.jwt_claim_validators,
+            &cx.reads.settings().jwt_claim_validators,
             now,
         )
         .map_err(|e| Refusal::new(e.join_reason()))?;
@@ -363,7 +346,13 @@ impl Session {
     }
 
     /// Joins: subscribes the channel, replies, and sends what follows the reply.
-    fn finish_join(&mut self, join: PendingJoin, policies: Policies, replayed: Vec<DbBroadcast>) {
+    fn finish_join(
+        &mut self,
+        join: PendingJoin,
+        policies: Policies,
+        replayed: Vec<DbBroadcast>,
+        cx: &mut Cx<'_>,
+    ) {
         let PendingJoin {
             m,
             sub,
@@ -375,9 +364,9 @@ impl Session {
         } = join;
         let sub = sub.as_str();
         // Success from here on.
-        let old = self.remove_channel(&m.topic);
+        let old = self.remove_channel(&m.topic, cx.fx);
         let key = TopicKey {
-            tenant: self.link.tenant.clone(),
+            tenant: self.tenant_id.clone(),
             private: cfg.private,
             sub: Arc::from(sub),
         };
@@ -388,7 +377,7 @@ impl Session {
             .collect();
         let push_ref = m.join_ref.clone().or_else(|| m.msg_ref.clone());
         let mut channel = Channel {
-            id: self.gw.next_id(),
+            id: cx.reads.next_id(),
             topic: m.topic.clone(),
             key: key.clone(),
             push_ref,
@@ -415,16 +404,13 @@ impl Session {
             cdc: None,
             cdc_generation: 0,
             token_check_at: None,
-            refreshes: (std::time::Instant::now(), 0),
+            refreshes: (cx.now.std(), 0),
         };
-        self.gw.hub.subscribe(
+        cx.push(Effect::Subscribe {
             key,
-            Subscriber {
-                channel_id: channel.id,
-                session: self.link.clone(),
-                perms: channel.perms.clone(),
-            },
-        );
+            channel_id: channel.id,
+            perms: channel.perms.clone(),
+        });
         let echoed: Vec<Value> = channel
             .bindings
             .iter()
@@ -436,40 +422,43 @@ impl Session {
                 b
             })
             .collect();
-        self.send(&Outbound::Message(reply::join_ok(
+        cx.send(Outbound::Message(reply::join_ok(
             m.join_ref.clone(),
             m.msg_ref.clone(),
             &m.topic,
             echoed,
         )));
         if let Some(old) = old {
-            self.send(&old.close_frame());
+            cx.send(old.close_frame());
         }
-        self.mark_counted();
-        self.link.metrics.joined();
-        self.gw.ensure_db_broadcasts(&self.link.tenant);
+        self.mark_counted(cx);
+        cx.push(Effect::Metric(Metric::Joined));
+        cx.push(Effect::EnsureDbBroadcasts);
         let channel_id = channel.id;
         let has_bindings = !channel.bindings.is_empty();
-        channel.arm_token_timer();
-        if let Ok(mut ids) = channel.perms.replayed.lock() {
-            ids.extend(replayed.iter().map(|m| m.id.clone()));
+        channel.arm_token_timer(cx.now);
+        if !replayed.is_empty() {
+            cx.push(Effect::MarkReplayed {
+                perms: channel.perms.clone(),
+                ids: replayed.iter().map(|m| m.id.clone()).collect(),
+            });
         }
         for msg in replayed {
-            self.send(&channel.replayed(msg));
+            cx.send(channel.replayed(msg));
         }
         if presence_on && (!channel.private || channel.policies.presence_read == Some(true)) {
-            self.send_presence_state(&channel);
+            Core::send_presence_state(&channel, cx);
         }
         self.channels.insert(m.topic.clone(), Box::new(channel));
         if has_bindings {
-            self.subscribe_changes(channel_id);
+            self.subscribe_changes(channel_id, cx);
         }
         if cfg.replication_ready {
-            let deadline = std::time::Instant::now() + self.gw.settings.replication_ready_timeout;
-            self.link.control(Control::ReplicationCheck {
+            let deadline = cx.now.std() + cx.reads.settings().replication_ready_timeout;
+            cx.push(Effect::Control(Control::ReplicationCheck {
                 channel_id,
                 deadline,
-            });
+            }));
         }
     }
 }

@@ -5,14 +5,14 @@ use realtime_protocol::reply::{self, Status};
 use realtime_protocol::{Message, Outbound};
 use serde_json::json;
 
-use crate::gateway::session::Session;
+use crate::gateway::core::{Core, Cx};
 
-impl Session {
-    pub(crate) fn on_leave(&mut self, m: Message) {
+impl Core {
+    pub(crate) fn on_leave(&mut self, m: Message, cx: &mut Cx<'_>) {
         // A join still waiting for the tenant database is abandoned.
         self.pending_joins.remove(&m.topic);
         let Some(ch) = self.channels.get(&m.topic) else {
-            self.send(&Outbound::Message(reply::ok_empty(
+            cx.send(Outbound::Message(reply::ok_empty(
                 m.join_ref, m.msg_ref, &m.topic,
             )));
             return;
@@ -20,8 +20,8 @@ impl Session {
         if ch.join_ref.is_some() && m.join_ref != ch.join_ref {
             return;
         }
-        self.send(&ch.reply(m.msg_ref, Status::Ok, json!({})));
-        self.send(&ch.close_frame());
-        self.remove_channel(&m.topic);
+        cx.send(ch.reply(m.msg_ref, Status::Ok, json!({})));
+        cx.send(ch.close_frame());
+        self.remove_channel(&m.topic, cx.fx);
     }
 }

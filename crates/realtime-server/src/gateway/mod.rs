@@ -5,8 +5,11 @@
 //! - [`socket`]: the upgrade and its connect-time checks ([`socket_log`]: the socket's
 //!   `log_level`); [`session`]: one task per socket with a
 //!   bounded outbound queue; [`channel`]: a joined channel's state.
-//! - One file per client event: [`join`], [`leave`], [`broadcast`], [`presence`],
-//!   [`access_token`], [`heartbeat`].
+//! - [`core`]: the socket's pure state machine (inputs in, [`effect`]s out); [`runner`]: applies
+//!   the effects against the gateway.
+//! - One file per client event (each an `impl Core` part): [`join`], [`leave`], [`broadcast`],
+//!   [`presence`], [`access_token`], [`heartbeat`], and [`write_check`] for the frames that wait
+//!   for a private channel's write check.
 //! - [`hub`]: topic → subscribers, each message encoded once per serializer.
 //! - [`presence_remote`]: presence tracked on other nodes (cluster mode).
 //! - [`authorization`]: a private channel's cached policies and when they are evaluated; the
@@ -27,7 +30,9 @@ pub mod broadcast;
 pub mod change_sink;
 pub mod channel;
 pub mod control;
+pub mod core;
 pub mod db_broadcast;
+pub mod effect;
 pub mod heartbeat;
 pub mod hub;
 pub mod join;
@@ -43,6 +48,7 @@ pub mod presence_remote;
 pub mod rate;
 pub mod replay;
 pub mod rest_broadcast;
+pub mod runner;
 pub mod session;
 #[cfg(test)]
 mod session_tests;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,8 +16,10 @@ use serde_json::{json, Map, Value};
 
 use crate::gateway::authorization::Extension;
 use crate::gateway::channel::Channel;
+use crate::gateway::core::{Core, Cx};
+use crate::gateway::effect::{Counter, Effect, Metric};
 use crate::gateway::hub::{Kind, TopicKey};
-use crate::gateway::session::Session;
+use crate::gateway::Gateway;
 
 struct Entry {
     channel_id: u64,
@@ -202,72 +205,66 @@ const CLIENT_RATE: &str = stop::CLIENT_PRESENCE_RATE_LIMIT;
 const TRACK_SIZE: &str = stop::TRACK_MESSAGE_SIZE_EXCEEDED;
 const PRESENCE_RATE: &str = stop::TOO_MANY_PRESENCE_MESSAGES;
 
-impl Session {
-    /// Pushes `presence_state` for a channel that just joined with presence on.
-    pub(crate) fn send_presence_state(&self, ch: &Channel) {
-        let state = self.gw.presence.state(&ch.key);
-        self.send(&ch.push(events::PRESENCE_STATE, state));
-        self.gw.limits.rates(&self.link.tenant).presence.add(1);
-    }
-
-    /// Queues a diff for the topic; diffs queued before the flush runs go out as one frame.
-    fn fan_out_diff(&self, key: &TopicKey, diff: Value) {
-        let first = {
-            let mut pending = self
-                .gw
-                .presence
-                .pending
-                .entry(key.clone())
-                .or_insert(Value::Null);
-            let first = pending.is_null();
-            if first {
-                *pending = diff;
-            } else {
-                merge_diff(&mut pending, diff);
-            }
-            first
-        };
+/// Queues a diff for the topic; diffs queued before the flush runs go out as one frame.
+pub(crate) fn fan_out_diff(gw: &Arc<Gateway>, key: &TopicKey, diff: Value) {
+    let first = {
+        let mut pending = gw
+            .presence
+            .pending
+            .entry(key.clone())
+            .or_insert(Value::Null);
+        let first = pending.is_null();
         if first {
-            let gw = self.gw.clone();
-            let key = key.clone();
-            tokio::spawn(async move {
-                // Let concurrent tracks of this topic join the batch.
-                tokio::task::yield_now().await;
-                let Some((_, diff)) = gw.presence.pending.remove(&key) else {
-                    return;
-                };
-                if let Some(cluster) = gw.cluster() {
-                    cluster.presence_diff(&key, &diff);
-                }
-                let msg =
-                    Outbound::Message(reply::push(None, key.topic(), events::PRESENCE_DIFF, diff));
-                let n = gw.hub.fan_out(&key, &msg, Kind::Presence, None).len();
-                gw.limits.rates(&key.tenant).presence.add(n as u64);
-            });
+            *pending = diff;
+        } else {
+            merge_diff(&mut pending, diff);
         }
+        first
+    };
+    if first {
+        let gw = gw.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            // Let concurrent tracks of this topic join the batch.
+            tokio::task::yield_now().await;
+            let Some((_, diff)) = gw.presence.pending.remove(&key) else {
+                return;
+            };
+            if let Some(cluster) = gw.cluster() {
+                cluster.presence_diff(&key, &diff);
+            }
+            let msg =
+                Outbound::Message(reply::push(None, key.topic(), events::PRESENCE_DIFF, diff));
+            let n = gw.hub.fan_out(&key, &msg, Kind::Presence, None).len();
+            gw.limits.rates(&key.tenant).presence.add(n as u64);
+        });
+    }
+}
+
+impl Core {
+    /// Asks for `presence_state` to be pushed to a channel that just joined with presence on.
+    pub(crate) fn send_presence_state(ch: &Channel, cx: &mut Cx<'_>) {
+        cx.push(Effect::PresenceState {
+            key: ch.key.clone(),
+            topic: ch.topic.clone(),
+            push_ref: ch.push_ref.clone(),
+        });
     }
 
-    /// Leave diff for a channel that goes away with a tracked presence.
-    pub(crate) fn untrack_presence(&self, ch: &Channel) {
-        if let Some(diff) = self.gw.presence.untrack(&ch.key, &ch.presence_key, ch.id) {
-            self.fan_out_diff(&ch.key, diff);
-        }
-    }
-
-    pub(crate) async fn on_presence(&mut self, m: Message) {
-        let Some(tenant) = self.fresh_tenant().await else {
+    pub(crate) fn on_presence(&mut self, m: Message, cx: &mut Cx<'_>) {
+        let Some(tenant) = self.fresh_tenant(cx) else {
             return;
         };
         let topic = m.topic.clone();
-        let link = self.link.clone();
+        let reads = cx.reads;
+        let settings = reads.settings();
         let Some(ch) = self.channels.get_mut(&topic) else {
             return;
         };
         let payload = m.payload.as_object();
         let event = payload.and_then(|p| p.get("event"));
         let Some(event) = event else {
-            let r = ch.reply(m.msg_ref, Status::Ok, json!({}));
-            link.send(&r);
+            cx.send(ch.reply(m.msg_ref, Status::Ok, json!({})));
             return;
         };
         // Client window: full → the channel stops, whatever the event.
@@ -275,15 +272,16 @@ impl Session {
             .limits
             .max_client_presence_events_per_window
             .filter(|n| *n > 0)
-            .unwrap_or(self.gw.settings.client_presence_max_calls);
+            .unwrap_or(settings.client_presence_max_calls);
         let window = tenant
             .limits
             .client_presence_window_ms
             .filter(|n| *n > 0)
             .map(std::time::Duration::from_millis)
-            .unwrap_or(self.gw.settings.client_presence_window);
+            .unwrap_or(settings.client_presence_window);
+        let now = cx.now.std();
         if let Some((start, _)) = ch.presence_window {
-            if start.elapsed() >= window {
+            if now.saturating_duration_since(start) >= window {
                 ch.presence_window = None;
             }
         }
@@ -292,12 +290,11 @@ impl Session {
             .map(|(_, n)| n >= max_calls)
             .unwrap_or(false)
         {
-            self.stop_channel(&topic, CLIENT_RATE);
+            self.stop_channel(&topic, CLIENT_RATE, cx);
             return;
         }
         let Some(event) = event.as_str().map(str::to_ascii_lowercase) else {
-            let r = ch.reply(m.msg_ref, Status::Error, json!({}));
-            link.send(&r);
+            cx.send(ch.reply(m.msg_ref, Status::Error, json!({})));
             return;
         };
         match event.as_str() {
@@ -309,7 +306,7 @@ impl Session {
                 // A private channel's write check ran before this frame (`write_check.rs`),
                 // which also forgets the answers of a track that fails.
                 if !self.may_write(&topic, Extension::Presence) {
-                    link.send(&reply_error(&self.channels, &topic, m.msg_ref));
+                    cx.send(reply_error(&self.channels, &topic, m.msg_ref));
                     return;
                 }
                 let Some(ch) = self.channels.get_mut(&topic) else {
@@ -317,76 +314,71 @@ impl Session {
                 };
                 // Checked after the authorisation, as upstream does.
                 let Value::Object(meta) = meta else {
-                    let r = ch.reply(
+                    cx.send(ch.reply(
                         m.msg_ref,
                         Status::Error,
                         reply::reason(reply::PRESENCE_TRACK_PAYLOAD_MUST_BE_A_MAP),
-                    );
-                    link.send(&r);
+                    ));
                     return;
                 };
                 let meta_value = Value::Object(meta.clone());
                 if ch.tracked.as_ref() == Some(&meta_value) {
-                    count_window(&mut ch.presence_window);
-                    let r = ch.reply(m.msg_ref, Status::Ok, json!({}));
-                    link.send(&r);
+                    count_window(&mut ch.presence_window, now);
+                    cx.send(ch.reply(m.msg_ref, Status::Ok, json!({})));
                     return;
                 }
                 let size = serde_json::to_vec(&meta_value)
                     .map(|v| v.len())
                     .unwrap_or(0);
                 if size > tenant.limits.max_payload_bytes() {
-                    self.stop_channel(&topic, TRACK_SIZE);
+                    self.stop_channel(&topic, TRACK_SIZE, cx);
                     return;
                 }
-                let rates = self.gw.limits.rates(&self.link.tenant);
-                if rates.presence.average() > tenant.limits.max_presence_events_per_second as f64 {
-                    self.stop_channel(&topic, PRESENCE_RATE);
+                if reads.presence_rate(&self.tenant_id)
+                    > tenant.limits.max_presence_events_per_second as f64
+                {
+                    self.stop_channel(&topic, PRESENCE_RATE, cx);
                     return;
                 }
-                rates.presence.add(1);
-                rates
-                    .metrics
-                    .payload(crate::metrics::MessageType::Presence, size);
+                let Some(ch) = self.channels.get_mut(&topic) else {
+                    return;
+                };
+                cx.push(Effect::Count(Counter::Presence, 1));
+                cx.push(Effect::Metric(Metric::PresencePayload(size)));
                 ch.presence_on = true;
                 ch.tracked = Some(meta_value);
-                count_window(&mut ch.presence_window);
-                let diff = self
-                    .gw
-                    .presence
-                    .track(&ch.key, &ch.presence_key, ch.id, &meta);
-                let key = ch.key.clone();
-                let r = ch.reply(m.msg_ref, Status::Ok, json!({}));
-                link.send(&r);
-                self.fan_out_diff(&key, diff);
+                count_window(&mut ch.presence_window, now);
+                cx.push(Effect::Track {
+                    key: ch.key.clone(),
+                    pkey: ch.presence_key.clone(),
+                    channel_id: ch.id,
+                    meta,
+                });
+                cx.send(ch.reply(m.msg_ref, Status::Ok, json!({})));
             }
             events::PRESENCE_UNTRACK => {
-                count_window(&mut ch.presence_window);
+                count_window(&mut ch.presence_window, now);
                 ch.tracked = None;
-                let diff = self.gw.presence.untrack(&ch.key, &ch.presence_key, ch.id);
-                let key = ch.key.clone();
-                let r = ch.reply(m.msg_ref, Status::Ok, json!({}));
-                link.send(&r);
-                if let Some(diff) = diff {
-                    self.fan_out_diff(&key, diff);
-                }
+                cx.push(Effect::Untrack {
+                    key: ch.key.clone(),
+                    pkey: ch.presence_key.clone(),
+                    channel_id: ch.id,
+                });
+                cx.send(ch.reply(m.msg_ref, Status::Ok, json!({})));
             }
             _ => {
-                let r = ch.reply(m.msg_ref, Status::Error, json!({}));
-                link.send(&r);
+                cx.send(ch.reply(m.msg_ref, Status::Error, json!({})));
             }
         }
+    }
+
+    /// Answers a presence message whose write was denied.
+    pub(crate) fn deny_presence(&self, topic: &str, msg_ref: Option<String>, cx: &mut Cx<'_>) {
+        cx.send(reply_error(&self.channels, topic, msg_ref));
     }
 }
 
 /// `{"status":"error","response":{}}` from the channel on `topic`.
-impl Session {
-    /// Answers a presence message whose write was denied.
-    pub(crate) fn deny_presence(&self, topic: &str, msg_ref: Option<String>) {
-        self.link.send(&reply_error(&self.channels, topic, msg_ref));
-    }
-}
-
 fn reply_error(
     channels: &std::collections::HashMap<String, Box<Channel>>,
     topic: &str,
@@ -399,10 +391,10 @@ fn reply_error(
 }
 
 /// Counts one successfully handled presence message in the client window.
-fn count_window(window: &mut Option<(Instant, u64)>) {
+fn count_window(window: &mut Option<(Instant, u64)>, now: Instant) {
     match window {
         Some((_, n)) => *n += 1,
-        None => *window = Some((Instant::now(), 1)),
+        None => *window = Some((now, 1)),
     }
 }
 

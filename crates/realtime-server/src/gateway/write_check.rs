@@ -9,8 +9,8 @@ use realtime_protocol::{events, Inbound};
 use serde_json::Value;
 
 use crate::gateway::authorization::{Extension, Policies};
-use crate::gateway::control::Control;
-use crate::gateway::session::Session;
+use crate::gateway::core::{topic_of, Core, Cx, TenantNeed};
+use crate::gateway::effect::Effect;
 
 /// Frames a socket may have waiting behind checks; later ones are dropped with a log line.
 const MAX_PARKED: usize = 1024;
@@ -64,6 +64,19 @@ impl Parked {
         true
     }
 
+    /// The tenant read handling the frames of `topic` needs: the strongest `of` any of them.
+    pub(crate) fn need(&self, topic: &str, of: impl Fn(&Inbound) -> TenantNeed) -> TenantNeed {
+        let mut need = TenantNeed::None;
+        for (_, inbound) in self.queues.get(topic).into_iter().flatten() {
+            match of(inbound) {
+                TenantNeed::Fresh => return TenantNeed::Fresh,
+                TenantNeed::Refresh => need = TenantNeed::Refresh,
+                TenantNeed::None => {}
+            }
+        }
+        need
+    }
+
     /// The frames of `topic`, which no longer wait.
     pub(crate) fn take(&mut self, topic: &str) -> Option<VecDeque<Inbound>> {
         let queue = self.queues.remove(topic)?;
@@ -86,13 +99,6 @@ pub struct WriteVerdict {
     pub result: Result<Policies, String>,
 }
 
-fn topic_of(inbound: &Inbound) -> &str {
-    match inbound {
-        Inbound::Message(m) => &m.topic,
-        Inbound::UserBroadcast(ub) => &ub.topic,
-    }
-}
-
 /// Whether a frame is a presence track (the only presence event that needs a write check).
 fn is_track(payload: &Value) -> bool {
     payload
@@ -109,7 +115,7 @@ fn track_meta_is_map(inbound: &Inbound) -> bool {
     }
 }
 
-impl Session {
+impl Core {
     /// Queues `inbound` behind its channel's running check; hands it back when there is none.
     pub(crate) fn park_behind(&mut self, inbound: Inbound) -> Option<Inbound> {
         let topic = topic_of(&inbound).to_string();
@@ -117,7 +123,7 @@ impl Session {
             return Some(inbound);
         }
         if !self.parked.push(&topic, inbound) {
-            tracing::warn!(tenant = %self.link.tenant, "frame dropped: too many waiting for a policy check");
+            tracing::warn!(tenant = %self.tenant_id, "frame dropped: too many waiting for a policy check");
         }
         None
     }
@@ -143,8 +149,8 @@ impl Session {
         known.is_none().then_some(ext)
     }
 
-    /// Parks `inbound` and starts its channel's write check.
-    pub(crate) fn check_write_then(&mut self, inbound: Inbound, ext: Extension) {
+    /// Parks `inbound` and asks for its channel's write check.
+    pub(crate) fn check_write_then(&mut self, inbound: Inbound, ext: Extension, cx: &mut Cx<'_>) {
         let topic = topic_of(&inbound).to_string();
         let (Some(ch), Some(ctx)) = (self.channels.get(&topic), self.auth_context(&topic)) else {
             return;
@@ -152,33 +158,17 @@ impl Session {
         let (channel_id, policies) = (ch.id, ch.policies);
         self.parked.start(&topic);
         self.parked.push(&topic, inbound);
-        let gw = self.gw.clone();
-        let link = self.link.clone();
-        tokio::spawn(async move {
-            let tenant = link.tenant.clone();
-            let mut result = gw.write_policies(&tenant, &ctx, policies).await;
-            if ext == Extension::Presence {
-                if let Ok(p) = result {
-                    if p.presence_read.is_none() {
-                        result = gw.read_policies(&tenant, &ctx, true, p).await;
-                    }
-                }
-            }
-            let result = result.map_err(|e| {
-                tracing::error!(tenant = %tenant, topic = %topic, error = %e, "write policy check failed");
-                e.to_string()
-            });
-            link.control(Control::WriteChecked(Box::new(WriteVerdict {
-                topic,
-                channel_id,
-                ext,
-                result,
-            })));
+        cx.push(Effect::CheckWrite {
+            topic,
+            channel_id,
+            ext,
+            policies,
+            ctx,
         });
     }
 
     /// Applies a write check's verdict, then handles the frames that waited for it, in order.
-    pub(crate) async fn on_write_checked(&mut self, verdict: WriteVerdict) {
+    pub(crate) fn on_write_checked(&mut self, verdict: WriteVerdict, cx: &mut Cx<'_>) {
         let WriteVerdict {
             topic,
             channel_id,
@@ -194,62 +184,76 @@ impl Session {
         let same_channel = self.channels.get(&topic).map(|c| c.id) == Some(channel_id);
         match (same_channel, result) {
             // The channel is gone or was joined again: its frames are handled as they come.
-            (false, _) => self.dispatch(first).await,
+            (false, _) => self.dispatch(first, cx),
             // A failed check denies this write and caches nothing, as a check on the socket's
             // task did.
             (true, Err(_)) => {
                 if ext == Extension::Presence {
                     if let Inbound::Message(m) = first {
-                        self.deny_presence(&topic, m.msg_ref);
+                        self.deny_presence(&topic, m.msg_ref, cx);
                     }
                 }
             }
             (true, Ok(p)) => {
-                let prior = self.set_policies(&topic, p);
+                let prior = self.set_policies(&topic, p, cx.fx);
                 let kept = ext == Extension::Broadcast
                     || (p.presence_write == Some(true) && track_meta_is_map(&first));
-                self.dispatch(first).await;
+                self.dispatch(first, cx);
                 if !kept {
                     // A track that fails keeps nothing of the checks it ran: the next one
                     // asks the database again.
                     if let Some(prior) = prior {
                         if self.channels.get(&topic).map(|c| c.id) == Some(channel_id) {
-                            self.set_policies(&topic, prior);
+                            self.set_policies(&topic, prior, cx.fx);
                         }
                     }
                 }
             }
         }
-        self.replay_parked(&topic, queue).await;
+        self.replay_parked(&topic, queue, cx);
     }
 
-    /// From now on the topic's frames wait (see [`Session::replay_parked`]).
+    /// From now on the topic's frames wait (see [`Core::replay_parked`]).
     pub(crate) fn park_topic(&mut self, topic: &str) {
         self.parked.start(topic);
     }
 
     /// Handles frames that waited for a check, in order; if one of them starts another check,
     /// the rest wait behind it.
-    pub(crate) async fn replay_parked(&mut self, topic: &str, mut queue: VecDeque<Inbound>) {
+    pub(crate) fn replay_parked(
+        &mut self,
+        topic: &str,
+        mut queue: VecDeque<Inbound>,
+        cx: &mut Cx<'_>,
+    ) {
         while let Some(next) = queue.pop_front() {
             if self.parked.contains(topic) {
                 for waiting in std::iter::once(next).chain(queue.drain(..)) {
                     if !self.parked.push(topic, waiting) {
-                        tracing::warn!(tenant = %self.link.tenant, "frame dropped: too many waiting for a policy check");
+                        tracing::warn!(tenant = %self.tenant_id, "frame dropped: too many waiting for a policy check");
                     }
                 }
                 break;
             }
-            self.dispatch(next).await;
+            self.dispatch(next, cx);
         }
     }
 
-    /// Sets a channel's policies; returns the ones it had.
-    pub(crate) fn set_policies(&mut self, topic: &str, p: Policies) -> Option<Policies> {
+    /// Sets a channel's policies (and tells the hub its read permissions); returns the ones it
+    /// had.
+    pub(crate) fn set_policies(
+        &mut self,
+        topic: &str,
+        p: Policies,
+        fx: &mut Vec<Effect>,
+    ) -> Option<Policies> {
         let ch = self.channels.get_mut(topic)?;
         let prior = ch.policies;
         ch.policies = p;
-        ch.perms.set(&p);
+        fx.push(Effect::SetPerms {
+            perms: ch.perms.clone(),
+            policies: p,
+        });
         Some(prior)
     }
 }
