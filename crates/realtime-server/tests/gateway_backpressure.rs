@@ -73,6 +73,24 @@ async fn a_socket_burst_waits_for_a_reader_that_catches_up() {
 }
 
 #[tokio::test]
+async fn a_reader_idle_for_longer_than_the_stall_time_is_still_given_it_when_a_burst_comes() {
+    // The reader is quiet (nothing to read) for 2.5 s, longer than the stall time, then
+    // takes 0.5 s to start reading the burst: that is 0.5 s of stall, not 3.
+    let (s, reader) = gateway_and_late_reader(Duration::from_millis(3000)).await;
+    let mut publisher = s.client("2.0.0").await;
+    publisher
+        .join_ok("room1", "1", join_config(json!({})))
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let blob = blob();
+    for i in 0..BURST {
+        publisher.broadcast_blob(i, &blob).await;
+    }
+    assert_eq!(reader.await.unwrap(), in_order());
+    assert_eq!(s.gw.connected_count(TENANT), 2);
+}
+
+#[tokio::test]
 async fn a_rest_burst_is_answered_once_the_reader_has_room() {
     let (s, reader) = gateway_and_late_reader(Duration::from_millis(500)).await;
     let auth = format!("Bearer {}", token_ok());

@@ -62,7 +62,8 @@ pub struct SessionLink {
 pub struct Flow {
     /// Bytes of the frames queued and not yet written.
     pub queued_bytes: AtomicUsize,
-    /// Milliseconds (on [`clock_ms`]) of the writer's last completed write.
+    /// Milliseconds (on [`clock_ms`]) of the writer's last movement: taking frames from the
+    /// queue, or finishing their write.
     last_write_ms: AtomicU64,
     /// Someone waits for this queue to drain.
     waiting: AtomicBool,
@@ -125,6 +126,11 @@ impl SessionLink {
         let size = frame_bytes(&msg);
         let queued = &self.flow.queued_bytes;
         let before = queued.fetch_add(size, Ordering::SeqCst);
+        if before == 0 {
+            // An idle queue starts moving now: its stall time counts from here, not from its
+            // last write, however long ago that was.
+            self.flow.last_write_ms.store(clock_ms(), Ordering::Relaxed);
+        }
         if before > 0 && before + size > self.max_queued_bytes {
             queued.fetch_sub(size, Ordering::SeqCst);
             self.slow("outbound queue over its byte limit");
@@ -237,6 +243,10 @@ pub async fn write_loop(
         if !more {
             break;
         }
+        // Taking frames is movement too: a socket idle for long and then handed a burst it
+        // cannot take at once is given the whole stall time from here, not judged stalled
+        // since its last write before the burst.
+        flow.last_write_ms.store(clock_ms(), Ordering::Relaxed);
         let mut closing = false;
         // A client that stops reading blocks the write; a kill must still end it.
         let sent = tokio::select! {
