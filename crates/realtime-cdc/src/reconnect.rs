@@ -226,7 +226,6 @@ pub async fn run<C: Consumer>(
             Err(exit) => (exit, None),
         };
         let error = match exit {
-            Exit::Stop if standby_since.is_some() => return stop_standby(consumer, mark).await,
             Exit::Stop => return stop(consumer).await,
             Exit::Standby(holder) => {
                 if standby_since.is_none() {
