@@ -419,7 +419,12 @@ async fn act<C: Consumer>(
             Ok(())
         }
         Step::Route(row) => {
-            if consumer.route(row).await? && wal.kept() == Step::HandOn {
+            // Routing may query the catalog: the session keeps reporting meanwhile.
+            let kept = stream
+                .while_busy(consumer.route(row))
+                .await
+                .map_err(|e| consumer.stream_failed(&e))??;
+            if kept && wal.kept() == Step::HandOn {
                 hand_on(consumer, stream, wal).await?;
             }
             Ok(())
