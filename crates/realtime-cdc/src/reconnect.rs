@@ -258,7 +258,6 @@ pub async fn run<C: Consumer>(
             Err(exit) => (exit, None),
         };
         let error = match exit {
-            Exit::Stop if standby_since.is_some() => return stop_standby(consumer, mark).await,
             Exit::Stop => return stop(consumer).await,
             Exit::Standby(holder) => {
                 if standby_since.is_none() {
@@ -466,7 +465,7 @@ pub(crate) struct Tap {
 /// Carries out one step of the machine: on the slot's stream, or (`None`) on a relay.
 pub(crate) async fn act<C: Consumer>(
     consumer: &mut C,
-    stream: Option<&mut LogicalStream>,
+    mut stream: Option<&mut LogicalStream>,
     wal: &mut WalConsumer,
     step: Step,
     tap: &mut Option<Tap>,
@@ -486,7 +485,15 @@ pub(crate) async fn act<C: Consumer>(
             Ok(())
         }
         Step::Route(row) => {
-            if consumer.route(row).await? && wal.kept() == Step::HandOn {
+            // Routing may query the catalog: the session keeps reporting meanwhile.
+            let kept = match stream.as_deref_mut() {
+                Some(s) => s
+                    .while_busy(consumer.route(row))
+                    .await
+                    .map_err(|e| consumer.stream_failed(&e))??,
+                None => consumer.route(row).await?,
+            };
+            if kept && wal.kept() == Step::HandOn {
                 hand_on(consumer, stream, wal, tap).await?;
             }
             Ok(())

@@ -17,7 +17,9 @@ const APPLICATION_NAME: &str = "realtime_migrations";
 /// Our slots: every name containing `realtime` (the CDC and the broadcast slot, any suffix).
 const LIST_REALTIME_SLOTS: &str =
     "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE '%realtime%'";
-/// Ends the walsender holding the slot, if any.
+/// Ends the walsender holding the slot, if any: the tenant is deleted, so whoever streams
+/// from its slot (this instance's pipeline has stopped already) has nothing left to serve.
+/// Taking a slot over never does this to a live holder ([`crate::slot_lease`]).
 const TERMINATE_SLOT_HOLDER: &str =
     "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
      WHERE slot_name = $1 AND active_pid IS NOT NULL";

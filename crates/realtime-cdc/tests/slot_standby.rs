@@ -231,6 +231,16 @@ async fn a_holder_that_stops_leaves_the_slot_to_the_waiting_standby() {
     let mut theirs = env.try_subscribe_on(&other, anon(), entry()).await.unwrap();
     let mut ours = env.subscribe(anon(), entry()).await;
     assert_eq!(state(&env), Some(PipelineState::Standby));
+    let their_pid = active_pid(&env).await;
+    // Several leases with nothing to stream: the other pipeline's status updates keep its
+    // lease, so the standby leaves it alone.
+    tokio::time::sleep(3 * LEASE).await;
+    assert_eq!(active_pid(&env).await, their_pid);
+    assert_eq!(
+        other.pipeline_state(&env.tenant.external_id),
+        Some(PipelineState::Ready)
+    );
+    assert_eq!(state(&env), Some(PipelineState::Standby));
     insert(&env, 1..=3).await;
     assert_eq!(inserted_ids(&mut theirs, 3).await, [1, 2, 3]);
     // The other instance shuts down (a rolling deploy): it would drop its slot, but leaves it

@@ -98,8 +98,10 @@ pub async fn slot_info(
     }))
 }
 
-/// Terminates the backend holding `slot` (SQLSTATE 55006 on start); returns whether one was
-/// signalled. The slot becomes free once that backend has exited.
+/// Terminates the backend holding `slot` (SQLSTATE 55006 on start), whoever it is; returns
+/// whether one was signalled. The slot becomes free once that backend has exited. For tests
+/// and deliberate teardown only: taking a slot over goes through
+/// [`crate::slot_holder::terminate_unchanged_holder`], which never ends a live holder.
 pub async fn terminate_slot_backend(
     client: &Client,
     slot: &str,

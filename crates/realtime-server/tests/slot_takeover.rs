@@ -1,7 +1,8 @@
 //! Two server processes on one database, as in a rolling deploy: the second waits as a
 //! standby while the first streams (its channel is subscribed, not failed), the first keeps
 //! the Postgres Changes slot however long the second runs, and once the first is killed with
-//! SIGKILL the second takes the slot over within seconds and its subscriber receives every
+//! SIGKILL, or shuts down on SIGTERM (leaving the slot to the standby rather than dropping
+//! it), the second takes the slot over within seconds and its subscriber receives every
 //! insert the first had not confirmed, exactly once and in commit order.
 
 mod gateway_common;
@@ -147,17 +148,18 @@ async fn heartbeat(c: &mut Client) {
         .await;
 }
 
-/// The Postgres Changes slot's holder and confirmed position.
+/// The Postgres Changes slot's holder and confirmed position (both `None` when it does not
+/// exist; a slot always has a confirmed position).
 async fn slot(db: &tokio_postgres::Client, name: &str) -> (Option<i32>, Option<String>) {
     let row = db
-        .query_one(
+        .query_opt(
             "select active_pid, confirmed_flush_lsn::text from pg_replication_slots \
              where slot_name = $1",
             &[&name],
         )
         .await
         .unwrap();
-    (row.get(0), row.get(1))
+    row.map_or((None, None), |r| (r.get(0), r.get(1)))
 }
 
 /// A WAL position `X/Y` as a number.
@@ -166,8 +168,63 @@ fn lsn(text: &str) -> u64 {
     (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
 }
 
+/// How the slot changed hands, watched from just before the first server's end.
+struct Takeover {
+    /// The slot was missing at some point.
+    vanished: bool,
+    /// How long until another session held it.
+    after: Option<Duration>,
+    /// Its confirmed position then: the last one the first server reported, since the
+    /// second reports its own only a status interval later.
+    confirmed: Option<String>,
+}
+
+async fn watch_takeover(db: tokio_postgres::Client, name: String, first: Option<i32>) -> Takeover {
+    let started = Instant::now();
+    let mut vanished = false;
+    while started.elapsed() < Duration::from_secs(15) {
+        match slot(&db, &name).await {
+            (None, None) => vanished = true,
+            (Some(pid), confirmed) if Some(pid) != first => {
+                return Takeover {
+                    vanished,
+                    after: Some(started.elapsed()),
+                    confirmed,
+                }
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Takeover {
+        vanished,
+        after: None,
+        confirmed: None,
+    }
+}
+
+/// How the first server goes away.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// SIGKILL: its connections close with the process.
+    Kill,
+    /// SIGTERM: a graceful shutdown, which would drop the slot if no standby waited.
+    Terminate,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_waits_and_takes_over_when_the_first_is_killed() {
+    takeover(End::Kill, Duration::from_secs(35)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_server_shutting_down_leaves_the_slot_to_the_second() {
+    takeover(End::Terminate, Duration::from_secs(3)).await;
+}
+
+/// Both servers up, the first holding the slot for `hold` while the second runs, then the
+/// first ends as `end` in the middle of a stream of inserts.
+async fn takeover(end: End, hold: Duration) {
     let db = Cluster::shared().create_database().await;
     let slot_name = format!("supabase_realtime_replication_slot_{}", db.name);
     let first = Proc::start(&db, &[]);
@@ -193,7 +250,7 @@ async fn a_second_server_waits_and_takes_over_when_the_first_is_killed() {
     subscribe(&mut b, Duration::from_secs(30)).await;
 
     // The first keeps its slot however long the second runs.
-    let until = Instant::now() + Duration::from_secs(35);
+    let until = Instant::now() + hold;
     while Instant::now() < until {
         heartbeat(&mut a).await;
         heartbeat(&mut b).await;
@@ -212,11 +269,12 @@ async fn a_second_server_waits_and_takes_over_when_the_first_is_killed() {
     let seen_a = drain(&mut a, 1500).await;
     assert_eq!(seen_a, [0]);
 
-    // Inserts around the first server's death, each with the WAL position before its commit.
+    // Inserts around the first server's end, each with the WAL position before its commit;
+    // the end runs alongside, as it would in production.
     let mut written: Vec<(i32, String)> = Vec::new();
     let mut first = Some(first);
-    let mut confirmed_at_kill = None;
-    let mut killed_at = None;
+    let mut watcher = None;
+    let mut stopper = None;
     for i in 1..=ROWS {
         let row = sql
             .query_one(
@@ -228,32 +286,55 @@ async fn a_second_server_waits_and_takes_over_when_the_first_is_killed() {
             .unwrap();
         written.push((i, row.get(0)));
         if i == KILL_AFTER {
-            if let Some(mut p) = first.take() {
-                p.child.kill().unwrap();
-                p.child.wait().unwrap();
-            }
-            killed_at = Some(Instant::now());
-            // What the dead holder last reported; the second resumes from it.
-            confirmed_at_kill = slot(&sql, &slot_name).await.1;
+            let mut p = first.take().unwrap();
+            watcher = Some(tokio::spawn(watch_takeover(
+                db.connect().await,
+                slot_name.clone(),
+                first_pid,
+            )));
+            stopper = Some(tokio::task::spawn_blocking(move || {
+                match end {
+                    End::Kill => p.child.kill().unwrap(),
+                    // SAFETY: signalling our own child process.
+                    End::Terminate => assert_eq!(
+                        unsafe { libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM) },
+                        0
+                    ),
+                }
+                let status = p.child.wait().unwrap();
+                assert!(
+                    end == End::Kill || status.success(),
+                    "{status}: {:?}",
+                    p.output()
+                );
+                // The reader threads finish with the process's pipes.
+                std::thread::sleep(Duration::from_millis(200));
+                p.output()
+            }));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let killed_at = killed_at.unwrap();
-    let confirmed = lsn(&confirmed_at_kill.unwrap());
-
-    // The second took the slot over within seconds.
-    let mut took = None;
-    while killed_at.elapsed() < Duration::from_secs(10) {
-        match slot(&sql, &slot_name).await.0 {
-            Some(pid) if Some(pid) != first_pid => {
-                took = Some(killed_at.elapsed());
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
+    let first_output = stopper.unwrap().await.unwrap();
+    if end == End::Terminate {
+        // Stopping on purpose, it left the slot for the standby instead of dropping it.
+        assert!(
+            first_output
+                .iter()
+                .any(|l| l.contains("left in place") && l.contains(&slot_name)),
+            "{first_output:?}"
+        );
     }
-    let took = took.unwrap_or_else(|| panic!("no takeover: {:?}", second.output()));
-    assert!(took < Duration::from_secs(4), "took over after {took:?}");
+    let taken = watcher.unwrap().await.unwrap();
+    assert!(
+        !taken.vanished,
+        "the slot was dropped though a standby waited"
+    );
+    let took = taken
+        .after
+        .unwrap_or_else(|| panic!("no takeover: {:?}", second.output()));
+    assert!(took < Duration::from_secs(5), "took over after {took:?}");
+    // What the gone holder last reported; the second resumed from it.
+    let confirmed = lsn(&taken.confirmed.expect("a confirmed position"));
 
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
