@@ -1,0 +1,159 @@
+// Cluster mode through the real client: three servers sharing a throwaway redis-server
+// (REDIS_URL) act as one. Broadcasts sent on one node reach subscribers on the others exactly
+// once and in order (socket and REST), presence is the same on every node, and the members of
+// a node killed with SIGKILL leave everywhere.
+'use strict';
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { Inbox, sleep, subscribe, supabaseClient, uniqueRoom } = require('./helpers');
+const { publicChannel, startNodes, startRedis } = require('./redis');
+
+let redis;
+let nodes = [];
+before(async () => {
+  redis = await startRedis();
+  nodes = await startNodes(redis, 3);
+}, { timeout: 120_000 });
+after(async () => {
+  await Promise.all(nodes.map((n) => n.stop()));
+  await redis?.stop();
+});
+
+/** What arrived in `inbox` during the next `ms` milliseconds (and before), emptied. */
+async function quiet(inbox, ms = 500) {
+  await sleep(ms);
+  return inbox.items.splice(0);
+}
+
+/** Joins `room` on `server` and collects its broadcasts of any event. */
+async function joiner(server, vsn, room) {
+  const client = supabaseClient(server, { vsn });
+  const inbox = new Inbox();
+  const channel = client.channel(room, { config: { broadcast: { self: false, ack: true } } });
+  channel.on('broadcast', { event: '*' }, inbox.push);
+  await subscribe(channel);
+  return { client, channel, inbox };
+}
+
+/** Joins `room` on `server` with presence key `key`, collecting joins, leaves and syncs. */
+async function member(server, vsn, room, key) {
+  const client = supabaseClient(server, { vsn });
+  const channel = client.channel(room, { config: { presence: { key } } });
+  const joins = new Inbox();
+  const leaves = new Inbox();
+  const syncs = new Inbox();
+  channel
+    .on('presence', { event: 'join' }, joins.push)
+    .on('presence', { event: 'leave' }, leaves.push)
+    .on('presence', { event: 'sync' }, () => syncs.push(channel.presenceState()));
+  await subscribe(channel);
+  return { key, client, channel, joins, leaves, syncs };
+}
+
+const has = (state, keys) => keys.every((k) => state[k] && state[k].length === 1);
+const lacks = (state, keys) => keys.every((k) => !state[k]);
+
+test('a broadcast on one node reaches subscribers on the others exactly once, in order', { timeout: 60_000 }, async () => {
+  const room = uniqueRoom('cluster-broadcast');
+  const sender = await joiner(nodes[0], '2.0.0', room);
+  const second = await joiner(nodes[1], '2.0.0', room);
+  const third = await joiner(nodes[2], '1.0.0', room);
+  try {
+    // A node subscribes in Redis shortly after its first local join.
+    await redis.awaitListeners(publicChannel(room), 3);
+
+    const count = 10;
+    for (let n = 0; n < count; n += 1) {
+      assert.equal(await sender.channel.send({ type: 'broadcast', event: 'seq', payload: { n } }), 'ok');
+    }
+    for (const who of [second, third]) {
+      const got = [];
+      for (let i = 0; i < count; i += 1) got.push(await who.inbox.next(5_000, `message ${i}`));
+      assert.deepEqual(got.map((m) => [m.event, m.payload.n]), [...Array(count).keys()].map((n) => ['seq', n]));
+    }
+    // Nothing twice, and nothing back to the sender (self: false).
+    for (const who of [second, third]) assert.deepEqual(await quiet(who.inbox), []);
+    assert.deepEqual(sender.inbox.items, []);
+
+    // REST on node 3 (supabase-js httpSend): every subscriber, on every node, once.
+    assert.deepEqual(await third.channel.httpSend('rest', { from: 3 }), { success: true });
+    for (const who of [sender, second, third]) {
+      const msg = await who.inbox.next(5_000, 'REST broadcast');
+      assert.equal(msg.event, 'rest');
+      assert.deepEqual(msg.payload, { from: 3 });
+    }
+    for (const who of [sender, second, third]) assert.deepEqual(await quiet(who.inbox), []);
+  } finally {
+    await Promise.all([sender, second, third].map((w) => w.client.close()));
+  }
+});
+
+test('presence tracked on different nodes is seen on every node; an untrack leaves everywhere', { timeout: 60_000 }, async () => {
+  const room = uniqueRoom('cluster-presence');
+  const alice = await member(nodes[0], '2.0.0', room, 'alice');
+  const bob = await member(nodes[1], '1.0.0', room, 'bob');
+  const carol = await member(nodes[2], '2.0.0', room, 'carol');
+  const all = [alice, bob, carol];
+  const keys = all.map((m) => m.key);
+  try {
+    await redis.awaitListeners(publicChannel(room), 3);
+    for (const [i, m] of all.entries()) assert.equal(await m.channel.track({ node: i + 1 }), 'ok');
+
+    for (const m of all) {
+      await m.syncs.until((s) => has(s, keys), 10_000, `sync with everyone on ${m.key}'s node`);
+      const state = m.channel.presenceState();
+      assert.deepEqual(Object.keys(state).sort(), keys);
+      for (const [i, k] of keys.entries()) assert.equal(state[k][0].node, i + 1, `${k} as seen by ${m.key}`);
+    }
+
+    assert.equal(await alice.channel.untrack(), 'ok');
+    for (const m of [bob, carol]) {
+      const leave = await m.leaves.until((l) => l.key === 'alice', 10_000, `leave of alice on ${m.key}'s node`);
+      assert.equal(leave.leftPresences.length, 1);
+      assert.equal(leave.leftPresences[0].node, 1);
+    }
+    for (const m of all) {
+      await m.syncs.until((s) => lacks(s, ['alice']) && has(s, ['bob', 'carol']), 10_000, `state without alice on ${m.key}'s node`);
+    }
+    // One leave of alice per node, no more.
+    for (const m of [bob, carol]) {
+      await sleep(300);
+      assert.deepEqual(m.leaves.items.filter((l) => l.key === 'alice'), []);
+    }
+  } finally {
+    await Promise.all(all.map((m) => m.client.close()));
+  }
+});
+
+test('the members of a node killed with SIGKILL leave on the other nodes within 15 s', { timeout: 90_000 }, async () => {
+  const [doomed] = await startNodes(redis, 1);
+  const room = uniqueRoom('cluster-crash');
+  let alice;
+  let bob;
+  let dave;
+  try {
+    alice = await member(nodes[0], '2.0.0', room, 'alice');
+    bob = await member(nodes[1], '2.0.0', room, 'bob');
+    dave = await member(doomed, '2.0.0', room, 'dave');
+    await redis.awaitListeners(publicChannel(room), 3);
+    for (const m of [alice, bob, dave]) assert.equal(await m.channel.track({ key: m.key }), 'ok');
+    for (const m of [alice, bob]) {
+      await m.syncs.until((s) => has(s, ['alice', 'bob', 'dave']), 10_000, `everyone on ${m.key}'s node`);
+    }
+
+    const killedAt = Date.now();
+    await doomed.kill('SIGKILL');
+    const deadline = killedAt + 15_000;
+    for (const m of [alice, bob]) {
+      const left = Math.max(1, deadline - Date.now());
+      const leave = await m.leaves.until((l) => l.key === 'dave', left, `leave of dave on ${m.key}'s node`);
+      assert.equal(leave.leftPresences.length, 1);
+      await m.syncs.until((s) => lacks(s, ['dave']) && has(s, ['alice', 'bob']), Math.max(1, deadline - Date.now()), `state without dave on ${m.key}'s node`);
+    }
+    assert.ok(Date.now() - killedAt <= 15_000, `dave left after ${Date.now() - killedAt} ms`);
+  } finally {
+    await Promise.all([alice, bob, dave].filter(Boolean).map((m) => m.client.close()));
+    await doomed.stop();
+  }
+});
