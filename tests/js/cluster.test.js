@@ -27,10 +27,10 @@ async function quiet(inbox, ms = 500) {
 }
 
 /** Joins `room` on `server` and collects its broadcasts of any event. */
-async function joiner(server, vsn, room) {
+async function joiner(server, vsn, room, broadcast = { self: false, ack: true }) {
   const client = supabaseClient(server, { vsn });
   const inbox = new Inbox();
-  const channel = client.channel(room, { config: { broadcast: { self: false, ack: true } } });
+  const channel = client.channel(room, { config: { broadcast } });
   channel.on('broadcast', { event: '*' }, inbox.push);
   await subscribe(channel);
   return { client, channel, inbox };
@@ -123,6 +123,85 @@ test('presence tracked on different nodes is seen on every node; an untrack leav
     }
   } finally {
     await Promise.all(all.map((m) => m.client.close()));
+  }
+});
+
+test('binary broadcasts cross nodes to vsn 2.0.0 only, and self gets its own message once', { timeout: 60_000 }, async () => {
+  const room = uniqueRoom('cluster-binary');
+  const sender = await joiner(nodes[0], '2.0.0', room, { self: true, ack: true });
+  const v2 = await joiner(nodes[1], '2.0.0', room);
+  const v1 = await joiner(nodes[2], '1.0.0', room);
+  try {
+    await redis.awaitListeners(publicChannel(room), 3);
+    const bytes = Uint8Array.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff]);
+    assert.equal(await sender.channel.send({ type: 'broadcast', event: 'blob', payload: bytes.buffer }), 'ok');
+    assert.equal(await sender.channel.send({ type: 'broadcast', event: 'marker', payload: { m: 1 } }), 'ok');
+    for (const who of [sender, v2]) {
+      const blob = await who.inbox.next(5_000, 'binary broadcast');
+      assert.equal(blob.event, 'blob');
+      assert.deepEqual(new Uint8Array(blob.payload), bytes);
+      assert.equal((await who.inbox.next(5_000, 'marker')).event, 'marker');
+    }
+    // The vsn 1.0.0 subscriber cannot read binary payloads: its first message is the marker.
+    assert.deepEqual((await v1.inbox.next(5_000, 'marker')).payload, { m: 1 });
+    for (const who of [sender, v2, v1]) assert.deepEqual(await quiet(who.inbox), []);
+  } finally {
+    await Promise.all([sender, v2, v1].map((w) => w.client.close()));
+  }
+});
+
+test('a node that lost its last subscriber of a topic delivers again once one joins', { timeout: 60_000 }, async () => {
+  const room = uniqueRoom('cluster-rejoin');
+  const sender = await joiner(nodes[0], '2.0.0', room);
+  let away = await joiner(nodes[1], '2.0.0', room);
+  try {
+    await redis.awaitListeners(publicChannel(room), 2);
+    await away.client.close();
+    // Node 2 stops listening once its last subscriber is gone.
+    await redis.awaitListeners(publicChannel(room), 1);
+    assert.equal(await sender.channel.send({ type: 'broadcast', event: 'lost', payload: {} }), 'ok');
+    away = await joiner(nodes[1], '1.0.0', room);
+    await redis.awaitListeners(publicChannel(room), 2);
+    assert.equal(await sender.channel.send({ type: 'broadcast', event: 'back', payload: { n: 2 } }), 'ok');
+    const msg = await away.inbox.next(5_000, 'broadcast after rejoining');
+    assert.deepEqual([msg.event, msg.payload], ['back', { n: 2 }]);
+    assert.deepEqual(await quiet(away.inbox), []);
+  } finally {
+    await Promise.all([sender, away].map((w) => w.client.close()));
+  }
+});
+
+test('a late joiner on another node gets the state; re-tracks and disconnects show everywhere', { timeout: 60_000 }, async () => {
+  const room = uniqueRoom('cluster-late');
+  const alice = await member(nodes[0], '2.0.0', room, 'alice');
+  const bob = await member(nodes[1], '2.0.0', room, 'bob');
+  let carol;
+  try {
+    await redis.awaitListeners(publicChannel(room), 2);
+    assert.equal(await alice.channel.track({ status: 'online' }), 'ok');
+    assert.equal(await bob.channel.track({ status: 'away' }), 'ok');
+    await alice.syncs.until((s) => has(s, ['alice', 'bob']), 10_000, 'alice sees bob');
+
+    // Node 3 has no subscriber of the topic yet: it reads the state from Redis for carol.
+    carol = await member(nodes[2], '1.0.0', room, 'carol');
+    const initial = await carol.syncs.until((s) => has(s, ['alice', 'bob']), 10_000, 'initial state on node 3');
+    assert.equal(initial.alice[0].status, 'online');
+    assert.equal(initial.bob[0].status, 'away');
+
+    // A re-track replaces the meta on every node: still one meta for alice.
+    assert.equal(await alice.channel.track({ status: 'busy' }), 'ok');
+    for (const m of [bob, carol]) {
+      await m.syncs.until((s) => has(s, ['alice']) && s.alice[0].status === 'busy', 10_000, `busy alice on ${m.key}'s node`);
+    }
+
+    // Closing bob's socket leaves everywhere.
+    await bob.client.close();
+    for (const m of [alice, carol]) {
+      await m.leaves.until((l) => l.key === 'bob', 10_000, `leave of bob on ${m.key}'s node`);
+      await m.syncs.until((s) => lacks(s, ['bob']) && has(s, ['alice']), 10_000, `state without bob on ${m.key}'s node`);
+    }
+  } finally {
+    await Promise.all([alice, bob, carol].filter(Boolean).map((m) => m.client.close()));
   }
 });
 
