@@ -205,7 +205,7 @@ test('a late joiner on another node gets the state; re-tracks and disconnects sh
   }
 });
 
-test('the members of a node killed with SIGKILL leave on the other nodes within 15 s', { timeout: 90_000 }, async () => {
+test('the members of a node killed with SIGKILL leave on the other nodes within 15 s', { timeout: 90_000 }, async (t) => {
   const [doomed] = await startNodes(redis, 1);
   const room = uniqueRoom('cluster-crash');
   let alice;
@@ -230,7 +230,9 @@ test('the members of a node killed with SIGKILL leave on the other nodes within 
       assert.equal(leave.leftPresences.length, 1);
       await m.syncs.until((s) => lacks(s, ['dave']) && has(s, ['alice', 'bob']), Math.max(1, deadline - Date.now()), `state without dave on ${m.key}'s node`);
     }
-    assert.ok(Date.now() - killedAt <= 15_000, `dave left after ${Date.now() - killedAt} ms`);
+    const took = Date.now() - killedAt;
+    assert.ok(took <= 15_000, `dave left after ${took} ms`);
+    t.diagnostic(`dave's leave reached both nodes ${took} ms after the kill`);
   } finally {
     await Promise.all([alice, bob, dave].filter(Boolean).map((m) => m.client.close()));
     await doomed.stop();
