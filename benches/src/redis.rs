@@ -1,6 +1,7 @@
 //! A throwaway `redis-server` for the cluster bench: a free port, no persistence, its own
 //! directory, killed when dropped; and the one question the bench asks it (how many
-//! connections listen on a channel), through `redis-cli`.
+//! connections listen on a channel), through `redis-cli`. It runs on the servers' core when
+//! [`crate::cpu::pin_servers`] set one.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -27,14 +28,26 @@ impl RedisProcess {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir)?;
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        // On the servers' core when they are pinned: Redis is part of the cluster's budget.
+        if let Some(cpu) = crate::cpu::server_cpu() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs between fork and exec and makes one system call.
+            unsafe {
+                cmd.pre_exec(move || match crate::cpu::set_affinity(cpu) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let child = cmd
             .spawn()
             .map_err(|e| {
                 BenchError::Setup(format!(

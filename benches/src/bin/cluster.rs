@@ -20,18 +20,19 @@ use realtime_benches::server::{
     cpu_seconds, free_port, set_var, standalone_env, ServerProcess, JWT_SECRET, TENANT,
 };
 use realtime_benches::stats::{ms, ratio, Samples};
-use realtime_benches::{cpu, entry, BenchError};
+use realtime_benches::{baseline, cpu, entry, BenchError};
 use serde_json::json;
 
 const USAGE: &str = "\
 cluster [--subscribers N] [--messages M] [--burst B] [--interval-ms I] [--nodes K]
-        [--one-node-redis 1|0]
+        [--one-node-redis 1|0] [--pin 1|0]
   N subscribers (default 1000, half vsn 2.0.0, half 1.0.0) on one topic; one publisher sends
   M broadcasts one every I ms (default 200 every 20 ms) for latency, then B back to back
   (default 200) for throughput. Measured on one node without Redis (the reference), on one
   node with REDIS_URL (unless --one-node-redis 0), and on K nodes (default 3) sharing a
   redis-server started by the bench, subscribers spread evenly over the nodes and the
-  publisher on the first. Needs target/release/realtime (or REALTIME_BIN), redis-server and
+  publisher on the first. With two cores or more, every server process (the nodes and
+  redis-server) runs on core 0 and the clients on core 1 (--pin 0: no pinning). Needs target/release/realtime (or REALTIME_BIN), redis-server and
   redis-cli.";
 
 const SUB_TOPIC: &str = "bench";
@@ -111,10 +112,22 @@ struct Row {
 }
 
 fn main() -> ExitCode {
-    entry::main("cluster", run)
+    // Every server process (each node and redis-server) on core 0 and the clients on core 1,
+    // so that one node and three get the same CPU budget; `--pin 0` lets them float.
+    let cores = cpu::available();
+    let pin = Args::from_env(USAGE)
+        .and_then(|a| a.number("pin", 1))
+        .unwrap_or(1)
+        != 0;
+    if pin && std::env::args().nth(1).as_deref() != Some(baseline::ARG) && cores >= 2 {
+        cpu::pin_servers(0);
+        cpu::pin_current_thread(1);
+    }
+    entry::main("cluster", move || run(cores))
 }
 
-async fn run() -> Result<(), BenchError> {
+/// `cores`: how many this process could run on before it pinned itself.
+async fn run(cores: usize) -> Result<(), BenchError> {
     let args = Args::from_env(USAGE)?;
     let plan = Plan {
         subscribers: args.number("subscribers", 1000)?.max(1) as usize,
@@ -165,11 +178,20 @@ async fn run() -> Result<(), BenchError> {
         plan.paced,
         plan.interval.as_millis(),
         plan.burst,
-        cpu::available(),
+        cores,
         load
     );
+    let placement = match cpu::server_cpu() {
+        Some(core) => {
+            format!(
+                "the nodes and redis-server pinned to core {core}, the clients to core {}",
+                core + 1
+            )
+        }
+        None => "no pinning: the nodes, redis-server and the clients share every core".into(),
+    };
     println!(
-        "{} nodes: subscribers spread evenly, the publisher on node 1; every process (nodes, redis-server, this bench) shares the machine's cores",
+        "{} nodes: subscribers spread evenly, the publisher on node 1; {placement}",
         plan.nodes
     );
     let reference = overall("one node", &single);
