@@ -25,14 +25,15 @@ use serde_json::json;
 
 const USAGE: &str = "\
 cluster [--subscribers N] [--messages M] [--burst B] [--interval-ms I] [--nodes K]
-        [--one-node-redis 1|0] [--pin 1|0]
+        [--one-node-redis 1|0] [--pin 1|0] [--rounds R]
   N subscribers (default 1000, half vsn 2.0.0, half 1.0.0) on one topic; one publisher sends
   M broadcasts one every I ms (default 200 every 20 ms) for latency, then B back to back
   (default 200) for throughput. Measured on one node without Redis (the reference), on one
   node with REDIS_URL (unless --one-node-redis 0), and on K nodes (default 3) sharing a
   redis-server started by the bench, subscribers spread evenly over the nodes and the
   publisher on the first. With two cores or more, every server process (the nodes and
-  redis-server) runs on core 0 and the clients on core 1 (--pin 0: no pinning). Needs target/release/realtime (or REALTIME_BIN), redis-server and
+  redis-server) runs on core 0 and the clients on core 1 (--pin 0: no pinning). With
+  --rounds R (default 1) every setup runs R times in turn and the medians are printed. Needs target/release/realtime (or REALTIME_BIN), redis-server and
   redis-cli.";
 
 const SUB_TOPIC: &str = "bench";
@@ -108,6 +109,7 @@ struct Row {
     rate: f64,
     delivered: u64,
     expected: u64,
+    duplicates: u64,
     cpu: Option<(f64, f64)>,
 }
 
@@ -141,34 +143,13 @@ async fn run(cores: usize) -> Result<(), BenchError> {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load.split_whitespace().next().unwrap_or("?").to_string();
 
-    // One node, no Redis: the server as it runs without cluster mode.
-    let single = {
-        let port = free_port()?;
-        let mut server = ServerProcess::realtime(port, &standalone_env(port))?;
-        server
-            .wait_http_ok("GET", "/healthcheck", &[], Duration::from_secs(30))
-            .await?;
-        let out = measure(&[server.addr()], &[server.pid()], None, &plan).await?;
-        server.stop();
-        out
-    };
-
-    // One node with REDIS_URL: every message also goes to Redis and comes back (skipped).
-    let single_redis = if one_node_redis {
-        let redis = RedisProcess::start().await?;
-        let mut nodes = start_nodes(1, &redis).await?;
-        let out = measure(&addrs(&nodes), &pids(&nodes), Some(&redis), &plan).await?;
-        nodes.iter_mut().for_each(ServerProcess::stop);
-        Some(out)
-    } else {
-        None
-    };
-
-    let redis = RedisProcess::start().await?;
-    let mut nodes = start_nodes(plan.nodes, &redis).await?;
-    let spread = measure(&addrs(&nodes), &pids(&nodes), Some(&redis), &plan).await?;
-    nodes.iter_mut().for_each(ServerProcess::stop);
-    drop(redis);
+    let rounds = args.number("rounds", 1)?.max(1) as usize;
+    let mut all_rounds = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        all_rounds.push(round(&plan, one_node_redis).await?);
+    }
+    let mut rows = merge(all_rounds);
+    let reference = rows.remove(0);
 
     println!(
         "cluster: {} subscribers on one topic ({} vsn 2.0.0, {} vsn 1.0.0); {} paced broadcasts every {} ms, then {} back to back; {} cores, load average {} at start",
@@ -194,24 +175,11 @@ async fn run(cores: usize) -> Result<(), BenchError> {
         "{} nodes: subscribers spread evenly, the publisher on node 1; {placement}",
         plan.nodes
     );
-    let reference = overall("one node", &single);
-    let mut rows = vec![];
-    if let Some(o) = &single_redis {
-        rows.push(overall("one node + Redis", o));
+    if rounds > 1 {
+        println!(
+            "{rounds} rounds, each running every setup in turn: medians of each figure, deliveries summed"
+        );
     }
-    let k = plan.nodes;
-    rows.push(group(
-        &format!("{k} nodes: publisher's node"),
-        &spread.local,
-        &spread,
-    ));
-    rows.push(group(
-        &format!("{k} nodes: other nodes"),
-        &spread.remote,
-        &spread,
-    ));
-    rows.push(overall(&format!("{k} nodes: all"), &spread));
-
     println!(
         "{:<30} {:>5} {:>8} {:>8} {:>8} {:>9} {:>12} {:>16} {:>14}",
         "run",
@@ -242,13 +210,9 @@ async fn run(cores: usize) -> Result<(), BenchError> {
             cpu
         );
     }
-    for (name, o) in [
-        ("one node", Some(&single)),
-        ("one node + Redis", single_redis.as_ref()),
-        ("nodes", Some(&spread)),
-    ] {
-        if let Some(o) = o.filter(|o| o.all.duplicates > 0) {
-            println!("{name}: {} messages received twice", o.all.duplicates);
+    for r in std::iter::once(&reference).chain(rows.iter()) {
+        if r.duplicates > 0 {
+            println!("{}: {} messages received twice", r.name, r.duplicates);
         }
     }
     println!("ratios to one node without Redis:");
@@ -276,6 +240,97 @@ async fn run(cores: usize) -> Result<(), BenchError> {
         );
     }
     Ok(())
+}
+
+/// Every setup once, in order: one node without Redis (the first row), one node with Redis,
+/// then the nodes (publisher's node, other nodes, all).
+async fn round(plan: &Plan, one_node_redis: bool) -> Result<Vec<Row>, BenchError> {
+    let mut rows = Vec::with_capacity(5);
+    // One node, no Redis: the server as it runs without cluster mode.
+    {
+        let port = free_port()?;
+        let mut server = ServerProcess::realtime(port, &standalone_env(port))?;
+        server
+            .wait_http_ok("GET", "/healthcheck", &[], Duration::from_secs(30))
+            .await?;
+        let out = measure(&[server.addr()], &[server.pid()], None, plan).await?;
+        server.stop();
+        rows.push(overall("one node", &out));
+    }
+    // One node with REDIS_URL: every message also goes to Redis and comes back (skipped).
+    if one_node_redis {
+        let redis = RedisProcess::start().await?;
+        let mut nodes = start_nodes(1, &redis).await?;
+        let out = measure(&addrs(&nodes), &pids(&nodes), Some(&redis), plan).await?;
+        nodes.iter_mut().for_each(ServerProcess::stop);
+        rows.push(overall("one node + Redis", &out));
+    }
+    let redis = RedisProcess::start().await?;
+    let mut nodes = start_nodes(plan.nodes, &redis).await?;
+    let spread = measure(&addrs(&nodes), &pids(&nodes), Some(&redis), plan).await?;
+    nodes.iter_mut().for_each(ServerProcess::stop);
+    let k = plan.nodes;
+    rows.push(group(
+        &format!("{k} nodes: publisher's node"),
+        &spread.local,
+        &spread,
+    ));
+    rows.push(group(
+        &format!("{k} nodes: other nodes"),
+        &spread.remote,
+        &spread,
+    ));
+    rows.push(overall(&format!("{k} nodes: all"), &spread));
+    Ok(rows)
+}
+
+/// The median of the finite values (NaN when there are none).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// One row per setup out of several rounds: the median of each figure, deliveries summed.
+fn merge(mut rounds: Vec<Vec<Row>>) -> Vec<Row> {
+    let Some(first) = rounds.pop() else {
+        return Vec::new();
+    };
+    if rounds.is_empty() {
+        return first;
+    }
+    first
+        .into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let same: Vec<&Row> = rounds
+                .iter()
+                .filter_map(|r| r.get(i))
+                .chain([&row])
+                .collect();
+            let pick = |f: &dyn Fn(&Row) -> f64| median(same.iter().map(|r| f(r)).collect());
+            Row {
+                name: row.name.clone(),
+                subscribers: row.subscribers,
+                p: [pick(&|r| r.p[0]), pick(&|r| r.p[1]), pick(&|r| r.p[2])],
+                burst_ms: pick(&|r| r.burst_ms),
+                rate: pick(&|r| r.rate),
+                delivered: same.iter().map(|r| r.delivered).sum(),
+                expected: same.iter().map(|r| r.expected).sum(),
+                duplicates: same.iter().map(|r| r.duplicates).sum(),
+                cpu: row.cpu.map(|_| {
+                    (
+                        pick(&|r| r.cpu.map_or(f64::NAN, |c| c.0)),
+                        pick(&|r| r.cpu.map_or(f64::NAN, |c| c.1)),
+                    )
+                }),
+            }
+        })
+        .collect()
 }
 
 fn addrs(nodes: &[ServerProcess]) -> Vec<SocketAddr> {
@@ -344,6 +399,7 @@ fn group(name: &str, g: &Group, o: &Outcome) -> Row {
         rate,
         delivered: g.delivered,
         expected: g.subscribers as u64 * o.expected_each,
+        duplicates: g.duplicates,
         cpu: None,
     }
 }
