@@ -4,6 +4,7 @@
 # own server on a free port: standalone, or, for postgres_changes, backed by a throwaway database
 # from realtime-testkit's `pg-cluster`. inspector.test.js drives /usr/bin/chromium with
 # playwright-core (`.ci/run` installs Debian's chromium package when it is missing).
+# cluster.test.js starts its own redis-server and three servers pointed at it (REDIS_URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -54,7 +54,7 @@ function freePort() {
 /**
  * Starts the `realtime` binary (REALTIME_BIN, default ../../target/debug/realtime) and waits until
  * `/healthcheck` answers. Standalone mode unless `extraEnv` sets DB_HOST. Returns
- * `{ port, httpUrl, wsUrl, stop, logs }`; the process is killed if this test process exits first.
+ * `{ port, httpUrl, wsUrl, stop, kill, logs }`; the process is killed if this test process exits first.
  */
 async function startServer(extraEnv = {}) {
   const bin = path.resolve(process.env.REALTIME_BIN || path.join(__dirname, '../../target/debug/realtime'));
@@ -108,6 +108,12 @@ async function startServer(extraEnv = {}) {
     httpUrl,
     wsUrl: `ws://127.0.0.1:${port}`,
     logs: () => lines.join('\n'),
+    /** Sends `signal` (SIGKILL: a crash) and resolves once the process is gone. */
+    async kill(signal = 'SIGKILL') {
+      if (exited) return;
+      child.kill(signal);
+      await exit;
+    },
     async stop() {
       if (exited) return;
       child.kill('SIGTERM');
@@ -273,6 +279,7 @@ module.exports = {
   JWT_SECRET,
   Inbox,
   anonToken,
+  freePort,
   realtimeClient,
   signJwt,
   sleep,
