@@ -109,6 +109,70 @@ impl Link {
     }
 }
 
+impl Link {
+    /// A table every node writes its own row of and reads the others' rows from (per-tenant
+    /// load, for limits that count across nodes). The row lives as long as an alive key;
+    /// rows of nodes gone are dropped from the table. `None` when Redis did not answer.
+    pub async fn exchange(
+        &self,
+        table: &str,
+        own: &[(String, String)],
+    ) -> Option<Vec<HashMap<String, String>>> {
+        let mut conn = self.commands()?;
+        let db = self.db();
+        let members = format!("realtime:{db}:{table}");
+        let row = |node: &str| format!("realtime:{db}:{table}:{node}");
+        let me = self.node().hex();
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(row(&me)).ignore();
+        if !own.is_empty() {
+            let mut hset = redis::cmd("HSET");
+            hset.arg(row(&me));
+            for (k, v) in own {
+                hset.arg(k).arg(v);
+            }
+            pipe.add_command(hset).ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(row(&me))
+                .arg(ALIVE_FOR.as_millis() as u64)
+                .ignore();
+        }
+        pipe.cmd("SADD").arg(&members).arg(&me).ignore();
+        pipe.cmd("SMEMBERS").arg(&members);
+        let (nodes,): (Vec<String>,) = match pipe.query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not exchange rows with the other nodes");
+                return None;
+            }
+        };
+        let others: Vec<String> = nodes.into_iter().filter(|n| *n != me).collect();
+        if others.is_empty() {
+            return Some(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for n in &others {
+            pipe.cmd("HGETALL").arg(row(n));
+        }
+        let rows: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await.ok()?;
+        // A node without a row has expired or serves nothing: it rejoins when it writes one.
+        let gone: Vec<&String> = others
+            .iter()
+            .zip(&rows)
+            .filter(|(_, r)| r.is_empty())
+            .map(|(n, _)| n)
+            .collect();
+        if !gone.is_empty() {
+            let _ = redis::cmd("SREM")
+                .arg(&members)
+                .arg(gone)
+                .query_async::<()>(&mut conn)
+                .await;
+        }
+        Some(rows.into_iter().filter(|r| !r.is_empty()).collect())
+    }
+}
+
 /// A hash field or key naming a node: its 32 hex digits.
 pub fn node_field(node: NodeId, rest: &str) -> Bytes {
     Bytes::from(format!("{}:{rest}", node.hex()))

@@ -12,11 +12,13 @@
 //! - [`topic_channel`]: the Redis channel of a topic.
 //! - [`inbox`]: messages from other nodes, delivered to this node's sockets.
 //! - [`presence`]: presence tracked on every node, and the leaves of a node that died.
+//! - [`limits`]: tenant limits counted across nodes (rates and connected users).
 //! - [`wal_relay`]: a tenant's changes relayed from the node streaming its slot to the
 //!   others, which judge and deliver them for their own subscribers.
 
 pub mod envelope;
 pub mod inbox;
+pub mod limits;
 pub mod presence;
 pub mod topic_channel;
 pub mod wal_relay;
@@ -37,6 +39,8 @@ pub struct Cluster {
     node: NodeId,
     /// The topics this node listens to, by channel name.
     watched: DashMap<Bytes, TopicKey>,
+    /// The other nodes' load per tenant (limits).
+    pub(crate) load: limits::SharedLoad,
 }
 
 impl Cluster {
@@ -51,6 +55,7 @@ impl Cluster {
             link,
             node,
             watched: DashMap::new(),
+            load: limits::SharedLoad::default(),
         });
         let _ = member.set(Arc::downgrade(&cluster));
         gateway.join_cluster(cluster.clone());
@@ -64,6 +69,10 @@ impl Cluster {
                 cluster.link.clone(),
             )));
         }
+        tokio::spawn(limits::share(
+            Arc::downgrade(&cluster),
+            Arc::downgrade(gateway),
+        ));
         tokio::spawn(presence::beat(
             Arc::downgrade(&cluster),
             Arc::downgrade(gateway),

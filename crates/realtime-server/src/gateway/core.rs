@@ -66,7 +66,7 @@ pub trait Reads {
     fn settings(&self) -> &GatewaySettings;
     /// A fresh id, unique in the process (channels, join attempts).
     fn next_id(&self) -> u64;
-    /// Sockets of `tenant` counted as connected users.
+    /// Sockets of `tenant` counted as connected users, on every node.
     fn connected_count(&self, tenant: &str) -> usize;
     /// Whether the node is shutting down.
     fn is_shutting_down(&self) -> bool;
@@ -88,7 +88,7 @@ impl Reads for Gateway {
     }
 
     fn connected_count(&self, tenant: &str) -> usize {
-        Gateway::connected_count(self, tenant)
+        self.users_everywhere(tenant) as usize
     }
 
     fn is_shutting_down(&self) -> bool {

@@ -45,6 +45,14 @@ impl Limits {
         }
     }
 
+    /// Every tenant's counters.
+    pub fn all(&self) -> Vec<(String, Arc<TenantRates>)> {
+        self.tenants
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+            .collect()
+    }
+
     /// The counters of `tenant`, created on first use.
     pub fn rates(&self, tenant: &str) -> Arc<TenantRates> {
         if let Some(r) = self.tenants.get(tenant) {

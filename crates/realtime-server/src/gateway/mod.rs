@@ -311,9 +311,17 @@ impl Gateway {
         self.session_peak.swap(now, Ordering::Relaxed).max(now)
     }
 
-    /// Sockets of `tenant` counted as connected users (joined at least one channel).
+    /// Sockets of `tenant` counted as connected users (joined at least one channel) on this
+    /// node.
     pub fn connected_count(&self, tenant: &str) -> usize {
         self.users.get(tenant).map(|n| *n).unwrap_or(0)
+    }
+
+    /// Connected users of `tenant` on every node (cluster mode: the others' as last shared),
+    /// which `max_concurrent_users` limits.
+    pub fn users_everywhere(&self, tenant: &str) -> u64 {
+        let elsewhere = self.cluster().map(|c| c.load.users(tenant)).unwrap_or(0);
+        self.connected_count(tenant) as u64 + elsewhere
     }
 
     /// Sends "Server requested disconnect" on every joined channel of the tenant's sockets,

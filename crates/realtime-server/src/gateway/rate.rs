@@ -2,6 +2,7 @@
 //! the last buckets over their span. Rolled lazily on use, so it needs no background task.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,8 @@ pub struct RateCounter {
     inner: Mutex<Inner>,
     /// The metrics series that sum what is counted here, when there is one.
     total: Option<crate::metrics::Count>,
+    /// The other nodes' average (cluster mode), as `f64` bits; added to this node's.
+    elsewhere: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -36,6 +39,7 @@ impl RateCounter {
                 avg: 0.0,
             }),
             total: None,
+            elsewhere: AtomicU64::new(0f64.to_bits()),
         }
     }
 
@@ -79,8 +83,14 @@ impl RateCounter {
         }
     }
 
-    /// The last computed average, in events per second.
+    /// The last computed average, in events per second, of this node and (cluster mode) the
+    /// others.
     pub fn average(&self) -> f64 {
+        self.local_average() + f64::from_bits(self.elsewhere.load(Ordering::Relaxed))
+    }
+
+    /// This node's average alone.
+    pub fn local_average(&self) -> f64 {
         match self.inner.lock() {
             Ok(mut inner) => {
                 self.roll(&mut inner, Instant::now());
@@ -88,6 +98,12 @@ impl RateCounter {
             }
             Err(_) => 0.0,
         }
+    }
+
+    /// Sets the other nodes' average (cluster mode).
+    pub fn set_elsewhere(&self, avg: f64) {
+        self.elsewhere
+            .store(avg.max(0.0).to_bits(), Ordering::Relaxed);
     }
 
     /// Upstream's "triggered": the average has reached the limit.
@@ -111,5 +127,9 @@ mod tests {
         assert!((avg - 500.0).abs() < 1.0, "{avg}");
         assert!(c.triggered(500));
         assert!(!c.triggered(501));
+        // Other nodes' traffic counts toward the limit.
+        c.set_elsewhere(100.0);
+        assert!(c.triggered(600));
+        assert!((c.local_average() - 500.0).abs() < 1.0);
     }
 }

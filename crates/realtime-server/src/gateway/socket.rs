@@ -123,7 +123,7 @@ pub async fn upgrade<S: GatewayState>(
         return refuse(status, message).await;
     }
     let limits = &tenant.limits;
-    if gw.connected_count(&tenant.external_id) as u64 >= limits.max_concurrent_users {
+    if gw.users_everywhere(&tenant.external_id) >= limits.max_concurrent_users {
         return refuse(429, http::TOO_MANY_CONNECTED_USERS.into()).await;
     }
     if gw
