@@ -20,7 +20,7 @@ pub mod state;
 pub mod streams;
 pub mod target;
 
-pub use link::{Inbox, Link};
+pub use link::{probe, Inbox, Link};
 pub use node::NodeId;
 pub use publisher::HashWrite;
 pub use target::{RedisTarget, TargetError};

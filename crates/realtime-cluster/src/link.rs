@@ -254,3 +254,33 @@ async fn dispatch(link: Weak<Link>, inbox: Arc<dyn Inbox>, mut pushed: mpsc::Rec
         }
     }
 }
+
+/// One connection attempt and a `PING`, for `realtime doctor`: the server's version, or why
+/// Redis could not be reached.
+pub async fn probe(target: &RedisTarget, timeout: Duration) -> Result<String, String> {
+    let attempt = async {
+        let client = target.client().map_err(|e| e.to_string())?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("unknown version")
+            .trim()
+            .to_string())
+    };
+    match tokio::time::timeout(timeout + Duration::from_secs(1), attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+    }
+}

@@ -225,3 +225,32 @@ async fn a_bad_redis_url_is_one_clear_error_line() {
     );
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[tokio::test]
+async fn the_doctor_says_whether_redis_answers() {
+    let doctor = |url: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_realtime"))
+            .arg("doctor")
+            .env_clear()
+            .env("API_JWT_SECRET", support::JWT_SECRET)
+            .env("REDIS_URL", url)
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let mut redis = Redis::start();
+    let url = redis.url();
+    let (code, text) = doctor(&url);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("answers (Redis"), "{text}");
+    redis.kill();
+    let (code, text) = doctor(&url);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("REDIS_URL: cannot reach redis://127.0.0.1:"),
+        "{text}"
+    );
+}

@@ -43,6 +43,22 @@ pub async fn run(env: &Env, options: &Options) -> Report {
     let config = &outcome.config;
     // `None` when the tenants could not be read.
     let mut known: Option<Vec<KnownTenant>> = None;
+    if let Some(target) = &config.redis {
+        report.push(match realtime_cluster::probe(target, CONNECT_TIMEOUT).await {
+            Ok(version) => Check::ok(
+                "cluster",
+                format!(
+                    "REDIS_URL: {} answers (Redis {version}); nodes with it act as one server",
+                    target.shown()
+                ),
+            ),
+            Err(e) => Check::fail(
+                "cluster",
+                format!("REDIS_URL: cannot reach {}: {e}", target.shown()),
+                "Start Redis or fix REDIS_URL (redis://host:port/db); until it answers each node serves only its own sockets",
+            ),
+        });
+    }
     if config.standalone {
         known = Some(vec![KnownTenant {
             external_id: config.self_host_tenant_name.clone(),
