@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use super::Cluster;
 use crate::gateway::hub::{Kind, TopicKey};
+use crate::gateway::presence::{phx_ref, side_metas};
 use crate::gateway::presence_remote::RemoteEntry;
 use crate::gateway::Gateway;
 
@@ -33,36 +34,12 @@ pub const BEAT_EVERY: Duration = Duration::from_secs(2);
 /// The hash of a topic's metas: `realtime:<db>:p:<private>:<tenant length>:<tenant>:<sub>`
 /// (the `p` keeps it apart from every channel name).
 pub fn hash_key(db: i64, key: &TopicKey) -> Bytes {
-    Bytes::from(format!(
-        "realtime:{db}:p:{}:{}:{}:{}",
-        u8::from(key.private),
-        key.tenant.len(),
-        key.tenant,
-        key.sub
-    ))
+    super::topic_channel::named(db, "p:", key)
 }
 
 /// A meta's field in the topic's hash: `<node>:<phx_ref>`.
 fn field(node: NodeId, phx_ref: &str) -> Bytes {
     realtime_cluster::state::node_field(node, phx_ref)
-}
-
-/// Each meta of one side of a diff: (presence key, meta).
-fn metas<'a>(diff: &'a Value, side: &str) -> Vec<(&'a str, &'a Value)> {
-    let mut out = Vec::new();
-    if let Some(entries) = diff.get(side).and_then(Value::as_object) {
-        for (pkey, entry) in entries {
-            for meta in entry
-                .get("metas")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                out.push((pkey.as_str(), meta));
-            }
-        }
-    }
-    out
 }
 
 impl Cluster {
@@ -71,16 +48,16 @@ impl Cluster {
         let db = self.link.db();
         let hash = hash_key(db, key);
         let mut writes = Vec::new();
-        for (_, meta) in metas(diff, "leaves") {
-            if let Some(r) = meta.get("phx_ref").and_then(Value::as_str) {
+        for (_, meta) in side_metas(diff, "leaves") {
+            if let Some(r) = phx_ref(meta) {
                 writes.push(HashWrite::Delete {
                     key: hash.clone(),
                     field: field(self.node, r),
                 });
             }
         }
-        for (pkey, meta) in metas(diff, "joins") {
-            if let Some(r) = meta.get("phx_ref").and_then(Value::as_str) {
+        for (pkey, meta) in side_metas(diff, "joins") {
+            if let Some(r) = phx_ref(meta) {
                 writes.push(HashWrite::Set {
                     key: hash.clone(),
                     field: field(self.node, r),
@@ -188,8 +165,8 @@ pub(crate) async fn beat(cluster: Weak<Cluster>, gw: Weak<Gateway>) {
             tracing::info!(node = %node, "a node stopped beating; its presence leaves");
             let mut stale = Vec::new();
             for (key, diff) in gw.presence.remote.drop_node(node) {
-                for (_, meta) in metas(&diff, "leaves") {
-                    if let Some(r) = meta.get("phx_ref").and_then(Value::as_str) {
+                for (_, meta) in side_metas(&diff, "leaves") {
+                    if let Some(r) = phx_ref(meta) {
                         stale.push(HashWrite::Delete {
                             key: hash_key(db, &key),
                             field: field(node, r),

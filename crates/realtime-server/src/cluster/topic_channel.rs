@@ -9,8 +9,14 @@ use crate::gateway::hub::TopicKey;
 
 /// The channel name for `key`.
 pub fn name(db: i64, key: &TopicKey) -> Bytes {
+    named(db, "", key)
+}
+
+/// A Redis name for `key` of `kind` (`""` for its channel, `"p:"` for its presence hash):
+/// `realtime:<db>:<kind><private 0|1>:<tenant length>:<tenant>:<sub>`.
+pub fn named(db: i64, kind: &str, key: &TopicKey) -> Bytes {
     Bytes::from(format!(
-        "realtime:{db}:{}:{}:{}:{}",
+        "realtime:{db}:{kind}{}:{}:{}:{}",
         u8::from(key.private),
         key.tenant.len(),
         key.tenant,

@@ -137,53 +137,57 @@ impl PresenceStore {
     }
 }
 
-/// Folds `next` into `acc`: joins accumulate; a leave of a meta that joined within the same
-/// batch cancels that join instead of being reported.
-pub fn merge_diff(acc: &mut Value, next: Value) {
-    let phx_ref = |m: &Value| m.get("phx_ref").cloned();
-    if let Some(leaves) = next.get("leaves").and_then(Value::as_object) {
-        for (pkey, entry) in leaves {
+/// Each meta of one side (`"joins"` or `"leaves"`) of a diff, with its presence key.
+pub fn side_metas<'a>(diff: &'a Value, side: &str) -> Vec<(&'a str, &'a Value)> {
+    let mut out = Vec::new();
+    if let Some(entries) = diff.get(side).and_then(Value::as_object) {
+        for (pkey, entry) in entries {
             for meta in entry
                 .get("metas")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
             {
-                let r = phx_ref(meta);
-                let joined = acc
-                    .get_mut("joins")
-                    .and_then(|j| j.get_mut(pkey.as_str()))
-                    .and_then(|e| e.get_mut("metas"))
-                    .and_then(Value::as_array_mut)
-                    .and_then(|list| {
-                        let pos = list.iter().position(|m| phx_ref(m) == r)?;
-                        list.remove(pos);
-                        Some(list.is_empty())
-                    });
-                match joined {
-                    Some(now_empty) => {
-                        if now_empty {
-                            if let Some(j) = acc["joins"].as_object_mut() {
-                                j.remove(pkey);
-                            }
-                        }
-                    }
-                    None => push_meta(acc, "leaves", pkey, meta.clone()),
-                }
+                out.push((pkey.as_str(), meta));
             }
         }
     }
-    if let Some(joins) = next.get("joins").and_then(Value::as_object) {
-        for (pkey, entry) in joins {
-            for meta in entry
-                .get("metas")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                push_meta(acc, "joins", pkey, meta.clone());
+    out
+}
+
+/// A meta's `phx_ref`.
+pub fn phx_ref(meta: &Value) -> Option<&str> {
+    meta.get("phx_ref").and_then(Value::as_str)
+}
+
+/// Folds `next` into `acc`: joins accumulate; a leave of a meta that joined within the same
+/// batch cancels that join instead of being reported.
+pub fn merge_diff(acc: &mut Value, next: Value) {
+    for (pkey, meta) in side_metas(&next, "leaves") {
+        let r = phx_ref(meta);
+        let joined = acc
+            .get_mut("joins")
+            .and_then(|j| j.get_mut(pkey))
+            .and_then(|e| e.get_mut("metas"))
+            .and_then(Value::as_array_mut)
+            .and_then(|list| {
+                let pos = list.iter().position(|m| phx_ref(m) == r)?;
+                list.remove(pos);
+                Some(list.is_empty())
+            });
+        match joined {
+            Some(now_empty) => {
+                if now_empty {
+                    if let Some(j) = acc["joins"].as_object_mut() {
+                        j.remove(pkey);
+                    }
+                }
             }
+            None => push_meta(acc, "leaves", pkey, meta.clone()),
         }
+    }
+    for (pkey, meta) in side_metas(&next, "joins") {
+        push_meta(acc, "joins", pkey, meta.clone());
     }
 }
 

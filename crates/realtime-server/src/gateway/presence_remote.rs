@@ -10,6 +10,7 @@ use realtime_cluster::NodeId;
 use serde_json::{json, Map, Value};
 
 use crate::gateway::hub::TopicKey;
+use crate::gateway::presence::{phx_ref, side_metas};
 
 /// One meta tracked on another node.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,10 +27,6 @@ pub struct RemoteEntry {
 #[derive(Default)]
 pub struct RemotePresence {
     topics: DashMap<TopicKey, HashMap<String, RemoteEntry>>,
-}
-
-fn phx_ref(meta: &Value) -> Option<&str> {
-    meta.get("phx_ref").and_then(Value::as_str)
 }
 
 /// `{"joins": {pkey: {"metas": [...]}}, "leaves": {...}}` from entries.
@@ -55,41 +52,23 @@ impl RemotePresence {
     /// then joins.
     pub fn apply(&self, node: NodeId, key: &TopicKey, diff: &Value) {
         let mut topic = self.topics.entry(key.clone()).or_default();
-        if let Some(leaves) = diff.get("leaves").and_then(Value::as_object) {
-            for entry in leaves.values() {
-                for meta in entry
-                    .get("metas")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(r) = phx_ref(meta) {
-                        topic.remove(r);
-                    }
-                }
+        for (_, meta) in side_metas(diff, "leaves") {
+            if let Some(r) = phx_ref(meta) {
+                topic.remove(r);
             }
         }
-        if let Some(joins) = diff.get("joins").and_then(Value::as_object) {
-            for (pkey, entry) in joins {
-                for meta in entry
-                    .get("metas")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let (Some(r), Some(m)) = (phx_ref(meta), meta.as_object()) else {
-                        continue;
-                    };
-                    topic.insert(
-                        r.to_string(),
-                        RemoteEntry {
-                            node,
-                            pkey: pkey.clone(),
-                            meta: m.clone(),
-                        },
-                    );
-                }
-            }
+        for (pkey, meta) in side_metas(diff, "joins") {
+            let (Some(r), Some(m)) = (phx_ref(meta), meta.as_object()) else {
+                continue;
+            };
+            topic.insert(
+                r.to_string(),
+                RemoteEntry {
+                    node,
+                    pkey: pkey.to_string(),
+                    meta: m.clone(),
+                },
+            );
         }
         let empty = topic.is_empty();
         drop(topic);
