@@ -51,6 +51,8 @@ pub struct Link {
     target: RedisTarget,
     node: NodeId,
     up: AtomicBool,
+    /// When Redis last became reachable.
+    up_since: std::sync::Mutex<Option<std::time::Instant>>,
     conns: RwLock<Option<Conns>>,
     pub(crate) publisher: Publisher,
     pub(crate) interest: Interest,
@@ -66,6 +68,7 @@ impl Link {
             target,
             node,
             up: AtomicBool::new(false),
+            up_since: std::sync::Mutex::new(None),
             conns: RwLock::new(None),
             publisher,
             interest,
@@ -91,6 +94,24 @@ impl Link {
     /// Whether Redis answered the last check.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    /// How long Redis has been reachable without interruption (zero while it is not).
+    pub fn up_for(&self) -> Duration {
+        if !self.is_up() {
+            return Duration::ZERO;
+        }
+        self.up_since
+            .lock()
+            .ok()
+            .and_then(|s| s.map(|t| t.elapsed()))
+            .unwrap_or(Duration::ZERO)
+    }
+
+    fn came_up(&self) {
+        if let Ok(mut s) = self.up_since.lock() {
+            *s = Some(std::time::Instant::now());
+        }
     }
 
     /// Where this node's Redis is, without credentials.
@@ -188,6 +209,7 @@ async fn supervise(link: Weak<Link>, inbox: Arc<dyn Inbox>, pushed: mpsc::Sender
                 if let Ok(mut slot) = l.conns.write() {
                     *slot = Some(conns);
                 }
+                l.came_up();
                 l.up.store(true, Ordering::Release);
                 // Alive before anyone can see this node's state.
                 l.renew_alive().await;
@@ -220,6 +242,9 @@ async fn supervise(link: Weak<Link>, inbox: Arc<dyn Inbox>, pushed: mpsc::Sender
         };
         match checked {
             Ok(()) => {
+                if !l.is_up() {
+                    l.came_up();
+                }
                 if !l.up.swap(true, Ordering::AcqRel) {
                     tracing::info!(redis = %l.target.shown(), "Redis is back; delivering across the cluster again");
                     l.interest.resubscribe_all();

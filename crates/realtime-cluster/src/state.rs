@@ -14,6 +14,10 @@ use crate::node::NodeId;
 /// unheard of for this long is gone.
 pub const ALIVE_FOR: Duration = Duration::from_secs(10);
 
+/// After Redis comes back, how long before a missing alive key means a node is gone: every
+/// live node renews its key every second.
+const RENEWAL_GRACE: Duration = Duration::from_secs(3);
+
 fn alive_key(db: i64, node: NodeId) -> String {
     format!("realtime:{db}:node:{}", node.hex())
 }
@@ -84,10 +88,11 @@ impl Link {
     }
 
     /// Of `nodes`, those whose alive key expired; empty when Redis did not answer (a node
-    /// is never declared gone on a failed read).
+    /// is never declared gone on a failed read), and for a while after Redis came back,
+    /// which may have restarted empty before the others renewed their keys.
     pub async fn gone(&self, nodes: &[NodeId]) -> HashSet<NodeId> {
         let mut gone = HashSet::new();
-        if nodes.is_empty() {
+        if nodes.is_empty() || self.up_for() < RENEWAL_GRACE {
             return gone;
         }
         let Some(mut conn) = self.commands() else {

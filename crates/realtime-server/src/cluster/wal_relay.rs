@@ -11,8 +11,9 @@ use realtime_cdc::relay::{Pending, WalRelay};
 use realtime_cluster::streams::ReadConnection as MultiplexedConnection;
 use realtime_cluster::Link;
 
-/// Entries a relay stream keeps; a follower further behind than this loses changes.
-pub const KEEP_ENTRIES: usize = 100_000;
+/// Entries (batches, each one hand-on of the streaming node) a relay stream keeps; a
+/// follower further behind than this loses changes.
+pub const KEEP_ENTRIES: usize = 10_000;
 
 /// Longest wait of one read.
 const LONGEST_WAIT: Duration = Duration::from_secs(2);
