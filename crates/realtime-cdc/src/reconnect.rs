@@ -373,6 +373,7 @@ async fn session<C: Consumer>(
         t.tap.new_session();
     }
     let stats = consumer.target().stats.clone();
+    stats.set_walsender(stream.backend_pid());
     stats.set_streaming(true);
     let result = read(consumer, &mut stream, wal, tap).await;
     stats.set_streaming(false);

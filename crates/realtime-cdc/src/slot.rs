@@ -401,11 +401,12 @@ pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotErro
         let mut repl = ReplicationStream::connect(&target.conn)
             .await
             .map_err(|e| not_released(e.to_string()))?;
+        let ours = target.stats.walsender();
         let result = loop {
             let rows = repl
                 .simple_query(&format!(
                     "SELECT active::text, CASE WHEN active THEN NULL WHEN {awaited} THEN 'awaited' \
-                     ELSE pg_drop_replication_slot(slot_name)::text END \
+                     ELSE pg_drop_replication_slot(slot_name)::text END, active_pid::text \
                      FROM pg_replication_slots WHERE slot_name = '{slot}'"
                 ))
                 .await;
@@ -414,6 +415,19 @@ pub async fn release(target: &SlotTarget, wait: Duration) -> Result<(), SlotErro
                     None => break Ok(false),
                     Some(row) if row.first().cloned().flatten().as_deref() == Some("false") => {
                         break Ok(row.get(1).cloned().flatten().as_deref() == Some("awaited"))
+                    }
+                    // Our session is closed: another walsender streaming now is a standby
+                    // that already took the slot over.
+                    Some(row)
+                        if ours.is_some()
+                            && row
+                                .get(2)
+                                .cloned()
+                                .flatten()
+                                .and_then(|p| p.parse::<i32>().ok())
+                                .is_some_and(|pid| Some(pid) != ours) =>
+                    {
+                        break Ok(true)
                     }
                     Some(_) if tokio::time::Instant::now() < deadline => {
                         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -22,6 +22,9 @@ pub struct SlotStats {
     last_commit: AtomicI64,
     /// A replication session is streaming.
     streaming: AtomicBool,
+    /// The walsender of this consumer's last session (0: none yet), to tell it from another
+    /// node's when the slot is released.
+    walsender: std::sync::atomic::AtomicI32,
 }
 
 /// A reading of [`SlotStats`].
@@ -62,6 +65,16 @@ impl SlotStats {
     /// Everything received so far was handed on.
     pub fn handed_on(&self) {
         self.waiting_since.store(0, Ordering::Relaxed);
+    }
+
+    /// The walsender process of the session that starts.
+    pub fn set_walsender(&self, pid: Option<i32>) {
+        self.walsender.store(pid.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The walsender of the last session, if known.
+    pub fn walsender(&self) -> Option<i32> {
+        Some(self.walsender.load(Ordering::Relaxed)).filter(|p| *p != 0)
     }
 
     /// A session started (`true`) or ended (`false`).
