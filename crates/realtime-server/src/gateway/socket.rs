@@ -158,7 +158,8 @@ pub async fn upgrade<S: GatewayState>(
     // Frames may be larger than a message's limit: the whole oversized message is read, then
     // refused with 1009 at a frame boundary.
     // tungstenite reserves its whole read buffer per socket up front (128 KiB by default); a
-    // small initial buffer that grows for large frames keeps idle sockets cheap.
+    // small initial buffer that grows for large frames keeps idle sockets cheap. (Its write
+    // buffer gives back the room a burst grew it to once written: `vendor/README.md`.)
     ws.max_message_size(max)
         .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| socket_log::scope(level, session::run(gw, socket, info)))
