@@ -19,6 +19,21 @@ pub fn server_cpu() -> Option<usize> {
     }
 }
 
+/// Makes `cmd` start on the servers' core when [`pin_servers`] set one (a server, or a
+/// `redis-server` that is part of the servers' budget).
+pub fn pin_command(cmd: &mut std::process::Command) {
+    if let Some(cpu) = server_cpu() {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs between fork and exec and makes one system call.
+        unsafe {
+            cmd.pre_exec(move || match set_affinity(cpu) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            });
+        }
+    }
+}
+
 /// Pins the calling thread (and the threads it starts later) to `cpu`; false when the kernel
 /// refuses (fewer cores, or a restricted CPU set).
 pub fn pin_current_thread(cpu: usize) -> bool {

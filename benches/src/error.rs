@@ -34,6 +34,18 @@ impl From<tungstenite::Error> for BenchError {
     }
 }
 
+impl From<realtime_testkit::redis::RedisError> for BenchError {
+    fn from(e: realtime_testkit::redis::RedisError) -> Self {
+        use realtime_testkit::redis::RedisError;
+        match e {
+            RedisError::NoAnswer | RedisError::Listeners { .. } => {
+                BenchError::Timeout(e.to_string())
+            }
+            _ => BenchError::Setup(e.to_string()),
+        }
+    }
+}
+
 impl From<realtime_pg::replication::ReplicationError> for BenchError {
     fn from(e: realtime_pg::replication::ReplicationError) -> Self {
         BenchError::Replication(Box::new(e))

@@ -7,7 +7,6 @@
 //! - [`baseline`]: a minimal tokio-tungstenite broadcast server with no protocol, the
 //!   reference every WebSocket figure is compared with.
 //! - [`client`]: WebSocket clients speaking the Phoenix protocol (vsn 1.0.0 and 2.0.0).
-//! - [`redis`]: a throwaway `redis-server` for the cluster bench.
 //! - [`db`]: the database of the benchmarks that need one (given, or the test cluster).
 //! - [`http`]: a one-request HTTP/1.1 client for health checks.
 //! - [`stats`]: percentiles and table rows; [`histogram`]: percentiles of long runs.
@@ -24,7 +23,6 @@ pub mod entry;
 pub mod error;
 pub mod histogram;
 pub mod http;
-pub mod redis;
 pub mod rlimit;
 pub mod server;
 pub mod soak;

@@ -118,16 +118,7 @@ impl ServerProcess {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(file.try_clone()?))
             .stderr(Stdio::from(file));
-        if let Some(cpu) = crate::cpu::server_cpu() {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: the closure runs between fork and exec and makes one system call.
-            unsafe {
-                cmd.pre_exec(move || match crate::cpu::set_affinity(cpu) {
-                    0 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                });
-            }
-        }
+        crate::cpu::pin_command(&mut cmd);
         let spawned_at = Instant::now();
         let child = cmd.spawn()?;
         Ok(ServerProcess {

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use futures_util::{stream, SinkExt, StreamExt, TryStreamExt};
 use realtime_benches::args::Args;
 use realtime_benches::client::{self, Vsn, Ws};
-use realtime_benches::redis::RedisProcess;
 use realtime_benches::rlimit::raise_nofile;
 use realtime_benches::server::{
     cpu_seconds, free_port, set_var, standalone_env, ServerProcess, JWT_SECRET, TENANT,
 };
 use realtime_benches::stats::{ms, ratio, Samples};
 use realtime_benches::{baseline, cpu, entry, BenchError};
+use realtime_testkit::redis::Redis;
 use serde_json::json;
 
 const USAGE: &str = "\
@@ -259,13 +259,13 @@ async fn round(plan: &Plan, one_node_redis: bool) -> Result<Vec<Row>, BenchError
     }
     // One node with REDIS_URL: every message also goes to Redis and comes back (skipped).
     if one_node_redis {
-        let redis = RedisProcess::start().await?;
+        let redis = Redis::try_start_with(cpu::pin_command)?;
         let mut nodes = start_nodes(1, &redis).await?;
         let out = measure(&addrs(&nodes), &pids(&nodes), Some(&redis), plan).await?;
         nodes.iter_mut().for_each(ServerProcess::stop);
         rows.push(overall("one node + Redis", &out));
     }
-    let redis = RedisProcess::start().await?;
+    let redis = Redis::try_start_with(cpu::pin_command)?;
     let mut nodes = start_nodes(plan.nodes, &redis).await?;
     let spread = measure(&addrs(&nodes), &pids(&nodes), Some(&redis), plan).await?;
     nodes.iter_mut().for_each(ServerProcess::stop);
@@ -342,7 +342,7 @@ fn pids(nodes: &[ServerProcess]) -> Vec<u32> {
 }
 
 /// Starts `n` standalone nodes pointed at `redis` and waits until each answers.
-async fn start_nodes(n: usize, redis: &RedisProcess) -> Result<Vec<ServerProcess>, BenchError> {
+async fn start_nodes(n: usize, redis: &Redis) -> Result<Vec<ServerProcess>, BenchError> {
     let mut nodes = Vec::with_capacity(n);
     for _ in 0..n {
         let port = free_port()?;
@@ -435,7 +435,7 @@ async fn open(addr: SocketAddr, token: &str, vsn: Vsn) -> Result<Ws, BenchError>
 async fn measure(
     nodes: &[SocketAddr],
     server_pids: &[u32],
-    redis: Option<&RedisProcess>,
+    redis: Option<&Redis>,
     plan: &Plan,
 ) -> Result<Outcome, BenchError> {
     let token = client::token(JWT_SECRET, "authenticated")?;
@@ -455,7 +455,7 @@ async fn measure(
         .await?;
     if let Some(redis) = redis {
         redis
-            .await_listeners(&channel(), nodes.len(), Duration::from_secs(30))
+            .try_await_listeners(&channel(), nodes.len(), Duration::from_secs(30))
             .await?;
     }
     let tasks: Vec<_> = subscribers
@@ -466,7 +466,7 @@ async fn measure(
         })
         .collect();
 
-    let redis_pid: Vec<u32> = redis.map(RedisProcess::pid).into_iter().collect();
+    let redis_pid: Vec<u32> = redis.and_then(Redis::pid).into_iter().collect();
     let cpu_before = (total_cpu(server_pids), total_cpu(&redis_pid));
     let mut publisher = open(nodes[0], &token, Vsn::V2).await?;
     let mut ticker = tokio::time::interval(plan.interval.max(Duration::from_millis(1)));

@@ -4,12 +4,13 @@
 //! without Redis a node still delivers to its own sockets, and it joins the others once Redis
 //! answers, at start or after an outage.
 
-mod cluster_support;
 mod gateway_common;
+mod processes;
 mod support;
 
-use cluster_support::{public_channel, Node, Redis};
 use gateway_common::{event, join_config, kind3, kind4, payload, Client, Seen};
+use processes::{public_channel, Node};
+use realtime_testkit::redis::Redis;
 use serde_json::{json, Value};
 use support::{anon_token, http_request};
 

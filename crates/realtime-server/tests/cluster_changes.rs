@@ -5,8 +5,8 @@
 //! order, also when the streaming node is killed with SIGKILL while inserts go on: another
 //! node takes the slot over and resumes from it.
 
-mod cluster_support;
 mod gateway_common;
+mod processes;
 mod support;
 
 use std::collections::BTreeMap;
@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster_support::{Node, Redis};
 use gateway_common::{event, join_config, Client, Seen};
+use processes::Node;
+use realtime_testkit::redis::Redis;
 use realtime_testkit::Cluster;
 use serde_json::{json, Value};
 use support::wait_migrated;
@@ -44,9 +45,14 @@ async fn subscribed(node: &Node) -> Client {
     }
 }
 
-/// The ids of the inserts a client receives until it has all of `want` and then nothing new
-/// for a second, or `limit` passes; heartbeats keep the socket alive.
-async fn ids(c: &mut Client, want: usize, limit: Duration) -> Vec<i32> {
+/// What `pick` takes from the frames a client receives, until it has `want` values and then
+/// nothing new for a second, or `limit` passes; heartbeats keep the socket alive.
+async fn collect<T: std::fmt::Debug>(
+    c: &mut Client,
+    want: usize,
+    limit: Duration,
+    pick: impl Fn(&Seen) -> Option<T>,
+) -> Vec<T> {
     let mut got = Vec::new();
     let deadline = Instant::now() + limit;
     let mut beat = Instant::now();
@@ -57,23 +63,36 @@ async fn ids(c: &mut Client, want: usize, limit: Duration) -> Vec<i32> {
                 .await;
             beat = Instant::now();
         }
-        match c.next_within(200).await {
-            Seen::Text(f) if event(&f) == "postgres_changes" => {
-                got.push(f[4]["data"]["record"]["id"].as_i64().unwrap_or(-1) as i32);
+        let seen = c.next_within(200).await;
+        if let Seen::Closed(code) = seen {
+            panic!("closed {code:?} after {got:?}");
+        }
+        match pick(&seen) {
+            Some(v) => {
+                got.push(v);
                 quiet_since = None;
             }
-            Seen::Closed(code) => panic!("closed {code:?} after {got:?}"),
-            _ => {
-                if got.len() >= want {
-                    let since = *quiet_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_secs(1) {
-                        break;
-                    }
+            None if got.len() >= want => {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(1) {
+                    break;
                 }
             }
+            None => {}
         }
     }
     got
+}
+
+/// The ids of the inserts a client receives (see [`collect`]).
+async fn ids(c: &mut Client, want: usize, limit: Duration) -> Vec<i32> {
+    collect(c, want, limit, |seen| match seen {
+        Seen::Text(f) if event(f) == "postgres_changes" => {
+            Some(f[4]["data"]["record"]["id"].as_i64().unwrap_or(-1) as i32)
+        }
+        _ => None,
+    })
+    .await
 }
 
 /// Which node streams a consumer's slot: the one that never logged waiting as a standby.
@@ -173,34 +192,19 @@ async fn changes_reach_every_node_once_and_survive_the_streaming_node_dying() {
     assert_eq!(took_over, 1, "one node took the slot over");
 }
 
-/// The `n` of each `ev` broadcast from the database a client receives, until it has `want`
-/// and then nothing new for a second, or `limit` passes.
+/// The `n` of each `ev` broadcast from the database a client receives (see [`collect`]).
 async fn database_broadcasts(c: &mut Client, want: usize, limit: Duration) -> Vec<i64> {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + limit;
-    let mut quiet_since: Option<Instant> = None;
-    while Instant::now() < deadline {
-        match c.next_within(200).await {
-            Seen::Binary(b) => {
-                let m = realtime_protocol::binary::decode_user_broadcast(&b).expect("kind 4");
-                if m.event == "ev" {
-                    let body: Value = serde_json::from_slice(&m.payload).expect("JSON");
-                    got.push(body["n"].as_i64().unwrap_or(-1));
-                }
-                quiet_since = None;
-            }
-            Seen::Closed(code) => panic!("closed {code:?} after {got:?}"),
-            _ => {
-                if got.len() >= want {
-                    let since = *quiet_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > Duration::from_secs(1) {
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    got
+    collect(c, want, limit, |seen| {
+        let Seen::Binary(b) = seen else {
+            return None;
+        };
+        let m = realtime_protocol::binary::decode_user_broadcast(b).expect("kind 4");
+        (m.event == "ev").then(|| {
+            let body: Value = serde_json::from_slice(&m.payload).expect("JSON");
+            body["n"].as_i64().unwrap_or(-1)
+        })
+    })
+    .await
 }
 
 #[tokio::test]

@@ -3,32 +3,21 @@
 //! node whose own events stay under `max_events_per_second` stops its channels once the
 //! tenant's events on every node reach it. Each node shares its figures every second.
 
-mod cluster_support;
 mod gateway_common;
+mod processes;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{Node, Redis};
 use gateway_common::{join_config, Client, Seen};
+use processes::Node;
+use realtime_testkit::redis::Redis;
 use serde_json::json;
-use support::{now, sign, JWT_SECRET};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use support::{anon_token, socket_request};
 
 /// Tries to open a socket on `node`: the HTTP status of a refused upgrade, `None` when open.
 async fn upgrade_status(node: &Node) -> Option<u16> {
-    let token = sign(&json!({"role": "anon", "exp": now() + 3600}), JWT_SECRET);
-    let mut req = format!(
-        "ws://{}/socket/websocket?apikey={token}&vsn=2.0.0",
-        node.addr
-    )
-    .into_client_request()
-    .unwrap();
-    req.headers_mut().insert(
-        "host",
-        HeaderValue::from_static("realtime-dev.supabase-realtime:4000"),
-    );
+    let req = socket_request(node.addr, &anon_token(), "2.0.0");
     match tokio_tungstenite::connect_async(req).await {
         Ok(_) => None,
         Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Some(res.status().as_u16()),

@@ -2,15 +2,16 @@
 //! any node shows in `presence_state` and the diffs of every node, leaves reach every node, and
 //! the members of a node killed with SIGKILL leave everywhere within 15 s.
 
-mod cluster_support;
 mod gateway_common;
+mod processes;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use cluster_support::{public_channel, Node, Redis};
 use gateway_common::{event, join_config, payload, Client, Seen};
+use processes::{public_channel, Node};
+use realtime_testkit::redis::Redis;
 use serde_json::{json, Value};
 
 const LOBBY: &str = "realtime:lobby";

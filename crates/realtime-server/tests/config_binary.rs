@@ -3,14 +3,15 @@
 //! honours `LOG_LEVEL`, `DISABLE_HEALTHCHECK_LOGGING` and `RLIMIT_NOFILE`, stops with exit
 //! code 0 on SIGTERM, and answers the `eval` commands of the upstream image.
 
+mod gateway_common;
+mod processes;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use processes::Node;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_realtime");
@@ -132,70 +133,9 @@ fn bad_configuration_is_one_error_line_and_exit_code_1() {
     assert_eq!(code, 1);
 }
 
-/// A running binary whose output is collected line by line.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
-}
-
-impl Proc {
-    fn start(vars: &[(&str, &str)]) -> Proc {
-        let port = free_port();
-        let port_text = port.to_string();
-        let mut all = vars.to_vec();
-        all.push(("PORT", &port_text));
-        let mut child = command(&all, &[]).spawn().expect("spawn");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("exited early with {status}: {:?}", lines.lock().unwrap());
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "not listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Proc { child, lines, addr }
-    }
-
-    /// SIGTERM; returns the exit code and the time it took.
-    fn terminate(mut self) -> (i32, Duration, Vec<String>) {
-        let pid = self.child.id() as libc::pid_t;
-        let start = Instant::now();
-        // SAFETY: signalling our own child process.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        let code = loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                break status.code().unwrap_or(-1);
-            }
-            if start.elapsed() > Duration::from_secs(15) {
-                let _ = self.child.kill();
-                panic!("no exit after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let took = start.elapsed();
-        std::thread::sleep(Duration::from_millis(100));
-        let lines = self.lines.lock().unwrap().clone();
-        (code, took, lines)
-    }
-}
-
 #[tokio::test]
 async fn standalone_binary_logs_in_upstream_layout_and_stops_on_sigterm() {
-    let proc = Proc::start(&[("API_JWT_SECRET", JWT_SECRET), ("RLIMIT_NOFILE", "")]);
+    let proc = Node::start(&[("API_JWT_SECRET", JWT_SECRET), ("RLIMIT_NOFILE", "")]);
     let res = http_request(proc.addr, "GET", "/healthcheck", &[], None).await;
     assert_eq!(res.status, 200);
     let anon = format!("Bearer {}", anon_token());
@@ -290,7 +230,7 @@ async fn healthcheck_logging_can_be_disabled() {
         ("API_JWT_SECRET", JWT_SECRET),
         ("DISABLE_HEALTHCHECK_LOGGING", "true"),
     ];
-    let proc = Proc::start(&vars);
+    let proc = Node::start(&vars);
     health_requests(proc.addr, 20).await;
     let (code, _, lines) = proc.terminate();
     assert_eq!(code, 0);
@@ -305,7 +245,7 @@ async fn healthcheck_logging_can_be_disabled() {
         ("API_JWT_SECRET", JWT_SECRET),
         ("DISABLE_HEALTHCHECK_LOGGING", "false"),
     ];
-    let proc = Proc::start(&vars);
+    let proc = Node::start(&vars);
     health_requests(proc.addr, 20).await;
     let (_, _, lines) = proc.terminate();
     let count = |s: &str| lines.iter().filter(|l| l.contains(s)).count();
@@ -320,9 +260,9 @@ async fn healthcheck_logging_can_be_disabled() {
 
 #[tokio::test]
 async fn log_level_warning_suppresses_info() {
-    let proc = Proc::start(&[("LOG_LEVEL", "warning"), ("RLIMIT_NOFILE", "10000")]);
+    let proc = Node::start(&[("LOG_LEVEL", "warning"), ("RLIMIT_NOFILE", "10000")]);
     // The soft limit was raised (capped at the hard limit).
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proc.child.id())).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proc.pid())).unwrap();
     let row = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
@@ -386,7 +326,7 @@ async fn eval_health_check_after_migrations_and_seed() {
 #[tokio::test]
 async fn sigterm_with_100_open_sockets_exits_0_within_10_s() {
     // §8.50
-    let proc = Proc::start(&[("API_JWT_SECRET", JWT_SECRET)]);
+    let proc = Node::start(&[("API_JWT_SECRET", JWT_SECRET)]);
     let url = format!(
         "ws://{}/socket/websocket?apikey={}&vsn=1.0.0",
         proc.addr,
@@ -418,7 +358,7 @@ async fn literal_compose_healthcheck_passes_after_seed() {
     let db = realtime_testkit::Cluster::shared().create_database().await;
     let vars = db_env(&db, &[("DISABLE_HEALTHCHECK_LOGGING", "true")]);
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let proc = Proc::start(&vars);
+    let proc = Node::start(&vars);
     let port = proc.addr.port();
     let healthcheck = move |token: String| {
         Command::new("sh")
@@ -497,7 +437,7 @@ async fn sigterm_releases_the_replication_slots() {
     // Slot names are cluster-wide: keep this test's apart from other tests'.
     let vars = db_env(&db, &[("SLOT_NAME_SUFFIX", db.name.as_str())]);
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let proc = Proc::start(&vars);
+    let proc = Node::start(&vars);
     let sql = db.connect().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !sql
@@ -553,7 +493,7 @@ async fn sigterm_releases_the_replication_slots() {
         false
     })
     .await;
-    assert_eq!(subscribed, Ok(true), "{:?}", proc.lines.lock().unwrap());
+    assert_eq!(subscribed, Ok(true), "{:?}", proc.lines());
     let deadline = Instant::now() + Duration::from_secs(30);
     while realtime_slots(&sql).await.len() < 2 {
         assert!(

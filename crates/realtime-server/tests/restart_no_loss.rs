@@ -16,10 +16,8 @@ use std::time::{Duration, Instant};
 use gateway_common::{event, join_config, Client, Seen};
 use realtime_testkit::{Cluster, TestDb};
 use serde_json::{json, Value};
-use support::{now, sign, TestServer, JWT_SECRET};
+use support::{anon_token, TestServer};
 use tokio_postgres::NoTls;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 /// Rows written per test, one per transaction.
 const ROWS: i32 = 150;
@@ -48,18 +46,7 @@ async fn server() -> TestServer {
 }
 
 async fn connect(server: &TestServer) -> Client {
-    let token = sign(&json!({"role": "anon", "exp": now() + 3600}), JWT_SECRET);
-    let mut req = server
-        .ws_url(&format!("/socket/websocket?apikey={token}&vsn=2.0.0"))
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "host",
-        HeaderValue::from_static("realtime-dev.supabase-realtime:4000"),
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("upgrade");
+    let ws = server.socket(&anon_token(), "2.0.0").await;
     Client { ws, v2: true }
 }
 

@@ -6,101 +6,26 @@
 //! insert the first had not confirmed, exactly once and in commit order.
 
 mod gateway_common;
+mod processes;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gateway_common::{event, Client, Seen};
+use processes::Node;
 use realtime_testkit::{Cluster, TestDb};
 use serde_json::json;
 use support::*;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
-
-const BIN: &str = env!("CARGO_BIN_EXE_realtime");
 
 /// Rows written, one per transaction; the first server is killed after `KILL_AFTER`.
 const ROWS: i32 = 60;
 const KILL_AFTER: i32 = 20;
 
-/// A server binary running as a child process, its output kept for failure messages.
-struct Proc {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    addr: SocketAddr,
-}
-
-impl Proc {
-    fn start(db: &TestDb, extra: &[(&str, &str)]) -> Proc {
-        let port = free_port();
-        let port_text = port.to_string();
-        let mut env: Vec<(&str, &str)> = extra.to_vec();
-        env.push(("PORT", &port_text));
-        env.push(("RLIMIT_NOFILE", ""));
-        let mut cmd = Command::new(BIN);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in db_env(db, &env) {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().unwrap().push(line);
-                }
-            });
-        }
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("exited early with {status}: {:?}", lines.lock().unwrap());
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "not listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Proc { child, lines, addr }
-    }
-
-    fn output(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    async fn client(&self) -> Client {
-        let token = sign(&json!({"role": "anon", "exp": now() + 3600}), JWT_SECRET);
-        let mut req = format!(
-            "ws://{}/socket/websocket?apikey={token}&vsn=2.0.0",
-            self.addr
-        )
-        .into_client_request()
-        .unwrap();
-        req.headers_mut()
-            .insert("host", HeaderValue::from_static(HOST));
-        let (ws, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("upgrade");
-        Client { ws, v2: true }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A server over `db` with `extra` variables, the open-files limit left as it is.
+fn server(db: &TestDb, extra: &[(&str, &str)]) -> Node {
+    let mut vars = extra.to_vec();
+    vars.push(("RLIMIT_NOFILE", ""));
+    Node::on_db(db, &vars)
 }
 
 /// Joins `realtime:items` for inserts into `public.items` and waits for the subscription's
@@ -227,7 +152,7 @@ async fn a_first_server_shutting_down_leaves_the_slot_to_the_second() {
 async fn takeover(end: End, hold: Duration) {
     let db = Cluster::shared().create_database().await;
     let slot_name = format!("supabase_realtime_replication_slot_{}", db.name);
-    let first = Proc::start(&db, &[]);
+    let first = server(&db, &[]);
     let sql = db.connect().await;
     wait_migrated(&sql).await;
     sql.batch_execute(
@@ -244,7 +169,7 @@ async fn takeover(end: End, hold: Duration) {
     assert!(first_pid.is_some(), "the first server holds no slot");
 
     // The same tenant on a second server (its seed already done by the first).
-    let second = Proc::start(&db, &[("SEED_SELF_HOST", "false")]);
+    let second = server(&db, &[("SEED_SELF_HOST", "false")]);
     let mut b = second.client().await;
     // Subscribed while the first holds the slot: a standby is no failure.
     subscribe(&mut b, Duration::from_secs(30)).await;
@@ -259,7 +184,7 @@ async fn takeover(end: End, hold: Duration) {
             slot(&sql, &slot_name).await.0,
             first_pid,
             "the slot changed hands: {:?}",
-            second.output()
+            second.lines()
         );
     }
     // Inserts reach the first server's subscriber, not the standby's.
@@ -292,24 +217,16 @@ async fn takeover(end: End, hold: Duration) {
                 slot_name.clone(),
                 first_pid,
             )));
-            stopper = Some(tokio::task::spawn_blocking(move || {
-                match end {
-                    End::Kill => p.child.kill().unwrap(),
-                    // SAFETY: signalling our own child process.
-                    End::Terminate => assert_eq!(
-                        unsafe { libc::kill(p.child.id() as libc::pid_t, libc::SIGTERM) },
-                        0
-                    ),
+            stopper = Some(tokio::task::spawn_blocking(move || match end {
+                End::Kill => {
+                    p.kill();
+                    p.lines()
                 }
-                let status = p.child.wait().unwrap();
-                assert!(
-                    end == End::Kill || status.success(),
-                    "{status}: {:?}",
-                    p.output()
-                );
-                // The reader threads finish with the process's pipes.
-                std::thread::sleep(Duration::from_millis(200));
-                p.output()
+                End::Terminate => {
+                    let (code, _, lines) = p.terminate();
+                    assert_eq!(code, 0, "{lines:?}");
+                    lines
+                }
             }));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -331,7 +248,7 @@ async fn takeover(end: End, hold: Duration) {
     );
     let took = taken
         .after
-        .unwrap_or_else(|| panic!("no takeover: {:?}", second.output()));
+        .unwrap_or_else(|| panic!("no takeover: {:?}", second.lines()));
     assert!(took < Duration::from_secs(5), "took over after {took:?}");
     // What the gone holder last reported; the second resumed from it.
     let confirmed = lsn(&taken.confirmed.expect("a confirmed position"));
@@ -360,6 +277,6 @@ async fn takeover(end: End, hold: Duration) {
         seen,
         (from..=ROWS).collect::<Vec<_>>(),
         "{:?}",
-        second.output()
+        second.lines()
     );
 }

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -112,16 +113,7 @@ impl TestServer {
         token: &str,
         vsn: &str,
     ) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
-        let mut req = self
-            .ws_url(&format!("/socket/websocket?apikey={token}&vsn={vsn}"))
-            .into_client_request()
-            .unwrap();
-        req.headers_mut()
-            .insert("host", HeaderValue::from_static(HOST));
-        let (ws, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .expect("upgrade");
-        ws
+        open_socket(self.addr, token, vsn).await
     }
 
     /// One HTTP/1.1 request.
@@ -365,6 +357,29 @@ pub fn admin_token() -> String {
 /// and a tenant token for `realtime-dev`).
 pub fn anon_token() -> String {
     sign(&json!({"role": "anon", "exp": now() + 3600}), JWT_SECRET)
+}
+
+/// The upgrade request of a WebSocket to `addr`'s `/socket/websocket` with `apikey` = `token`
+/// and `vsn`, sent with the [`HOST`] that resolves to the seeded tenant.
+pub fn socket_request(addr: SocketAddr, token: &str, vsn: &str) -> Request {
+    let mut req = format!("ws://{addr}/socket/websocket?apikey={token}&vsn={vsn}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("host", HeaderValue::from_static(HOST));
+    req
+}
+
+/// Opens the WebSocket of [`socket_request`]; panics when the upgrade is refused.
+pub async fn open_socket(
+    addr: SocketAddr,
+    token: &str,
+    vsn: &str,
+) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    let (ws, _) = tokio_tungstenite::connect_async(socket_request(addr, token, vsn))
+        .await
+        .expect("upgrade");
+    ws
 }
 
 /// A free local TCP port (for the server started as a subprocess).
