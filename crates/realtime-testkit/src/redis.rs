@@ -61,10 +61,7 @@ impl Redis {
     /// Like [`Redis::start`], with `prepare` applied to the command before every start (e.g.
     /// to pin the process to a core); an error instead of a panic.
     pub fn try_start_with(prepare: fn(&mut Command)) -> Result<Redis, RedisError> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(RedisError::Setup)?
-            .port();
+        let port = outage_safe_port().map_err(RedisError::Setup)?;
         let dir = tempfile::Builder::new()
             .prefix("realtime-test-redis-")
             .tempdir()
@@ -195,4 +192,40 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A free port below the kernel's ephemeral range: a port the kernel hands out to `bind(0)` or
+/// to outgoing connections could be taken by another test while this Redis is down, and
+/// [`Redis::resume`] needs it back.
+fn outage_safe_port() -> std::io::Result<u16> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    if low < 12_000 {
+        // An unusual range: take what the kernel gives.
+        return TcpListener::bind("127.0.0.1:0")?
+            .local_addr()
+            .map(|a| a.port());
+    }
+    let (from, span) = (low - 12_000, 10_000u32);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().rotate_left(16)
+        | 1;
+    for _ in 0..200 {
+        // xorshift: spread over the span without a random-number dependency.
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let port = (from + seed % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    TcpListener::bind("127.0.0.1:0")?
+        .local_addr()
+        .map(|a| a.port())
 }
