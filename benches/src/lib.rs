@@ -11,6 +11,7 @@
 //! - [`http`]: a one-request HTTP/1.1 client for health checks.
 //! - [`stats`]: percentiles and table rows; [`histogram`]: percentiles of long runs.
 //! - [`entry`]: the `main` of every benchmark binary; [`soak`]: the clients of the soak bench.
+//! - [`stamped`]: broadcasts stamped with sequence and send time, sent and read back.
 //! - [`cpu`]: pinning the server and the load generator to their own cores.
 //! - [`args`]: `--name value` flags; [`rlimit`]: the open-files limit; [`error`]: [`BenchError`].
 
@@ -26,6 +27,7 @@ pub mod http;
 pub mod rlimit;
 pub mod server;
 pub mod soak;
+pub mod stamped;
 pub mod stats;
 
 pub use error::BenchError;

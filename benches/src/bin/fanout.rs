@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{stream, SinkExt, StreamExt, TryStreamExt};
+use futures_util::{stream, StreamExt, TryStreamExt};
 use realtime_benches::args::Args;
 use realtime_benches::client::{self, Vsn, Ws};
 use realtime_benches::rlimit::raise_nofile;
 use realtime_benches::server::{free_port, standalone_env, ServerProcess, JWT_SECRET};
+use realtime_benches::stamped;
 use realtime_benches::stats::{ms, ratio, Samples};
 use realtime_benches::{entry, BenchError};
 use serde_json::json;
@@ -49,9 +50,6 @@ struct Outcome {
     delivered: u64,
     expected: u64,
 }
-
-/// One received broadcast: sequence number, latency in µs, receive time in ns since the epoch.
-type Seen = (u64, u64, u64);
 
 fn main() -> ExitCode {
     entry::main("fanout", run)
@@ -166,14 +164,14 @@ async fn measure(target: Target, addr: SocketAddr, plan: &Plan) -> Result<Outcom
         .await?;
     let tasks: Vec<_> = subscribers
         .into_iter()
-        .map(|ws| tokio::spawn(receive(ws, epoch, total, delivered.clone())))
+        .map(|ws| tokio::spawn(stamped::receive(ws, epoch, total, delivered.clone(), IDLE)))
         .collect();
 
     let mut publisher = open(target, addr, &token, Vsn::V2).await?;
     let mut ticker = tokio::time::interval(plan.interval.max(Duration::from_millis(1)));
     for seq in 0..plan.paced {
         ticker.tick().await;
-        publish(&mut publisher, seq, epoch).await?;
+        stamped::publish(&mut publisher, TOPIC, JOIN_REF, seq, epoch).await?;
     }
     // Let the paced phase drain so the burst starts from empty queues.
     let want = (plan.subscribers * plan.paced) as u64;
@@ -183,7 +181,7 @@ async fn measure(target: Target, addr: SocketAddr, plan: &Plan) -> Result<Outcom
     }
     let burst_start = epoch.elapsed().as_nanos() as u64;
     for seq in plan.paced..total {
-        publish(&mut publisher, seq, epoch).await?;
+        stamped::publish(&mut publisher, TOPIC, JOIN_REF, seq, epoch).await?;
     }
 
     let mut latency = Samples::new();
@@ -216,32 +214,4 @@ async fn measure(target: Target, addr: SocketAddr, plan: &Plan) -> Result<Outcom
         delivered: count,
         expected: (plan.subscribers * total) as u64,
     })
-}
-
-async fn publish(ws: &mut Ws, seq: usize, epoch: Instant) -> Result<(), BenchError> {
-    let payload = json!({"s": seq, "t": epoch.elapsed().as_nanos() as u64});
-    let frame = client::user_broadcast_push(JOIN_REF, &seq.to_string(), TOPIC, "bench", &payload)?;
-    ws.send(frame).await?;
-    Ok(())
-}
-
-/// Reads broadcasts until `total` arrived or the socket went quiet for [`IDLE`].
-async fn receive(mut ws: Ws, epoch: Instant, total: usize, delivered: Arc<AtomicU64>) -> Vec<Seen> {
-    let mut seen = Vec::with_capacity(total);
-    while seen.len() < total {
-        let msg = match tokio::time::timeout(IDLE, ws.next()).await {
-            Ok(Some(Ok(m))) => m,
-            _ => break,
-        };
-        let Some(p) = client::broadcast_payload(&msg) else {
-            continue;
-        };
-        let now = epoch.elapsed().as_nanos() as u64;
-        if let (Some(s), Some(t)) = (p["s"].as_u64(), p["t"].as_u64()) {
-            seen.push((s, now.saturating_sub(t) / 1000, now));
-            delivered.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    let _ = ws.close(None).await;
-    seen
 }
