@@ -53,6 +53,8 @@ pub struct Link {
     up: AtomicBool,
     /// When Redis last became reachable.
     up_since: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The node is stopping: its alive key is no longer renewed.
+    pub(crate) leaving: AtomicBool,
     conns: RwLock<Option<Conns>>,
     pub(crate) publisher: Publisher,
     pub(crate) interest: Interest,
@@ -69,6 +71,7 @@ impl Link {
             node,
             up: AtomicBool::new(false),
             up_since: std::sync::Mutex::new(None),
+            leaving: AtomicBool::new(false),
             conns: RwLock::new(None),
             publisher,
             interest,
@@ -235,8 +238,13 @@ async fn supervise(link: Weak<Link>, inbox: Arc<dyn Inbox>, pushed: mpsc::Sender
             return;
         };
         let (mut commands, mut listener) = (conns.commands, conns.listener);
-        // The command connection's check renews this node's alive key.
-        let checked = match crate::state::renew(&mut commands, l.db(), l.node).await {
+        // The command connection's check renews this node's alive key (until it leaves).
+        let renewed = if l.leaving.load(Ordering::Acquire) {
+            ping(&mut commands).await
+        } else {
+            crate::state::renew(&mut commands, l.db(), l.node).await
+        };
+        let checked = match renewed {
             Ok(()) => ping(&mut listener).await,
             Err(e) => Err(e),
         };

@@ -78,6 +78,20 @@ impl Link {
         }
     }
 
+    /// Says this node is gone (stopping on purpose): its alive key is deleted, so the other
+    /// nodes drop its presence at their next check instead of after the key expires.
+    pub async fn leave(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::Release);
+        let Some(mut conn) = self.commands() else {
+            return;
+        };
+        let _ = redis::cmd("DEL")
+            .arg(alive_key(self.db(), self.node()))
+            .query_async::<()>(&mut conn)
+            .await;
+    }
+
     /// Renews this node's alive key for [`ALIVE_FOR`]; `false` when Redis did not answer.
     /// The link does this every second while Redis answers.
     pub async fn renew_alive(&self) -> bool {

@@ -260,7 +260,13 @@ impl Running {
                 );
             }
         };
-        tokio::join!(drain, release);
+        let gateway = self.state.gateway.clone();
+        let leave = async move {
+            if let Some(cluster) = gateway.cluster() {
+                cluster.leave().await;
+            }
+        };
+        tokio::join!(drain, release, leave);
     }
 }
 

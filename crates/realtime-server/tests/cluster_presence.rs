@@ -1,6 +1,7 @@
 //! Presence across nodes, each a separate `realtime` process on one Redis: a member tracked on
-//! any node shows in `presence_state` and the diffs of every node, leaves reach every node, and
-//! the members of a node killed with SIGKILL leave everywhere within 15 s.
+//! any node shows in `presence_state` and the diffs of every node, leaves reach every node, the
+//! members of a node killed with SIGKILL leave everywhere within 15 s, and those of a node
+//! stopped with SIGTERM within a few seconds.
 
 mod gateway_common;
 mod processes;
@@ -201,4 +202,22 @@ async fn the_members_of_a_killed_node_leave_everywhere_within_15_s() {
     let mut erin = Member::join(&late, "erin").await;
     erin.sees(&["alice"], Duration::from_secs(5)).await;
     erin.client.silent(500).await;
+}
+
+#[tokio::test]
+async fn the_members_of_a_node_stopped_on_purpose_leave_everywhere_within_seconds() {
+    let redis = Redis::start();
+    let mut nodes = nodes(&redis, 2).await;
+    let mut alice = Member::join(&nodes[0], "alice").await;
+    alice.track(json!({"name": "alice"})).await;
+    let mut bob = Member::join(&nodes[1], "bob").await;
+    bob.track(json!({"name": "bob"})).await;
+    alice.sees(&["alice", "bob"], Duration::from_secs(5)).await;
+    let stopping = nodes.remove(1);
+    let (code, _, _) = tokio::task::spawn_blocking(move || stopping.terminate())
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let took = alice.sees(&["alice"], Duration::from_secs(5)).await;
+    eprintln!("a stopped node's member left after {took:?}");
 }
