@@ -19,26 +19,32 @@ const FIELD: &str = "b";
 type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
 impl Link {
-    /// Appends an entry, keeping about `keep` entries; `false` when Redis did not store it.
-    pub async fn stream_append(&self, key: &[u8], entry: &Bytes, keep: usize) -> bool {
-        let Some(mut conn) = self.commands() else {
-            return false;
-        };
-        let stored = redis::cmd("XADD")
-            .arg(key)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(keep)
+    /// Appends an entry; entries older than `keep_after_ms` (Redis time, in ms: the first
+    /// part of an entry id) are trimmed. The stored entry's Redis time, `None` when Redis did
+    /// not store it.
+    pub async fn stream_append(
+        &self,
+        key: &[u8],
+        entry: &Bytes,
+        keep_after_ms: Option<u64>,
+    ) -> Option<u64> {
+        let mut conn = self.commands()?;
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(key);
+        if let Some(min) = keep_after_ms {
+            cmd.arg("MINID").arg("~").arg(min);
+        }
+        let stored = cmd
             .arg("*")
             .arg(FIELD)
             .arg(entry.as_ref())
             .query_async::<String>(&mut conn)
             .await;
         match stored {
-            Ok(_) => true,
+            Ok(id) => id.split('-').next().and_then(|ms| ms.parse().ok()),
             Err(e) => {
                 tracing::debug!(error = %e, "could not append to a Redis stream");
-                false
+                None
             }
         }
     }

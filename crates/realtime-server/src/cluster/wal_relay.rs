@@ -1,6 +1,6 @@
 //! The relay of a tenant's changes between nodes ([`realtime_cdc::relay`]) over Redis: each
-//! relayed batch an entry of the stream `realtime:<db>:wal:<key>` (about
-//! [`KEEP_ENTRIES`] kept), read by each follower over a connection of its own.
+//! relayed batch an entry of the stream `realtime:<db>:wal:<key>` (the last [`KEEP_FOR`]
+//! kept), read by each follower over a connection of its own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,9 +11,10 @@ use realtime_cdc::relay::{Pending, WalRelay};
 use realtime_cluster::streams::ReadConnection as MultiplexedConnection;
 use realtime_cluster::Link;
 
-/// Entries (batches, each one hand-on of the streaming node) a relay stream keeps; a
-/// follower further behind than this loses changes.
-pub const KEEP_ENTRIES: usize = 10_000;
+/// How long a relay stream keeps a batch (by Redis time): a follower further behind than
+/// this loses changes. Followers read continuously; this bounds what Redis holds to the last
+/// minute of the tenant's WAL.
+pub const KEEP_FOR: Duration = Duration::from_secs(60);
 
 /// Longest wait of one read.
 const LONGEST_WAIT: Duration = Duration::from_secs(2);
@@ -22,6 +23,8 @@ const LONGEST_WAIT: Duration = Duration::from_secs(2);
 pub struct RedisWalRelay {
     link: Arc<Link>,
     readers: tokio::sync::Mutex<HashMap<String, MultiplexedConnection>>,
+    /// Redis time of each stream's last append, which the next one trims by.
+    appended_ms: std::sync::Mutex<HashMap<String, u64>>,
 }
 
 impl RedisWalRelay {
@@ -29,6 +32,7 @@ impl RedisWalRelay {
         RedisWalRelay {
             link,
             readers: Default::default(),
+            appended_ms: Default::default(),
         }
     }
 
@@ -40,7 +44,24 @@ impl RedisWalRelay {
 impl WalRelay for RedisWalRelay {
     fn append(&self, key: &str, batch: Bytes) -> Pending<'_, bool> {
         let stream = self.stream(key);
-        Box::pin(async move { self.link.stream_append(&stream, &batch, KEEP_ENTRIES).await })
+        let key = key.to_string();
+        Box::pin(async move {
+            let last = self
+                .appended_ms
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&key).copied());
+            let keep_after = last.map(|ms| ms.saturating_sub(KEEP_FOR.as_millis() as u64));
+            match self.link.stream_append(&stream, &batch, keep_after).await {
+                Some(ms) => {
+                    if let Ok(mut m) = self.appended_ms.lock() {
+                        m.insert(key, ms);
+                    }
+                    true
+                }
+                None => false,
+            }
+        })
     }
 
     fn tail(&self, key: &str) -> Pending<'_, Option<String>> {
