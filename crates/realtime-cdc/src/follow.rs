@@ -78,7 +78,11 @@ impl Follower {
             if now >= deadline || consumer.should_stop() {
                 return Ok(());
             }
-            if !self.step(consumer, wal, deadline - now).await? {
+            if self
+                .read_once(consumer, wal, deadline - now)
+                .await?
+                .is_none()
+            {
                 tokio::time::sleep((deadline - Instant::now()).min(Duration::from_millis(200)))
                     .await;
             }
@@ -108,16 +112,6 @@ impl Follower {
         self.cursor = None;
         self.filter.reset();
         result
-    }
-
-    /// One read; `Ok(false)` when the relay could not be read.
-    async fn step<C: Consumer>(
-        &mut self,
-        consumer: &mut C,
-        wal: &mut WalConsumer,
-        wait: Duration,
-    ) -> Result<bool, Exit> {
-        Ok(self.read_once(consumer, wal, wait).await?.is_some())
     }
 
     /// Reads once and hands on what came; the number of batches, `None` when the relay

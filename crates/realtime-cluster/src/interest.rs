@@ -86,11 +86,6 @@ impl Interest {
             .map(|w| w.keys().cloned().collect())
             .unwrap_or_default()
     }
-
-    /// Channels listened to (for monitoring).
-    pub fn count(&self) -> usize {
-        self.wanted.lock().map(|w| w.len()).unwrap_or(0)
-    }
 }
 
 pub(crate) async fn run(

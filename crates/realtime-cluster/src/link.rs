@@ -117,11 +117,6 @@ impl Link {
         }
     }
 
-    /// Where this node's Redis is, without credentials.
-    pub fn shown(&self) -> &str {
-        self.target.shown()
-    }
-
     /// The database number of `REDIS_URL`.
     pub fn db(&self) -> i64 {
         self.target.db()
@@ -146,13 +141,8 @@ impl Link {
         self.conns.read().ok()?.as_ref().map(|c| c.listener.clone())
     }
 
-    /// Queues `payload` for every node listening on `channel`; `false` when it was dropped
-    /// (Redis away, or the queue full).
-    pub fn publish(&self, channel: Bytes, payload: Bytes) -> bool {
-        self.publish_with(channel, payload, Vec::new())
-    }
-
-    /// Like [`Link::publish`], with hash writes applied just before the message.
+    /// Queues `payload` for every node listening on `channel`, with hash writes applied just
+    /// before it; `false` when it was dropped (Redis away, or the queue full).
     pub fn publish_with(&self, channel: Bytes, payload: Bytes, writes: Vec<HashWrite>) -> bool {
         self.is_up() && self.publisher.queue(channel, payload, writes)
     }

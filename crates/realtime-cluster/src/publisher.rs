@@ -36,6 +36,25 @@ pub enum HashWrite {
     },
 }
 
+impl HashWrite {
+    /// Adds this write to `pipe`, its answer ignored.
+    pub(crate) fn add_to(&self, pipe: &mut redis::Pipeline) {
+        match self {
+            HashWrite::Set { key, field, value } => pipe
+                .cmd("HSET")
+                .arg(key.as_ref())
+                .arg(field.as_ref())
+                .arg(value.as_ref())
+                .ignore(),
+            HashWrite::Delete { key, field } => pipe
+                .cmd("HDEL")
+                .arg(key.as_ref())
+                .arg(field.as_ref())
+                .ignore(),
+        };
+    }
+}
+
 /// One queued message and the writes that go before it.
 pub(crate) struct Outgoing {
     channel: Bytes,
@@ -81,19 +100,7 @@ pub(crate) async fn run(link: Weak<Link>, mut rx: mpsc::Receiver<Outgoing>) {
         let mut pipe = redis::pipe();
         for out in batch.drain(..) {
             for w in &out.writes {
-                match w {
-                    HashWrite::Set { key, field, value } => pipe
-                        .cmd("HSET")
-                        .arg(key.as_ref())
-                        .arg(field.as_ref())
-                        .arg(value.as_ref())
-                        .ignore(),
-                    HashWrite::Delete { key, field } => pipe
-                        .cmd("HDEL")
-                        .arg(key.as_ref())
-                        .arg(field.as_ref())
-                        .ignore(),
-                };
+                w.add_to(&mut pipe);
             }
             pipe.cmd("PUBLISH")
                 .arg(out.channel.as_ref())

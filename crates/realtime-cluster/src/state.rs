@@ -59,19 +59,7 @@ impl Link {
         };
         let mut pipe = redis::pipe();
         for w in writes {
-            match w {
-                crate::HashWrite::Set { key, field, value } => pipe
-                    .cmd("HSET")
-                    .arg(key.as_ref())
-                    .arg(field.as_ref())
-                    .arg(value.as_ref())
-                    .ignore(),
-                crate::HashWrite::Delete { key, field } => pipe
-                    .cmd("HDEL")
-                    .arg(key.as_ref())
-                    .arg(field.as_ref())
-                    .ignore(),
-            };
+            w.add_to(&mut pipe);
         }
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             tracing::debug!(error = %e, "could not write hashes in Redis");

@@ -80,24 +80,25 @@ impl Cluster {
         cluster
     }
 
-    /// This node's id.
-    pub fn node(&self) -> NodeId {
-        self.node
-    }
-
     /// Leaves the cluster on a clean stop: the other nodes drop this node's presence within
     /// a couple of seconds rather than when its alive key expires.
     pub async fn leave(&self) {
         self.link.leave().await;
     }
 
-    /// Whether Redis is reachable now.
-    pub fn is_up(&self) -> bool {
-        self.link.is_up()
-    }
-
     /// Sends a topic's message to the other nodes (never waits; dropped while Redis is away).
     pub fn publish(&self, key: &TopicKey, carried: Carried, max_events_per_second: u64) {
+        self.send(key, carried, max_events_per_second, Vec::new());
+    }
+
+    /// Publishes an envelope on the topic's channel, with hash writes applied just before it.
+    fn send(
+        &self,
+        key: &TopicKey,
+        carried: Carried,
+        max_events_per_second: u64,
+        writes: Vec<realtime_cluster::HashWrite>,
+    ) {
         let envelope = Envelope {
             origin: self.node,
             key: key.clone(),
@@ -108,7 +109,7 @@ impl Cluster {
             return;
         };
         self.link
-            .publish(topic_channel::name(self.link.db(), key), wire);
+            .publish_with(topic_channel::name(self.link.db(), key), wire, writes);
     }
 }
 

@@ -65,16 +65,12 @@ impl Cluster {
                 });
             }
         }
-        let envelope = super::envelope::Envelope {
-            origin: self.node,
-            key: key.clone(),
-            max_events_per_second: 0,
-            carried: super::envelope::Carried::PresenceDiff(diff.clone()),
-        };
-        if let Some(wire) = envelope.encode() {
-            self.link
-                .publish_with(super::topic_channel::name(db, key), wire, writes);
-        }
+        self.send(
+            key,
+            super::envelope::Carried::PresenceDiff(diff.clone()),
+            0,
+            writes,
+        );
     }
 }
 
