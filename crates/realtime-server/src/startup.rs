@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -304,6 +305,7 @@ pub fn serve_on(state: AppState, listeners: Vec<TcpListener>) -> Result<Running,
             .clone()
             .into_make_service_with_connect_info::<SocketAddr>();
         let token = shutdown.clone();
+        let listener = listener.tap_io(listen::accepted);
         tasks.push(tokio::spawn(async move {
             axum::serve(listener, service)
                 .with_graceful_shutdown(token.cancelled_owned())

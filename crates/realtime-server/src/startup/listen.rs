@@ -1,10 +1,11 @@
 //! The listener(s) on `PORT`: `[::]` (dual-stack where the kernel allows it) plus `0.0.0.0`
 //! when the IPv6 socket does not also take IPv4, falling back to IPv4 alone when IPv6 is
-//! unavailable; `REALTIME_IP_VERSION` forces one family.
+//! unavailable; `REALTIME_IP_VERSION` forces one family. Accepted connections are tuned by
+//! [`accepted`].
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::IpVersion;
 
@@ -29,5 +30,31 @@ pub async fn bind(port: u16, family: Option<IpVersion>) -> std::io::Result<Vec<T
                 Err(_) => Err(e6),
             },
         },
+    }
+}
+
+/// Tunes an accepted connection: frames go out as soon as they are written (`TCP_NODELAY`, as
+/// upstream's listener sets). With Nagle's algorithm a small frame written while an earlier one
+/// is unacknowledged waits for the client's delayed ack, which doubled the median
+/// publish-to-receive latency under a steady fan-out (`benches/README.md`).
+pub fn accepted(tcp: &mut TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_delay() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        assert!(!tcp.nodelay().unwrap(), "the kernel's default changed");
+        accepted(&mut tcp);
+        assert!(tcp.nodelay().unwrap());
     }
 }
