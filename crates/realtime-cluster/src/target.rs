@@ -2,6 +2,10 @@
 //! once at start so a mistake is reported with the variable's name, and shown in logs without
 //! its credentials.
 
+use std::time::Duration;
+
+use redis::io::tcp::socket2::TcpKeepalive;
+use redis::io::tcp::TcpSettings;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ProtocolVersion};
 
 /// Why `REDIS_URL` was refused.
@@ -45,7 +49,9 @@ impl RedisTarget {
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
         let db = settings.db();
-        let info = info.set_redis_settings(settings);
+        let info = info
+            .set_redis_settings(settings)
+            .set_tcp_settings(tcp_settings());
         let shown = match info.addr() {
             ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}/{db}"),
             ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}/{db}"),
@@ -71,6 +77,19 @@ impl RedisTarget {
     }
 }
 
+/// Commands go out as soon as they are written (`TCP_NODELAY`: a publish behind an
+/// unanswered one must not wait for Redis's delayed ack), and a Redis that vanished without
+/// closing the connection is noticed by keepalive probes on the listening connection too,
+/// which sends no command of its own for long stretches.
+fn tcp_settings() -> TcpSettings {
+    TcpSettings::default().set_nodelay(true).set_keepalive(
+        TcpKeepalive::new()
+            .with_time(Duration::from_secs(15))
+            .with_interval(Duration::from_secs(5))
+            .with_retries(3),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +102,14 @@ mod tests {
         assert!(!format!("{t:?}").contains("s3cret"));
         let t = RedisTarget::parse("rediss://cache.local").unwrap();
         assert_eq!(t.shown(), "rediss://cache.local:6379/0");
+    }
+
+    #[test]
+    fn connections_send_at_once_and_probe_an_idle_peer() {
+        let t = RedisTarget::parse("redis://cache.local/1").unwrap();
+        let tcp = t.info.tcp_settings();
+        assert!(tcp.nodelay());
+        assert!(tcp.keepalive().is_some());
     }
 
     #[test]
